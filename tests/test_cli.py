@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from embguard.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_help_lists_commands_and_every_command_has_help() -> None:
+    res = run("--help")
+    assert res.exit_code == 0
+    for cmd in ("config", "lite", "demo"):
+        assert cmd in res.output
+    for sub in (["config", "check"], ["config", "show"], ["lite", "start"], ["lite", "stop"], ["lite", "status"],
+                ["demo"]):
+        out = run(*sub, "--help")
+        assert out.exit_code == 0 and "Usage: " in out.output
+        doc = out.output.split("\n\n")[1].strip()
+        assert len(doc) > 15, f"{sub} has no help text"
+
+
+def test_version() -> None:
+    res = run("--version")
+    assert res.exit_code == 0 and res.output.startswith("embguard, version 0.1.0")
+
+
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "embguard.toml"
+    cfg.write_text("[drift]\nalpha = 3.0\n")
+    res = subprocess.run([sys.executable, "-m", "embguard.cli", "--config", str(cfg), "config", "check"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("Error: invalid config") and "drift.alpha = 3.0" in lines[0]
+
+
+def test_config_check_and_show_mask_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "embguard.toml"
+    cfg.write_text('[milvus]\nuri = "http://milvus:19530"\n[[collections]]\nname = "docs"\n')
+    env = {"EMBGUARD_MILVUS__TOKEN": "root:Milvus-very-secret"}
+    ok = run("--config", str(cfg), "config", "check", env=env)
+    assert ok.exit_code == 0 and "ok:" in ok.output and "1 collection(s)" in ok.output
+    shown = run("--config", str(cfg), "config", "show", env=env)
+    assert shown.exit_code == 0
+    assert "very-secret" not in shown.output and 'token = "********"' in shown.output
+    assert 'uri = "http://milvus:19530"' in shown.output
+    # `config check FILE` validates that file, not the active one.
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[metrics]\nport = 0\n")
+    res = run("--config", str(cfg), "config", "check", str(bad))
+    assert res.exit_code == 1 and "metrics.port = 0" in res.output
+
+
+def test_missing_config_file_is_clear(tmp_path: Path) -> None:
+    res = run("--config", str(tmp_path / "nope.toml"), "config", "show")
+    assert res.exit_code == 1 and "does not exist; pass --config PATH" in res.output
+
+
+@pytest.mark.integration
+def test_lite_commands_end_to_end(tmp_path: Path) -> None:
+    from embguard.lite import free_port
+
+    cfg = tmp_path / "embguard.toml"
+    cfg.write_text(f'[lite]\nport = {free_port()}\ndata_dir = "milvus"\n[state]\ndir = "state"\n')
+    base = [sys.executable, "-m", "embguard.cli", "--config", str(cfg), "lite"]
+
+    def cmd(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *a], capture_output=True, text=True, timeout=120)
+
+    assert cmd("status").returncode == 3
+    started = cmd("start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "started: Milvus Lite: running" in started.stdout
+        assert cmd("status").returncode == 0
+        again = cmd("start")
+        assert again.returncode == 1 and "already serves" in again.stderr and "Traceback" not in again.stderr
+    finally:
+        stopped = cmd("stop")
+    assert stopped.returncode == 0 and "stopped pid" in stopped.stdout
+    assert cmd("status").returncode == 3
