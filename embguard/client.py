@@ -1,0 +1,324 @@
+"""``embguard.Client``: the application-side plugin, a thin facade over Milvus that the app searches through.
+
+What it adds to a plain ``MilvusClient``:
+
+- **The right model for every query.** Each search resolves the alias to its concrete collection, embeds
+  the query with the model recorded on *that* collection (``embguard.model_id`` property) and searches
+  the concrete collection, not the alias. An alias switch between two searches is therefore never a
+  mismatch: a query is only ever searched against vectors made by the model that embedded it.
+- **Dual writes.** While a reindex runs, the serving collection carries ``embguard.dual_write_to``; every
+  insert/upsert/delete then also goes to the new collection, embedded with the new collection's model.
+- **The query tap and the feedback log** (see ``tap.py``), the raw material of drift checks and retraining.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import model as models
+from .config import CollectionSettings, Settings
+from .config import load as load_settings
+from .errors import EmbguardError, MilvusError
+from .milvus import MODEL_ID_PROPERTY, Milvus
+from .tap import SIGNALS, QueryTap, TapStats, ensure_feedback_collection, feedback_row, new_id, tap_row
+
+DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
+
+
+class MissingModelId(EmbguardError):
+    """A collection does not record which model made its vectors."""
+
+
+class FeedbackError(EmbguardError):
+    """Feedback could not be recorded (bad input or Milvus refused it)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int | str
+    score: float
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """One entry per query: ``query_ids[i]`` and ``hits[i]`` belong to query ``i``."""
+
+    query_ids: tuple[str, ...]
+    hits: tuple[tuple[Hit, ...], ...]
+    collection: str
+    model_id: str
+
+
+@dataclass(frozen=True)
+class _Recent:
+    text: str | None
+    vector: np.ndarray
+    alias: str
+    collection: str
+    model_id: str
+    hits: tuple[dict[str, Any], ...]
+    tapped: bool
+
+
+class Client:
+    """Search, write and leave feedback through embguard. Thread-safe; call ``close()`` (or use ``with``)."""
+
+    def __init__(self, settings: Settings | None = None, *, uri: str | None = None, query_rate: float | None = None,
+                 seed: int | None = None, registry: Any = None, recent_queries: int = 10_000):
+        self.settings = settings or load_settings()
+        self._uri = uri or self.settings.milvus_uri
+        self._milvus = Milvus.connect(self.settings, uri=self._uri)
+        s = self.settings.sampling
+        self._rate = s.query_rate if query_rate is None else query_rate
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._models: dict[str, models.EmbeddingModel] = {}
+        self._collection_models: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
+        self._recent_max = recent_queries
+        self._feedback_ready = False
+        self._metrics = _ClientMetrics(registry) if registry is not None else None
+        self.tap_stats = TapStats()
+        self._tap = QueryTap(
+            lambda: Milvus.connect(self.settings, uri=self._uri), buffer_size=s.tap_buffer_size,
+            flush_interval_s=s.tap_flush_interval_s, stats=self.tap_stats,
+            on_written=self._metrics.written if self._metrics else None,
+            on_dropped=self._metrics.dropped if self._metrics else None)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush the tap (bounded wait) and close connections."""
+        self._tap.close()
+        self._milvus.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def milvus(self) -> Milvus:
+        return self._milvus
+
+    def flush_tap(self) -> int:
+        """Write buffered tap rows now (the background thread does this every flush interval)."""
+        return self._tap.flush()
+
+    # --- model resolution -----------------------------------------------------------------------------------
+
+    def _spec(self, alias: str) -> CollectionSettings:
+        for c in self.settings.collections:
+            if c.name == alias:
+                return c
+        return CollectionSettings(name=alias)
+
+    def model_id_of(self, collection: str) -> str:
+        """The model id a concrete collection records (cached: a collection's model never changes)."""
+        with self._lock:
+            cached = self._collection_models.get(collection)
+        if cached:
+            return cached
+        model_id = self._milvus.properties(collection).get(MODEL_ID_PROPERTY)
+        if not model_id:
+            raise MissingModelId(
+                f"collection {collection!r} records no {MODEL_ID_PROPERTY} property, so embguard cannot tell "
+                f"which model made its vectors; run `embguard adopt {collection} --model default` (or the "
+                "model that did) once")
+        with self._lock:
+            self._collection_models[collection] = model_id
+        return model_id
+
+    def model_for(self, collection: str) -> models.EmbeddingModel:
+        model_id = self.model_id_of(collection)
+        with self._lock:
+            cached = self._models.get(model_id)
+        if cached is not None:
+            return cached
+        m = models.load_by_id(model_id, self.settings.model.store_dir, self.settings.model.device)
+        with self._lock:
+            self._models[model_id] = m
+        return m
+
+    # --- search -----------------------------------------------------------------------------------------------
+
+    def search(self, alias: str, texts: Sequence[str] | None = None, *, vectors: np.ndarray | None = None,
+               limit: int = 10, filter: str = "", output_fields: Sequence[str] | None = None,
+               search_params: Mapping[str, Any] | None = None) -> SearchResponse:
+        """Embed ``texts`` with the model of the collection behind ``alias`` (or take ``vectors``) and search."""
+        if (texts is None) == (vectors is None):
+            raise EmbguardError("search() takes either texts or vectors, not both and not neither")
+        if isinstance(texts, str):
+            raise EmbguardError("search(texts=...) takes a list of strings; wrap a single query in a list")
+        spec = self._spec(alias)
+        collection = self._milvus.resolve(alias)  # fresh every time: never stale across an alias switch
+        model = self.model_for(collection)
+        if texts is not None:
+            qv = model.encode(list(texts), batch_size=self.settings.model.batch_size)
+        else:
+            qv = np.asarray(vectors, dtype=np.float32)
+            if qv.ndim != 2 or qv.shape[1] != model.dimension:
+                raise EmbguardError(f"search vectors for {alias!r} must have shape (n, {model.dimension}) to match "
+                                    f"model {model.model_id}; got {qv.shape}")
+        # Asking for no fields makes Milvus Lite return every field, vectors included: ask for the key only.
+        fields = list(output_fields) if output_fields else [spec.id_field]
+        raw = self._milvus.search(collection, qv, limit=limit, anns_field=spec.vector_field, filter=filter,
+                                  output_fields=fields, search_params=search_params)
+        qids = tuple(new_id() for _ in range(len(qv)))
+        self._record(alias, collection, model.model_id, qids, texts, qv, raw)
+        hits = tuple(tuple(Hit(h["id"], float(h["distance"]), dict(h.get("entity") or {})) for h in row)
+                     for row in raw)
+        return SearchResponse(qids, hits, collection, model.model_id)
+
+    def _record(self, alias: str, collection: str, model_id: str, qids: tuple[str, ...],
+                texts: Sequence[str] | None, qv: np.ndarray, raw: list[list[dict[str, Any]]]) -> None:
+        # Everything here is best effort: the application's search has already succeeded.
+        try:
+            store_text = self.settings.sampling.store_query_text
+            with self._rng_lock:
+                draws = [self._rng.random() < self._rate for _ in qids]
+            for i, qid in enumerate(qids):
+                text = texts[i] if texts is not None else None
+                hits = tuple({"id": h["id"], "distance": h["distance"]} for h in raw[i])
+                tapped = draws[i] and self._tap.offer(tap_row(
+                    query_id=qid, vector=qv[i], alias=alias, collection=collection, model_id=model_id,
+                    text=text, store_text=store_text, hits=hits))
+                if draws[i]:
+                    self.tap_stats.add(sampled=1)
+                with self._lock:
+                    self._recent[qid] = _Recent(text, qv[i], alias, collection, model_id, hits, tapped)
+                    while len(self._recent) > self._recent_max:
+                        self._recent.popitem(last=False)
+            self.tap_stats.add(searches=len(qids))
+            if self._metrics:
+                self._metrics.searched(len(qids), sum(draws))
+        except Exception:  # noqa: BLE001 - the tap never fails the application
+            self.tap_stats.add(dropped_error=len(qids))
+
+    # --- feedback ---------------------------------------------------------------------------------------------
+
+    def feedback(self, query_id: str, doc_id: int | str, signal: str = "click", weight: float = 1.0,
+                 query_text: str | None = None) -> str:
+        """Record that the user clicked (or judged) ``doc_id`` for ``query_id``. Returns the feedback id.
+
+        Written synchronously, so a label is never silently lost: a failure raises ``FeedbackError`` and the
+        caller may retry. The query is force-tapped if it was not sampled, so its vector is on record.
+        """
+        if signal not in SIGNALS:
+            raise FeedbackError(f"feedback signal {signal!r} is not one of {', '.join(SIGNALS)}")
+        if not (0.0 < float(weight) <= 100.0):
+            raise FeedbackError(f"feedback weight {weight!r} must be in (0, 100]")
+        with self._lock:
+            recent = self._recent.get(query_id)
+        if recent is None:
+            raise FeedbackError(
+                f"query_id {query_id!r} is unknown to this client (feedback must come from the process that ran "
+                f"the search, within its last {self._recent_max} queries)")
+        text = query_text if query_text is not None else (recent.text or "")
+        row = feedback_row(query_id=query_id, doc_id=doc_id, alias=recent.alias, collection=recent.collection,
+                           model_id=recent.model_id, signal=signal, weight=weight, query_text=text)
+        try:
+            if not self._feedback_ready:
+                ensure_feedback_collection(self._milvus)
+                self._feedback_ready = True
+            self._milvus.insert("embguard_feedback", [row])
+        except MilvusError as exc:
+            raise FeedbackError(f"feedback for query {query_id!r} on doc {doc_id!r} was not recorded: {exc}") from None
+        if not recent.tapped:
+            tapped = self._tap.offer(tap_row(query_id=query_id, vector=recent.vector, alias=recent.alias,
+                                             collection=recent.collection, model_id=recent.model_id,
+                                             text=recent.text, store_text=self.settings.sampling.store_query_text,
+                                             hits=recent.hits))
+            if tapped:
+                with self._lock:
+                    self._recent[query_id] = _Recent(recent.text, recent.vector, recent.alias, recent.collection,
+                                                     recent.model_id, recent.hits, True)
+        if self._metrics:
+            self._metrics.feedback(signal)
+        return str(row["feedback_id"])
+
+    # --- writes -----------------------------------------------------------------------------------------------
+
+    def _targets(self, alias: str) -> list[str]:
+        source = self._milvus.resolve(alias)
+        props = self._milvus.properties(source)  # fresh: a dual-write mark must be seen by the next write
+        if MODEL_ID_PROPERTY in props:
+            with self._lock:
+                self._collection_models.setdefault(source, props[MODEL_ID_PROPERTY])
+        targets = [source]
+        extra = props.get(DUAL_WRITE_PROPERTY)
+        if extra and extra != source:
+            targets.append(extra)
+        return targets
+
+    def _rows(self, alias: str, collection: str, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        spec = self._spec(alias)
+        if not spec.text_field:
+            raise EmbguardError(f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
+                                "and keeps it so the collection can be re-embedded later")
+        missing = [i for i, d in enumerate(documents) if spec.id_field not in d or spec.text_field not in d]
+        if missing:
+            raise EmbguardError(f"documents at positions {missing[:10]} lack {spec.id_field!r} or "
+                                f"{spec.text_field!r}; every document needs both")
+        model = self.model_for(collection)
+        vecs = model.encode([str(d[spec.text_field]) for d in documents], batch_size=self.settings.model.batch_size)
+        return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs)]
+
+    def insert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
+        return self._write("insert", alias, documents)
+
+    def upsert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
+        return self._write("upsert", alias, documents)
+
+    def _write(self, op: str, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
+        if not documents:
+            return 0
+        targets = self._targets(alias)
+        written = 0
+        for i, collection in enumerate(targets):
+            rows = self._rows(alias, collection, documents)
+            # Dual-write copies are upserts: the backfill may already have written the same id.
+            n = (self._milvus.upsert if (op == "upsert" or i > 0) else self._milvus.insert)(collection, rows)
+            written = written or n
+        return written
+
+    def delete(self, alias: str, ids: Sequence[int | str]) -> None:
+        for collection in self._targets(alias):
+            self._milvus.delete(collection, ids=list(ids))
+
+
+class _ClientMetrics:
+    """Prometheus counters for the application process (pass ``registry=`` to ``Client``)."""
+
+    def __init__(self, registry: Any):
+        from prometheus_client import Counter
+
+        self._searches = Counter("embguard_client_searches_total", "Queries searched through embguard.Client",
+                                 registry=registry)
+        self._tap = Counter("embguard_tap_rows_total", "Query tap rows by outcome", ["outcome"], registry=registry)
+        self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"],
+                                 registry=registry)
+
+    def searched(self, n: int, sampled: int) -> None:
+        self._searches.inc(n)
+        if sampled:
+            self._tap.labels("sampled").inc(sampled)
+
+    def written(self, n: int) -> None:
+        self._tap.labels("written").inc(n)
+
+    def dropped(self, reason: str, n: int) -> None:
+        self._tap.labels(f"dropped_{reason}").inc(n)
+
+    def feedback(self, signal: str) -> None:
+        self._feedback.labels(signal).inc()

@@ -1,0 +1,141 @@
+"""Reference windows: frozen samples that live windows are compared with, stored durably and versioned.
+
+Layout under the state directory::
+
+    references/<alias>/<kind>/v0001.npz     vectors, ids, timestamps, top-k ids/scores
+    references/<alias>/<kind>/v0001.json    model id, window range, size, capture time
+
+Capturing again writes ``v0002`` and keeps ``v0001``. A write goes to a temporary file that is renamed into
+place, so a crash never leaves a half-written reference that looks valid. A reference made by one model
+is never compared with vectors from another: ``check_model`` raises ``ReferenceMismatch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EmbguardError
+from .sampling import Window
+
+
+class ReferenceMissing(EmbguardError):
+    """A reference is missing or unreadable."""
+
+
+class ReferenceMismatch(EmbguardError):
+    """A reference made by one model was about to be compared with another model's vectors."""
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    alias: str
+    kind: str
+    version: int
+    model_id: str
+    size: int
+    captured_at: float
+    start_ms: int
+    end_ms: int
+    path: Path
+
+    @property
+    def age_s(self) -> float:
+        return time.time() - self.captured_at
+
+
+_VERSION = re.compile(r"^v(\d{4,})\.json$")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+class ReferenceStore:
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir) / "references"
+
+    def _dir(self, alias: str, kind: str) -> Path:
+        return self.root / alias / kind
+
+    def list(self, alias: str | None = None, kind: str | None = None) -> list[ReferenceInfo]:
+        out: list[ReferenceInfo] = []
+        if not self.root.is_dir():
+            return out
+        for a in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if alias is not None and a.name != alias:
+                continue
+            for k in sorted(p for p in a.iterdir() if p.is_dir()):
+                if kind is not None and k.name != kind:
+                    continue
+                for meta in sorted(k.iterdir()):
+                    m = _VERSION.match(meta.name)
+                    if not m or not meta.with_suffix(".npz").is_file():
+                        continue
+                    d = json.loads(meta.read_text())
+                    out.append(ReferenceInfo(a.name, k.name, int(m.group(1)), d["model_id"], d["size"],
+                                             d["captured_at"], d["start_ms"], d["end_ms"], meta.with_suffix(".npz")))
+        return out
+
+    def capture(self, alias: str, window: Window, min_size: int = 1) -> ReferenceInfo:
+        """Freeze ``window`` as the newest reference for ``alias``; earlier versions are kept."""
+        if window.size < min_size:
+            raise ReferenceMissing(f"the {window.kind} window for {alias!r} holds {window.size} rows; a reference "
+                                  f"needs at least {min_size} (let more traffic be tapped, or widen the window)")
+        d = self._dir(alias, window.kind)
+        d.mkdir(parents=True, exist_ok=True)
+        existing = self.list(alias, window.kind)
+        version = (existing[-1].version + 1) if existing else 1
+        npz = d / f"v{version:04d}.npz"
+        top_ids = np.array([json.dumps(list(t)) for t in window.top_ids], dtype=object) if window.top_ids else None
+        arrays: dict[str, Any] = {"vectors": window.vectors, "timestamps_ms": window.timestamps_ms,
+                                  "ids": np.array([json.dumps(i) for i in window.ids])}
+        if window.top_scores is not None:
+            arrays["top_scores"] = window.top_scores
+        if top_ids is not None:
+            arrays["top_ids"] = np.array(top_ids, dtype=str)
+        _atomic_write(npz, lambda fh: np.savez_compressed(fh, **arrays))
+        meta = {"model_id": window.model_id, "size": window.size, "captured_at": time.time(),
+                "start_ms": window.start_ms, "end_ms": window.end_ms, "collection": window.collection,
+                "kind": window.kind}
+        # The .json lands last: a version exists only once both files do.
+        _atomic_write(d / f"v{version:04d}.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
+        return self.list(alias, window.kind)[-1]
+
+    def latest(self, alias: str, kind: str = "queries") -> ReferenceInfo:
+        refs = self.list(alias, kind)
+        if not refs:
+            raise ReferenceMissing(f"no {kind} reference for {alias!r} in {self.root}; capture one with "
+                                  f"`embguard baseline capture {alias} --kind {kind}`")
+        return refs[-1]
+
+    def load(self, info: ReferenceInfo) -> Window:
+        with np.load(info.path, allow_pickle=False) as z:
+            top_ids = tuple(tuple(json.loads(t)) for t in z["top_ids"]) if "top_ids" in z else ()
+            return Window(kind=info.kind, collection=info.alias, model_id=info.model_id, start_ms=info.start_ms,
+                          end_ms=info.end_ms, ids=tuple(json.loads(i) for i in z["ids"]), vectors=z["vectors"],
+                          timestamps_ms=z["timestamps_ms"], top_ids=top_ids,
+                          top_scores=z["top_scores"] if "top_scores" in z else None,
+                          meta={"reference_version": info.version})
+
+
+def check_model(reference: ReferenceInfo | Window, model_id: str, alias: str) -> None:
+    """Refuse to compare vectors of ``model_id`` with a reference made by another model."""
+    if reference.model_id != model_id:
+        version = f" v{reference.version:04d}" if isinstance(reference, ReferenceInfo) else ""
+        raise ReferenceMismatch(
+            f"reference{version} for {alias!r} was made by model {reference.model_id!r}, but the current vectors "
+            f"come from {model_id!r}; vectors of different models are not comparable. Capture a reference for "
+            f"the new model with `embguard baseline capture {alias}`")

@@ -1,0 +1,166 @@
+"""Sample windows: what the daemon reads from Milvus and hands to the monitors as numpy arrays.
+
+- A **query window** is the tapped queries of a time range for one serving collection and model.
+- A **document sample** is a uniform random sample of a collection's documents. Milvus Lite has no
+  ``RANDOM_SAMPLE`` filter, so it is done portably: stream the primary keys only (never the vectors) and
+  keep a reservoir (Vitter's algorithm R, so every row is equally likely), then fetch just the sampled rows.
+  With a timestamp field, ``recent_documents`` samples only rows inserted in a time range.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import CollectionSettings
+from .errors import EmbguardError
+from .milvus import MODEL_ID_PROPERTY, Milvus
+from .tap import tap_collection_name
+
+
+class WindowError(EmbguardError):
+    """A window could not be built (nothing sampled, unknown collection, no model id)."""
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True)
+class Window:
+    """A materialised sample: row ``i`` of ``vectors`` belongs to ``ids[i]`` at ``timestamps_ms[i]``."""
+
+    kind: str  # "queries" | "documents"
+    collection: str
+    model_id: str
+    start_ms: int
+    end_ms: int
+    ids: tuple[Any, ...]
+    vectors: np.ndarray
+    timestamps_ms: np.ndarray
+    texts: tuple[str, ...] = ()
+    top_ids: tuple[tuple[Any, ...], ...] = ()
+    top_scores: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vectors", _frozen(np.asarray(self.vectors, dtype=np.float32)))
+        object.__setattr__(self, "timestamps_ms", _frozen(np.asarray(self.timestamps_ms, dtype=np.int64)))
+        if self.top_scores is not None:
+            object.__setattr__(self, "top_scores", _frozen(np.asarray(self.top_scores, dtype=np.float32)))
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def top1_ids(self) -> tuple[Any, ...]:
+        return tuple(t[0] if t else None for t in self.top_ids)
+
+    @property
+    def top1_scores(self) -> np.ndarray:
+        if self.top_scores is None or self.top_scores.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.top_scores[:, 0]
+
+
+def reservoir(ids: Iterable[Any], k: int, rng: random.Random) -> list[Any]:
+    """A uniform sample of ``k`` items from a stream of unknown length (algorithm R), O(k) memory."""
+    out: list[Any] = []
+    for n, item in enumerate(ids):
+        if n < k:
+            out.append(item)
+        else:
+            j = rng.randint(0, n)
+            if j < k:
+                out[j] = item
+    return out
+
+
+def _model_id(milvus: Milvus, collection: str) -> str:
+    model_id = milvus.properties(collection).get(MODEL_ID_PROPERTY)
+    if not model_id:
+        raise WindowError(f"collection {collection!r} records no {MODEL_ID_PROPERTY}; run `embguard adopt "
+                          f"{collection} --model ...` first")
+    return model_id
+
+
+def sample_documents(milvus: Milvus, spec: CollectionSettings, k: int, *, seed: int | None = None,
+                     filter: str = "", with_text: bool = True, batch_size: int = 5000) -> Window:
+    """A uniform random sample of up to ``k`` documents of the collection behind ``spec.name``."""
+    collection = milvus.resolve(spec.name)  # iterate a concrete collection, never the alias
+    model_id = _model_id(milvus, collection)
+    rng = random.Random(seed)
+    stream = (row[spec.id_field] for batch in milvus.iterate(collection, [spec.id_field], filter=filter,
+                                                             batch_size=batch_size) for row in batch)
+    chosen = reservoir(stream, k, rng)
+    fields = [spec.id_field, spec.vector_field]
+    if with_text and spec.text_field:
+        fields.append(spec.text_field)
+    if spec.timestamp_field:
+        fields.append(spec.timestamp_field)
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(chosen), 1000):
+        rows += milvus.query(collection, ids=chosen[i:i + 1000], output_fields=fields)
+    now = int(time.time() * 1000)
+    dim = len(rows[0][spec.vector_field]) if rows else 0
+    return Window(
+        kind="documents", collection=collection, model_id=model_id, start_ms=0, end_ms=now,
+        ids=tuple(r[spec.id_field] for r in rows),
+        vectors=np.array([r[spec.vector_field] for r in rows], dtype=np.float32).reshape(len(rows), dim),
+        timestamps_ms=np.array([int(r.get(spec.timestamp_field or "", 0) or 0) for r in rows], dtype=np.int64),
+        texts=tuple(str(r.get(spec.text_field or "", "")) for r in rows) if with_text and spec.text_field else (),
+        meta={"sampled_from_filter": filter, "seed": seed},
+    )
+
+
+def recent_documents(milvus: Milvus, spec: CollectionSettings, k: int, since_ms: int, *,
+                     seed: int | None = None) -> Window:
+    """A uniform sample of documents whose timestamp field is at or after ``since_ms``."""
+    if not spec.timestamp_field:
+        raise WindowError(f"collection {spec.name!r} has no timestamp_field configured; recent-document samples "
+                          "need one (set collections[].timestamp_field)")
+    return sample_documents(milvus, spec, k, seed=seed, filter=f"{spec.timestamp_field} >= {int(since_ms)}")
+
+
+def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, model_id: str | None = None,
+                 dim: int = 384, limit: int = 50_000) -> Window:
+    """The tapped queries for ``alias`` in ``[start_ms, end_ms)``, made by ``model_id``.
+
+    ``model_id`` defaults to the model of the collection the alias serves now, so a window never mixes
+    queries embedded by two models across a swap.
+    """
+    collection = milvus.resolve(alias)
+    model_id = model_id or _model_id(milvus, collection)
+    tap = tap_collection_name(dim)
+    if not milvus.has_collection(tap):
+        rows: list[dict[str, Any]] = []
+    else:
+        flt = (f'alias == "{alias}" and model_id == "{model_id}" and ts_ms >= {int(start_ms)} '
+               f'and ts_ms < {int(end_ms)}')
+        rows = [r for batch in milvus.iterate(tap, ["query_id", "ts_ms", "vector", "text", "top_ids", "top_scores"],
+                                              filter=flt) for r in batch]
+    rows.sort(key=lambda r: (r["ts_ms"], r["query_id"]))
+    rows = rows[-limit:]
+    k = max((len(r["top_scores"] or []) for r in rows), default=0)
+    scores = np.full((len(rows), k), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        s = r["top_scores"] or []
+        scores[i, :len(s)] = s
+    return Window(
+        kind="queries", collection=collection, model_id=model_id, start_ms=int(start_ms), end_ms=int(end_ms),
+        ids=tuple(r["query_id"] for r in rows),
+        vectors=np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), dim),
+        timestamps_ms=np.array([r["ts_ms"] for r in rows], dtype=np.int64),
+        texts=tuple(r.get("text") or "" for r in rows),
+        top_ids=tuple(tuple(r["top_ids"] or ()) for r in rows),
+        top_scores=scores,
+        meta={"alias": alias, "tap_collection": tap},
+    )
