@@ -221,6 +221,39 @@ def prune_cmd(ctx: click.Context) -> None:
                f"({res.pinned_feedback} feedback rows pinned by pending training sets)")
 
 
+# --- daemon ---------------------------------------------------------------------------------------------
+
+@cli.command("serve")
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron or a smoke test).")
+@click.pass_context
+def serve_cmd(ctx: click.Context, once: bool) -> None:
+    """Run the sidecar daemon: sample, check, export metrics, alert, prune (until SIGTERM/SIGINT)."""
+    from .daemon import Daemon
+
+    settings = _settings(ctx)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.INFO)
+    daemon = Daemon(settings)
+    if once:
+        daemon.run_once()
+        for alias, st in daemon._collections.items():  # noqa: SLF001 - the CLI is part of the package
+            click.echo(st.report.summary() if st.report else f"{alias}: not checked")
+        daemon.stop()
+        return
+    daemon.serve()
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Show what the daemon sees: collections, references, last checks, active models, candidates."""
+    from .status import gather, render
+
+    st = gather(_settings(ctx))
+    click.echo(json.dumps(st, indent=2, default=str) if as_json else render(st))
+
+
 # --- demo ------------------------------------------------------------------------------------------------
 
 @cli.command("demo")

@@ -308,6 +308,10 @@ class _ClientMetrics:
         self._tap = Counter("embguard_tap_rows_total", "Query tap rows by outcome", ["outcome"], registry=registry)
         self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"],
                                  registry=registry)
+        for outcome in ("sampled", "written", "dropped_buffer_full", "dropped_write_error"):
+            self._tap.labels(outcome)
+        for signal in SIGNALS:
+            self._feedback.labels(signal)
 
     def searched(self, n: int, sampled: int) -> None:
         self._searches.inc(n)

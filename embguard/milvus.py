@@ -212,9 +212,9 @@ class Milvus:
         with self._call(f"describe_collection({collection!r})"):
             return dict(self._client.describe_collection(collection))
 
-    def count(self, collection: str) -> int:
+    def count(self, collection: str, filter: str = "") -> int:
         res = self._loaded(collection, f"count({collection!r})",
-                           lambda: self._client.query(collection, filter="", output_fields=["count(*)"]))
+                           lambda: self._client.query(collection, filter=filter, output_fields=["count(*)"]))
         return int(res[0]["count(*)"])
 
     def ensure_loaded(self, collection: str) -> None:

@@ -1,0 +1,263 @@
+"""The daemon for real: `embguard serve` against a Milvus Lite server with tapped traffic, scraped by a real
+Prometheus that loads the shipped alert rules; every dashboard and rule expression evaluated live.
+
+Order matters inside this module (one expensive set-up): no-drift traffic first, then drifted traffic,
+then the Milvus outage. Each test states what it needs from the ones before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, start_http_server
+
+from embguard import config
+from embguard import model as models
+from embguard.client import Client
+from embguard.lite import LiteServer, free_port
+from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.simulate import index, passages_for, traffic
+from test_rules import dashboard_exprs, rule_exprs, substitute
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[1]
+DRIFT_ALERT = "EmbguardDriftSustained"
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def _wait(pred, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class Stack:
+    """Lite server, indexed collection, application client with metrics, daemon process, Prometheus."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.metrics_port, self.app_port, self.prom_port = free_port(), free_port(), free_port()
+        self.env = {
+            "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
+            "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+            "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="FLAT"}]',
+            "EMBGUARD_SAMPLING__QUERY_RATE": "1.0", "EMBGUARD_SAMPLING__WINDOW_S": "8",
+            "EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S": "0.3", "EMBGUARD_SAMPLING__DOC_SAMPLE_SIZE": "300",
+            "EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S": "2", "EMBGUARD_SCHEDULE__CHECK_INTERVAL_S": "2",
+            # A per-window alpha of 0.001 keeps the no-drift phase quiet although windows overlap.
+            "EMBGUARD_DRIFT__ALPHA": "0.001", "EMBGUARD_DRIFT__CONSECUTIVE": "2", "EMBGUARD_DRIFT__MIN_WINDOW": "30",
+            "EMBGUARD_METRICS__PORT": str(self.metrics_port),
+        }
+        self.settings = config.load(None, environ=self.env)
+        self.lite = LiteServer.from_settings(self.settings)
+        self.base = passages_for(["email", "json", "http"])[:110]
+        self.shift = passages_for(["asyncio"])[:60]
+        self.daemon: subprocess.Popen | None = None
+        self.prom: subprocess.Popen | None = None
+        self._traffic_stop = threading.Event()
+        self._traffic_thread: threading.Thread | None = None
+        self.failed_searches = 0
+
+    def start(self) -> None:
+        self.lite.start()
+        m = Milvus.connect(self.settings)
+        em = models.load()
+        m.create_collection(self.settings.collection("kb"), em.dimension, name="kb__v1",
+                            properties={MODEL_ID_PROPERTY: em.model_id})
+        m.create_alias("kb__v1", "kb")
+        m.close()
+        self.registry = CollectorRegistry()
+        self.app_server, _ = start_http_server(self.app_port, addr="127.0.0.1", registry=self.registry)
+        self.client = Client(self.settings, registry=self.registry, seed=3)
+        index(self.client, "kb", self.base + self.shift)
+        traffic(self.client, "kb", self.base, 150, seed=1)
+        self.client.flush_tap()
+        self.cli("baseline", "capture", "kb", "--window-s", "3600")
+        env = {**os.environ, **self.env}
+        self.daemon_log = open(self.tmp / "daemon.log", "w")
+        self.daemon = subprocess.Popen([sys.executable, "-m", "embguard.cli", "-v", "serve"], env=env,
+                                       stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        _wait(lambda: _get(self.url("/readyz"))[0] == 200, 60, "daemon /readyz")
+        self.start_prometheus()
+
+    def cli(self, *args: str) -> str:
+        res = subprocess.run([sys.executable, "-m", "embguard.cli", *args], env={**os.environ, **self.env},
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}{path}"
+
+    def start_prometheus(self) -> None:
+        exe = shutil.which("prometheus")
+        if exe is None:
+            if os.environ.get("CI"):
+                pytest.fail("prometheus is missing in CI: `make test` installs Debian's prometheus package")
+            pytest.skip("Debian's prometheus is not installed here; `make test` installs it")
+        # The shipped config with this machine's targets: same jobs, same honor_labels, same rule files.
+        cfg = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+        cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        cfg.pop("alerting", None)
+        cfg["rule_files"] = [str(REPO / "prometheus" / "rules" / "*.yml")]
+        targets = {"embguard": self.metrics_port, "embguard-app": self.app_port, "milvus": free_port(),
+                   "prometheus": self.prom_port}
+        for job in cfg["scrape_configs"]:
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
+        path = self.tmp / "prometheus.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        self.prom_log = open(self.tmp / "prometheus.log", "w")
+        self.prom = subprocess.Popen([exe, f"--config.file={path}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{self.prom_port}"],
+                                     stdout=self.prom_log, stderr=subprocess.STDOUT)
+        _wait(lambda: _get(f"http://127.0.0.1:{self.prom_port}/-/ready")[0] == 200, 60, "prometheus ready")
+        _wait(lambda: self.query('up{job="embguard"} == 1'), 30, "first scrape of the daemon")
+
+    def query(self, expr: str) -> list[dict]:
+        q = urllib.parse.urlencode({"query": expr})
+        code, body = _get(f"http://127.0.0.1:{self.prom_port}/api/v1/query?{q}")
+        data = json.loads(body) if body.startswith("{") else {"status": "error", "error": body}
+        assert data["status"] == "success", f"{expr}: {data.get('error')}"
+        return data["data"]["result"]
+
+    def run_traffic(self, shift_share: float) -> None:
+        self.stop_traffic()
+        self._traffic_stop.clear()
+
+        def loop() -> None:
+            seed = 100
+            while not self._traffic_stop.is_set():
+                seed += 1
+                stats = traffic(self.client, "kb", self.base, 10, shifted=self.shift, shift_share=shift_share,
+                                seed=seed, click_rate=0.2)
+                self.failed_searches += stats.failures
+                time.sleep(0.05)
+
+        self._traffic_thread = threading.Thread(target=loop, daemon=True)
+        self._traffic_thread.start()
+
+    def stop_traffic(self) -> None:
+        self._traffic_stop.set()
+        if self._traffic_thread is not None:
+            self._traffic_thread.join(timeout=30)
+
+    def close(self) -> None:
+        self.stop_traffic()
+        for proc in (self.daemon, self.prom):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if hasattr(self, "client"):
+            self.client.close()
+        if hasattr(self, "app_server"):
+            self.app_server.shutdown()
+        self.lite.stop()
+
+
+import urllib.parse  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("live"))
+    try:
+        s.start()
+        yield s
+    finally:
+        s.close()
+
+
+def drift_expr() -> str:
+    return dict(rule_exprs(REPO / "prometheus" / "rules" / "embguard.rules.yml"))[DRIFT_ALERT]
+
+
+def test_no_drift_alert_while_traffic_matches_the_reference(stack: Stack) -> None:
+    stack.run_traffic(shift_share=0.0)
+    _wait(lambda: stack.query('increase(embguard_checks_total{outcome="ok"}[1m]) > 3'), 90, "several ok checks")
+    time.sleep(6)
+    assert stack.query(drift_expr()) == [], stack.query("embguard_drift_p_value")
+    assert stack.query("embguard_drift_p_value")  # the checks ran and exported p-values
+
+
+def test_drift_alert_fires_when_traffic_shifts_and_every_expression_evaluates(stack: Stack) -> None:
+    stack.run_traffic(shift_share=0.7)
+    fired = _wait(lambda: stack.query(drift_expr()), 120, "the drift alert expression to fire", every=1.0)
+    assert {r["metric"]["collection"] for r in fired} == {"kb"}
+    assert stack.failed_searches == 0
+    time.sleep(3)  # a few more scrapes so rate() windows have two samples of every series
+    empty = []
+    for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
+        for name, expr in dashboard_exprs(path):
+            if not stack.query(substitute(expr)):
+                empty.append(f"{path.name}: {name}: {expr}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    for name, expr in rule_exprs(REPO / "prometheus" / "rules" / "embguard.rules.yml"):
+        stack.query(expr)  # every rule expression is valid against live data (raises on error)
+    status = stack.cli("status")
+    assert "SUSTAINED DRIFT" in status and "reference  v0001" in status
+
+
+def test_daemon_survives_milvus_outage_and_resumes(stack: Stack) -> None:
+    stack.stop_traffic()
+    pid = stack.lite.status().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    while stack.lite.status().running:
+        time.sleep(0.05)
+    _wait(lambda: _get(stack.url("/readyz"))[0] == 503, 30, "/readyz to report the outage")
+    code, body = _get(stack.url("/readyz"))
+    assert json.loads(body)["milvus"] == "down"
+    assert _get(stack.url("/healthz"))[0] == 200 and stack.daemon.poll() is None
+    _wait(lambda: stack.query("embguard_milvus_up == 0"), 30, "embguard_milvus_up to drop to 0")
+    before = float(stack.query('embguard_last_check_timestamp_seconds{collection="kb"}')[0]["value"][1])
+    time.sleep(3)
+    stack.lite.start()
+    _wait(lambda: _get(stack.url("/readyz"))[0] == 200, 90, "/readyz to recover")
+    stack.run_traffic(shift_share=0.0)
+
+    def resumed() -> bool:
+        r = stack.query('embguard_last_check_timestamp_seconds{collection="kb"}')
+        return bool(r) and float(r[0]["value"][1]) > before + 3
+
+    _wait(resumed, 90, "checks to resume")
+    assert stack.daemon.poll() is None
+
+
+def test_sigterm_stops_the_daemon_within_seconds(stack: Stack) -> None:
+    stack.stop_traffic()
+    t0 = time.monotonic()
+    stack.daemon.send_signal(signal.SIGTERM)
+    rc = stack.daemon.wait(timeout=15)
+    assert rc == 0 and time.monotonic() - t0 < 10
+    assert _get(stack.url("/healthz"))[0] == 0  # the port is closed
+    assert not (stack.settings.state.dir / "daemon.pid").exists()
