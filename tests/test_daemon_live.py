@@ -58,12 +58,36 @@ def _wait(pred, timeout: float, what: str, every: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+class Receiver:
+    """A webhook endpoint on loopback that records what the daemon's notifier posts."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
 class Stack:
     """Lite server, indexed collection, application client with metrics, daemon process, Prometheus."""
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
         self.metrics_port, self.app_port, self.prom_port = free_port(), free_port(), free_port()
+        self.receiver = Receiver()
         self.env = {
             "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
             "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
@@ -74,6 +98,8 @@ class Stack:
             # A per-window alpha of 0.001 keeps the no-drift phase quiet although windows overlap.
             "EMBGUARD_DRIFT__ALPHA": "0.001", "EMBGUARD_DRIFT__CONSECUTIVE": "2", "EMBGUARD_DRIFT__MIN_WINDOW": "30",
             "EMBGUARD_METRICS__PORT": str(self.metrics_port),
+            "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL", secret_env="HOOK_SECRET"}]',
+            "HOOK_URL": self.receiver.url, "HOOK_SECRET": "test-signing-secret",
         }
         self.settings = config.load(None, environ=self.env)
         self.lite = LiteServer.from_settings(self.settings)
@@ -181,6 +207,7 @@ class Stack:
             self.client.close()
         if hasattr(self, "app_server"):
             self.app_server.shutdown()
+        self.receiver.server.shutdown()
         self.lite.stop()
 
 
@@ -225,6 +252,19 @@ def test_drift_alert_fires_when_traffic_shifts_and_every_expression_evaluates(st
         stack.query(expr)  # every rule expression is valid against live data (raises on error)
     status = stack.cli("status")
     assert "SUSTAINED DRIFT" in status and "reference  v0001" in status
+    # The daemon's own notifier paged the webhook: signed, saying what drifted and what to run next.
+    from embguard.alerts import sign
+
+    triggers = [(h, json.loads(b)) for h, b in stack.receiver.received if json.loads(b)["event"] == "trigger"]
+    drift = [(h, b) for h, b in triggers if b["alert"]["name"] == "EmbeddingDriftSustained"]
+    assert len(drift) == 1, stack.receiver.received  # deduplicated across many checks
+    headers, payload = drift[0]
+    raw = next(b for h, b in stack.receiver.received if json.loads(b) == payload)
+    assert headers["X-Embguard-Signature"] == sign("test-signing-secret", headers["X-Embguard-Timestamp"], raw)
+    alert = payload["alert"]
+    assert alert["collection"] == "kb" and "p=" in alert["summary"]
+    assert alert["next_command"] == "embguard retrain --collection kb"
+    assert alert["details"]["mmd"]["p_value"] is not None
 
 
 def test_daemon_survives_milvus_outage_and_resumes(stack: Stack) -> None:
