@@ -254,6 +254,135 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     click.echo(json.dumps(st, indent=2, default=str) if as_json else render(st))
 
 
+# --- models, retrain, swap ------------------------------------------------------------------------------
+
+@cli.group("models")
+def models_group() -> None:
+    """The model registry: versions, their status and gate verdicts."""
+
+
+@models_group.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    """List registered model versions."""
+    from .registry import ModelRegistry
+
+    versions = ModelRegistry(_settings(ctx).model.store_dir).list()
+    if not versions:
+        click.echo("no model versions registered yet (the default model serves until a candidate is approved)")
+    for v in versions:
+        gate = v.verdict.get("promote")
+        gate_s = "" if gate is None else (" gate: pass" if gate else " gate: FAIL")
+        click.echo(f"{v.version}\t{v.status}\t{v.model_id}{gate_s}")
+
+
+@models_group.command("show")
+@click.argument("version")
+@click.pass_context
+def models_show(ctx: click.Context, version: str) -> None:
+    """Show one version's identity, training manifest and gate verdict."""
+    import dataclasses
+
+    from .registry import ModelRegistry
+
+    v = ModelRegistry(_settings(ctx).model.store_dir).get(version)
+    click.echo(json.dumps({k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2,
+                          default=str))
+
+
+def _specs(settings: config_mod.Settings, collection: str | None) -> list[config_mod.CollectionSettings]:
+    if collection:
+        return [settings.collection(collection)]
+    if not settings.collections:
+        raise click.ClickException("no watched collections: add [[collections]] to the config")
+    return list(settings.collections)
+
+
+def _progress_printer() -> Any:
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def show(st: Any) -> None:
+        if st.phase == "created" or not st.total:
+            return
+        bar = bars.get(st.alias)
+        if bar is None:
+            bar = bars[st.alias] = tqdm(total=st.total, desc=f"backfill {st.alias}", unit="doc", initial=st.done)
+        bar.n = st.done
+        bar.refresh()
+        if st.phase in ("backfilled", "done"):
+            bar.close()
+
+    return show
+
+
+@cli.command("retrain")
+@click.option("--approve", is_flag=True, help="Swap the collection(s) to an approved candidate (hot-swap).")
+@click.option("--candidate", default=None, help="Model version to approve (default: the one awaiting approval).")
+@click.option("--collection", default=None, help="Only this watched alias (default: all).")
+@click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
+@click.pass_context
+def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collection: str | None,
+                force: bool) -> None:
+    """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
+    settings = _settings(ctx)
+    if not approve:
+        from .training import build_candidate
+
+        for spec in _specs(settings, collection):
+            report = build_candidate(settings, _milvus(ctx), spec, say=click.echo)
+            click.echo(report)
+        return
+    from .registry import ModelRegistry
+    from .swap import Swapper
+
+    registry = ModelRegistry(settings.model.store_dir)
+    if candidate is None:
+        waiting = registry.awaiting()
+        if len(waiting) != 1:
+            names = ", ".join(v.version for v in waiting) or "none"
+            raise click.ClickException(f"{len(waiting)} candidates await approval ({names}); name one with "
+                                       "--candidate VERSION")
+        version = waiting[0]
+    else:
+        version = registry.get(candidate)
+    swapper = Swapper(settings, _milvus(ctx), say=click.echo, progress=_progress_printer())
+    for spec in _specs(settings, collection):
+        st = swapper.approve(spec, version, force=force)
+        v = st.verify
+        click.echo(f"{spec.name}: now served by {st.target} ({st.candidate_model_id}); verified {v.get('target_count')} "
+                   f"documents, shadow top-10 overlap {v.get('top10_overlap', float('nan')):.2f} on "
+                   f"{v.get('shadow_queries')} queries. Roll back with `embguard rollback --collection {spec.name}`")
+
+
+@cli.command("rollback")
+@click.option("--collection", default=None, help="Only this watched alias (default: all).")
+@click.pass_context
+def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
+    """Point the alias back to the collection and model it served before the last switch."""
+    from .swap import Swapper
+
+    swapper = Swapper(_settings(ctx), _milvus(ctx), say=click.echo)
+    for spec in _specs(_settings(ctx), collection):
+        e = swapper.rollback(spec)
+        click.echo(f"{spec.name}: rolled back to {e['to']} ({e['to_model']}); {e['from']} is kept and receives "
+                   "dual writes until `embguard gc`")
+
+
+@cli.command("gc")
+@click.option("--retention-s", type=click.IntRange(0), default=None, help="Override swap.retention_s.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be dropped.")
+@click.pass_context
+def gc_cmd(ctx: click.Context, retention_s: int | None, dry_run: bool) -> None:
+    """Drop old versioned collections that no alias serves (their aliases and dual-write marks first)."""
+    from .swap import Swapper
+
+    dropped = Swapper(_settings(ctx), _milvus(ctx)).gc(retention_s, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    click.echo(f"{verb}: {', '.join(dropped) if dropped else 'nothing'}")
+
+
 # --- demo ------------------------------------------------------------------------------------------------
 
 @cli.command("demo")

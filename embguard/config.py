@@ -190,6 +190,17 @@ class RetrainSettings(_Section):
     auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
 
 
+class SwapSettings(_Section):
+    batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
+    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(
+        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts")
+    shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
+    grace_s: Annotated[StrictFloat, Field(ge=0)] = Field(
+        5.0, description="wait after the alias switch before the old collection stops getting dual writes")
+    retention_s: Annotated[StrictInt, Field(ge=0)] = Field(
+        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long")
+
+
 class Settings(_Section):
     milvus: MilvusSettings = MilvusSettings()
     lite: LiteSettings = LiteSettings()
@@ -202,6 +213,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     alerts: tuple[AlertTarget, ...] = ()
     retrain: RetrainSettings = RetrainSettings()
+    swap: SwapSettings = SwapSettings()
     source: str = Field("defaults", exclude=True, description="where the settings came from")
 
     @model_validator(mode="after")

@@ -164,7 +164,23 @@ class Daemon:
             self.metrics.job_runs.labels(name, outcome).inc()
             self.metrics.job_duration.labels(name).observe(time.perf_counter() - t0)
 
+    def _publish_swaps(self) -> None:
+        from .swap import SwapStore
+
+        phase_to_state = {"planned": "backfilling", "created": "backfilling", "dual_write": "backfilling",
+                          "backfilled": "verifying", "reconciled": "verifying", "verified": "switching",
+                          "switched": "switching", "done": "done"}
+        for st in SwapStore(self.settings.state.dir).all():
+            if st.alias not in self._collections:
+                continue
+            state = "failed" if st.error else phase_to_state.get(st.phase, "idle")
+            self.metrics.set_state(self.metrics.reindex_state, st.alias, state, REINDEX_STATES)
+            self.metrics.reindex_progress.labels(st.alias).set(st.done / st.total if st.total else 0.0)
+            self.metrics.reindex_rate.labels(st.alias).set(st.rate if state == "backfilling" else 0.0)
+            self.metrics.reindex_last_progress.labels(st.alias).set(st.updated_at)
+
     def job_sample(self) -> None:
+        self._publish_swaps()
         m = self.milvus()
         now = int(time.time() * 1000)
         for alias, st in self._collections.items():

@@ -169,6 +169,53 @@ class Milvus:
                                            properties=dict(properties or {}))
         return name
 
+    def schema_fields(self, collection: str) -> list[dict[str, Any]]:
+        return list(self.describe(collection).get("fields", []))
+
+    def clone_collection(self, source: str, target: str, properties: Mapping[str, str],
+                         index_params: Mapping[str, Any] | None = None, dimension: int | None = None) -> str:
+        """Create ``target`` with ``source``'s fields, vector index (type, metric, params) and ``properties``.
+
+        ``dimension`` replaces the vector dimension when the new model's differs.
+        """
+        desc = self.describe(source)
+        schema = MilvusClient.create_schema(auto_id=bool(desc.get("auto_id")),
+                                            enable_dynamic_field=bool(desc.get("enable_dynamic_field")))
+        vector_fields = []
+        for f in desc["fields"]:
+            params = dict(f.get("params") or {})
+            kwargs: dict[str, Any] = {k: v for k, v in params.items() if k in ("dim", "max_length",
+                                                                               "element_type", "max_capacity")}
+            if f["type"] == DataType.FLOAT_VECTOR:
+                vector_fields.append(f["name"])
+                if dimension:
+                    kwargs["dim"] = dimension
+            if f.get("is_primary"):
+                kwargs["is_primary"] = True
+            if f.get("nullable"):
+                kwargs["nullable"] = True
+            schema.add_field(f["name"], f["type"], **kwargs)
+        index = MilvusClient.prepare_index_params()
+        with self._call(f"describe indexes of {source!r}"):
+            for name in self._client.list_indexes(source):
+                info = dict(self._client.describe_index(source, name))
+                if info.get("field_name") not in vector_fields:
+                    continue
+                standard = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
+                            "pending_index_rows", "state"}
+                params = {k: v for k, v in info.items() if k not in standard}
+                params.update(index_params or {})
+                self.check_index_type(str(info["index_type"]))
+                index.add_index(field_name=info["field_name"], index_type=info["index_type"],
+                                metric_type=info["metric_type"], params=params)
+        with self._call(f"create_collection({target!r})"):
+            self._client.create_collection(target, schema=schema, index_params=index, properties=dict(properties))
+        return target
+
+    def drop_properties(self, collection: str, keys: Sequence[str]) -> None:
+        with self._call(f"drop_collection_properties({collection!r})"):
+            self._client.drop_collection_properties(collection, list(keys))
+
     def drop_collection(self, name: str) -> None:
         with self._call(f"drop_collection({name!r})"):
             # Lite silently drops aliases with their collection; full Milvus refuses. Drop them explicitly.

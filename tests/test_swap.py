@@ -1,0 +1,236 @@
+"""Approve and hot-swap on a real Milvus Lite server with the real default model.
+
+The candidate is the default model with its last transformer layer perturbed and registered as a new
+version: a genuinely different model (its own id, its own vectors) that still retrieves sensibly, so
+the swap mechanics can be tested without paying for a training run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embguard import config
+from embguard import model as models
+from embguard.client import DUAL_WRITE_PROPERTY, Client
+from embguard.lite import LiteServer
+from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.registry import ModelRegistry
+from embguard.simulate import index, passages_for
+from embguard.swap import SwapError, SwapLocked, SwapStore, Swapper
+
+pytestmark = pytest.mark.integration
+APP = Path(__file__).parent / "apps" / "app_swap_load.py"
+
+
+def perturbed_copy(src: Path, dst: Path, scale: float = 0.05) -> Path:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    sd = load_file(str(dst / "model.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    for k, v in sd.items():
+        if "encoder.layer.5" in k and v.dtype.is_floating_point:
+            sd[k] = v + scale * v.std() * torch.randn(v.shape, generator=g)
+    save_file(sd, str(dst / "model.safetensors"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def candidate_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    return perturbed_copy(embedder.path, tmp_path_factory.mktemp("cand") / "model")
+
+
+class World:
+    def __init__(self, tmp: Path, candidate_dir: Path, docs: int = 160, **env: str):
+        from embguard.lite import free_port
+
+        self.env = {"EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
+                    "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+                    "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "1.0",
+                    **env}
+        self.settings = config.load(None, environ=self.env)
+        self.server = LiteServer.from_settings(self.settings)
+        self.server.start()
+        self.milvus = Milvus.connect(self.settings)
+        em = models.load()
+        self.milvus.create_collection(self.settings.collection("kb"), 384, name="kb__v1",
+                                      properties={MODEL_ID_PROPERTY: em.model_id})
+        self.milvus.create_alias("kb__v1", "kb")
+        self.registry = ModelRegistry(self.settings.model.store_dir)
+        self.candidate = self.registry.register(candidate_dir, status="awaiting_approval", base_model_id=em.model_id)
+        self.passages = passages_for(["email", "json", "logging"])[:docs]
+        self.client = Client(self.settings)
+        index(self.client, "kb", self.passages)
+
+    def ids(self, collection: str) -> list:
+        return [r["id"] for b in self.milvus.iterate(collection, ["id"]) for r in b]
+
+    def close(self) -> None:
+        self.client.close()
+        self.milvus.close()
+        self.server.stop()
+
+
+@pytest.fixture()
+def world(tmp_path: Path, candidate_dir: Path):
+    w = World(tmp_path, candidate_dir)
+    yield w
+    w.close()
+
+
+def test_swap_rollback_and_gc(world: World) -> None:
+    spec = world.settings.collection("kb")
+    queries = [p.query for p in world.passages[:25]]
+    before = world.client.search("kb", queries, limit=10)
+    assert before.collection == "kb__v1"
+
+    st = Swapper(world.settings, world.milvus, say=lambda s: None).approve(spec, world.candidate)
+    assert st.phase == "done" and st.target == "kb__v0001" and st.verify["ok"]
+    assert st.verify["source_count"] == st.verify["target_count"] == len(world.passages)
+    assert world.milvus.resolve("kb") == "kb__v0001"
+    props = world.milvus.properties("kb__v0001")
+    assert props[MODEL_ID_PROPERTY] == world.candidate.model_id and props[DUAL_WRITE_PROPERTY] == "kb__v1"
+    assert DUAL_WRITE_PROPERTY not in world.milvus.properties("kb__v1")
+    assert world.registry.get("v0001").status == "active"
+
+    after = world.client.search("kb", queries, limit=10)
+    assert after.collection == "kb__v0001" and after.model_id == world.candidate.model_id
+    # The new collection's vectors are the candidate's, re-embedded from the stored text.
+    cand = models.load_by_id(world.candidate.model_id, world.settings.model.store_dir)
+    row = world.milvus.query("kb__v0001", ids=[world.passages[3].id], output_fields=["vector", "text"])[0]
+    assert np.allclose(row["vector"], cand.encode([row["text"]])[0], atol=1e-5)
+    old = world.milvus.query("kb__v1", ids=[world.passages[3].id], output_fields=["vector"])[0]
+    assert not np.allclose(row["vector"], old["vector"], atol=1e-3)
+
+    # A write after the switch reaches the old collection too, so rollback loses nothing.
+    world.client.insert("kb", [{"id": 424242, "text": "written after the switch"}])
+    world.milvus.flush("kb__v1")
+    assert world.milvus.query("kb__v1", ids=[424242], output_fields=["text"])
+
+    Swapper(world.settings, world.milvus, say=lambda s: None).rollback(spec)
+    world.client.delete("kb", [424242])
+    rolled = world.client.search("kb", queries, limit=10)
+    assert rolled.collection == "kb__v1"
+    assert [[h.id for h in r] for r in rolled.hits] == [[h.id for h in r] for r in before.hits]
+    assert np.allclose([[h.score for h in r] for r in rolled.hits], [[h.score for h in r] for r in before.hits],
+                       atol=1e-5)
+    assert world.registry.get("v0001").status == "rolled_back"
+
+    sw = Swapper(world.settings, world.milvus, say=lambda s: None)
+    assert sw.gc(retention_s=10**9) == []  # within retention: kept
+    assert sw.gc(retention_s=0, dry_run=True) == ["kb__v0001"] and world.milvus.has_collection("kb__v0001")
+    assert sw.gc(retention_s=0) == ["kb__v0001"]
+    assert not world.milvus.has_collection("kb__v0001")
+    assert DUAL_WRITE_PROPERTY not in world.milvus.properties("kb__v1")  # nothing writes into a dropped one
+    assert world.client.insert("kb", [{"id": 5, "text": "still writable"}]) == 1
+
+
+def test_collection_without_text_cannot_be_reindexed_and_nothing_is_touched(world: World) -> None:
+    spec = config.CollectionSettings(name="notext", text_field=None, index_type="FLAT")
+    world.milvus.create_collection(spec, 384, name="notext__v1", properties={MODEL_ID_PROPERTY: "x@1"})
+    world.milvus.create_alias("notext__v1", "notext")
+    before = set(world.milvus.list_collections())
+    with pytest.raises(SwapError, match=r"has no text field None .*cannot be reindexed. Nothing was changed"):
+        Swapper(world.settings, world.milvus).approve(config.CollectionSettings(name="notext", text_field=None),
+                                                      world.candidate)
+    assert set(world.milvus.list_collections()) == before
+    assert DUAL_WRITE_PROPERTY not in world.milvus.properties("notext__v1")
+    with pytest.raises(SwapError, match="is a collection, not an alias"):
+        Swapper(world.settings, world.milvus).approve(config.CollectionSettings(name="kb__v1"), world.candidate)
+
+
+def test_a_second_approve_is_refused_while_one_runs(world: World) -> None:
+    store = SwapStore(world.settings.state.dir)
+    with store.lock("kb", "retrain --approve --candidate v0001"):
+        with pytest.raises(SwapLocked, match=rf"already running: pid {os.getpid()} on .*retrain --approve"):
+            Swapper(world.settings, world.milvus).approve(world.settings.collection("kb"), world.candidate)
+    assert world.milvus.resolve("kb") == "kb__v1" and not world.milvus.has_collection("kb__v0001")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path, candidate_dir: Path) -> None:
+    w = World(tmp_path, candidate_dir, docs=300, EMBGUARD_SWAP__BATCH_SIZE="8")
+    try:
+        cmd = [sys.executable, "-m", "embguard.cli", "retrain", "--approve", "--candidate", "v0001"]
+        env = {**os.environ, **w.env}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        store = SwapStore(w.settings.state.dir)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            st = store.load("kb")
+            if st and st.total and st.done >= st.total // 3:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        st = store.load("kb")
+        assert st.phase == "dual_write" and 0 < st.done < st.total, st
+        # While nobody is backfilling, the application edits and deletes documents already copied.
+        edited = [p.id for p in w.passages[:10]]
+        w.client.upsert("kb", [{"id": i, "text": f"edited text number {i} about sqlite"} for i in edited])
+        w.client.delete("kb", [p.id for p in w.passages[10:15]])
+        w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "resuming the swap of kb to v0001" in res.stdout
+        src, dst = w.ids("kb__v1"), w.ids("kb__v0001")
+        assert sorted(src) == sorted(dst) and len(dst) == len(set(dst)) == w.milvus.count("kb__v0001")
+        assert 777 in dst and not set(p.id for p in w.passages[10:15]) & set(dst)
+        cand = models.load_by_id(w.candidate.model_id, w.settings.model.store_dir)
+        rows = w.milvus.query("kb__v0001", ids=edited, output_fields=["text", "vector"])
+        assert all(r["text"].startswith("edited text number") for r in rows)
+        want = cand.encode([r["text"] for r in rows])
+        assert np.allclose(np.array([r["vector"] for r in rows]), want, atol=1e-5)  # not the stale copy
+        assert w.milvus.resolve("kb") == "kb__v0001"
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Path, candidate_dir: Path) -> None:
+    w = World(tmp_path, candidate_dir, docs=200, EMBGUARD_SWAP__BATCH_SIZE="16")
+    try:
+        stop, ready = tmp_path / "stop", tmp_path / "ready"
+        job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,
+               "queries": [p.query for p in w.passages[:50]]}
+        app = subprocess.Popen([sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        while not ready.exists():
+            assert app.poll() is None, app.stderr.read()
+            time.sleep(0.1)
+        time.sleep(2)
+        res = subprocess.run([sys.executable, "-m", "embguard.cli", "retrain", "--approve"], capture_output=True,
+                             text=True, timeout=900, env={**os.environ, **w.env})
+        assert res.returncode == 0, res.stderr[-2000:]
+        time.sleep(3)
+        stop.write_text("stop")
+        out, err = app.communicate(timeout=120)
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["failures"] == [], report["failures"][:5]
+        assert report["searches"] > 50
+        # Every search was served by a collection whose model embedded its query.
+        assert report["served"] == {"kb__v1": [models.model_id_of("default")],
+                                    "kb__v0001": [w.candidate.model_id]}
+        inserted = {int(k): v for k, v in report["inserted"].items()}
+        assert len(inserted) > 10
+        rows = w.milvus.query("kb__v0001", ids=list(inserted), output_fields=["id", "text", "vector"])
+        assert {r["id"] for r in rows} == set(inserted)  # zero lost inserts
+        cand = models.load_by_id(w.candidate.model_id, w.settings.model.store_dir)
+        got = np.array([r["vector"] for r in sorted(rows, key=lambda r: r["id"])])
+        want = cand.encode([inserted[i] for i in sorted(inserted)])
+        assert np.allclose(got, want, atol=1e-5)  # with the new model's vectors
+        assert sorted(w.ids("kb__v1")) == sorted(w.ids("kb__v0001"))
+    finally:
+        w.close()
