@@ -93,6 +93,12 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else tomli_w.dumps(data))
 
 
+@config_group.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (every key, type, default and meaning) as Markdown."""
+    click.echo(config_mod.reference_markdown(), nl=False)
+
+
 # --- lite ------------------------------------------------------------------------------------------------
 
 @cli.group("lite")
@@ -322,17 +328,18 @@ def _progress_printer() -> Any:
 @click.option("--candidate", default=None, help="Model version to approve (default: the one awaiting approval).")
 @click.option("--collection", default=None, help="Only this watched alias (default: all).")
 @click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
+@click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
 @click.pass_context
 def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collection: str | None,
-                force: bool) -> None:
+                force: bool, max_steps: int) -> None:
     """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
     settings = _settings(ctx)
     if not approve:
         from .training import build_candidate
 
         for spec in _specs(settings, collection):
-            report = build_candidate(settings, _milvus(ctx), spec, say=click.echo)
-            click.echo(report)
+            report = build_candidate(settings, _milvus(ctx), spec, say=click.echo, max_steps=max_steps)
+            click.echo(str(report))
         return
     from .registry import ModelRegistry
     from .swap import Swapper
@@ -383,19 +390,59 @@ def gc_cmd(ctx: click.Context, retention_s: int | None, dry_run: bool) -> None:
     click.echo(f"{verb}: {', '.join(dropped) if dropped else 'nothing'}")
 
 
+@cli.group("label")
+def label_group() -> None:
+    """Hand queries to annotators and load their answers as training labels."""
+
+
+@label_group.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--collection", required=True, help="Watched alias whose tapped queries to pick from.")
+@click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
+@click.pass_context
+def label_export(ctx: click.Context, path: str, collection: str, budget: int) -> None:
+    """Write the queries active learning picks (with their current top-5 passages) to JSONL at PATH."""
+    from pathlib import Path
+
+    from .training import export_labels
+
+    settings = _settings(ctx)
+    n = export_labels(settings, _milvus(ctx), settings.collection(collection), Path(path), budget)
+    click.echo(f"wrote {n} queries to {path}: set each line's doc_id (and signal) and run `embguard label import`")
+
+
+@label_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--collection", required=True, help="Watched alias the labels are for.")
+@click.pass_context
+def label_import(ctx: click.Context, path: str, collection: str) -> None:
+    """Validate an annotated JSONL file and load it as feedback (all lines or none)."""
+    from pathlib import Path
+
+    from .training import import_labels
+
+    settings = _settings(ctx)
+    n = import_labels(settings, _milvus(ctx), settings.collection(collection), Path(path))
+    click.echo(f"imported {n} labels for {collection}")
+
+
 # --- demo ------------------------------------------------------------------------------------------------
 
 @cli.command("demo")
-@click.option("--docs", default=600, show_default=True, type=click.IntRange(10, 5000),
-              help="Passages to index.")
-@click.option("--queries", default=200, show_default=True, type=click.IntRange(1, 5000),
-              help="Known-answer queries for the quality check.")
+@click.option("--fast", is_flag=True, help="A smaller corpus and less traffic (what the tests run).")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated traffic.")
 @click.pass_context
-def demo(ctx: click.Context, docs: int, queries: int) -> None:
-    """Run the whole loop on the embedded default with no network, then stop everything it started."""
+def demo(ctx: click.Context, fast: bool, seed: int) -> None:
+    """The whole loop offline: baseline, drift, retrain, gate, approve, swap, rollback; then stop everything."""
     from . import demo as demo_mod
 
-    demo_mod.run(_settings(ctx), docs=docs, queries=queries, say=click.echo)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.ERROR)
+    summary = demo_mod.run(_settings(ctx), fast=fast, seed=seed, say=click.echo)
+    ok = (summary.drift_after_shift and summary.gate_passed and summary.swap_completed
+          and not summary.failed_searches and not summary.left_running)
+    if not ok:
+        ctx.exit(1)
 
 
 def main() -> None:

@@ -188,6 +188,16 @@ class RetrainSettings(_Section):
     gate_margin: Annotated[StrictFloat, Field(ge=0)] = Field(0.01, description="nDCG@10 gain a candidate needs")
     guard_tolerance: Annotated[StrictFloat, Field(ge=0)] = Field(0.02, description="allowed guard-set loss")
     auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
+    epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
+    batch_size: Annotated[StrictInt, Field(ge=2)] = Field(32, description="training batch (in-batch negatives)")
+    learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
+    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1)] = Field(
+        0.3, description="share of labelled queries kept out of training for the gate")
+    min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
+    hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
+    guard_queries: Annotated[StrictInt, Field(ge=0)] = Field(
+        200, description="general-domain guard queries (forgetting check); 0 disables the guard")
+    timeout_s: PositiveInt = Field(6 * 3600, description="a training subprocess running longer is stopped")
 
 
 class SwapSettings(_Section):
@@ -451,3 +461,36 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 def secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
+    for long, short in (("<class '", ""), ("'>", ""), ("Annotated[", ""), ("StrictInt", "int"),
+                        ("StrictFloat", "float"), ("StrictBool", "bool"), ("SecretStr", "secret"),
+                        ("embguard.config.", "")):
+        text = text.replace(long, short)
+    text = text.split(", Strict(")[0].split(", FieldInfo")[0].split(", Gt(")[0].split(", Ge(")[0].split(", Lt(")[0]
+    return text.replace(" | ", " or ").replace("|", " or ")
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the settings classes (the README embeds it)."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for section, field in Settings.model_fields.items():
+        if section == "source":
+            continue
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else \
+            next((a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            continue
+        prefix = f"[[{section}]]" if section in ("collections", "alerts") else f"[{section}]"
+        for key, f in model.model_fields.items():
+            if isinstance(f.default, (str, int, float, bool, Path, tuple)) and f.default is not None:
+                default = f"`{list(f.default) if isinstance(f.default, tuple) else f.default}`"
+            elif f.is_required():
+                default = "required"
+            else:
+                default = "`{}`" if f.default_factory is dict else "unset"
+            lines.append(f"| `{prefix} {key}` | {_type_name(f.annotation)} | {default} | {f.description or ''} |")
+    return "\n".join(lines) + "\n"

@@ -239,6 +239,19 @@ class Daemon:
             return skipped("no query window sampled yet")
         return st.monitor.check(st.window, served_by)
 
+    def check_window(self, alias: str, start_ms: int, end_ms: int) -> CheckReport:
+        """Sample ``[start_ms, end_ms)`` for ``alias`` and check it now (demos, tests, backfills of history)."""
+        self._run("milvus_watch", self.job_milvus_watch)
+        st = self._collections[alias]
+        st.window = query_window(self.milvus(), alias, start_ms, end_ms)
+        self.metrics.window_size.labels(alias, "queries").set(st.window.size)
+        self.metrics.windows_total.labels(alias, "queries").inc()
+        report = self._check_one(alias, st)
+        st.report = report
+        self._publish(report)
+        self._write_report(report)
+        return report
+
     def _publish(self, report: CheckReport) -> None:
         alias = report.collection
         mt = self.metrics
@@ -311,6 +324,13 @@ class Daemon:
                                  summary=f"{alias}: query drift sustained over {self.settings.drift.consecutive} "
                                          f"checks ({hits})", details=numbers, clusters=clusters,
                                  next_command=f"embguard retrain --collection {alias}"))
+            for v in self._awaiting(alias):
+                out.append(Alert(key=f"candidate:{alias}:{v.version}", name="CandidateAwaitingApproval",
+                                 collection=alias, severity="info",
+                                 summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
+                                         f"{v.verdict.get('base_mean', 0):.3f} -> {v.verdict.get('candidate_mean', 0):.3f})",
+                                 details={"reasons": list(v.verdict.get("reasons", []))},
+                                 next_command=f"embguard retrain --approve --candidate {v.version} --collection {alias}"))
             ood = next((o for o in r.outcomes if o.monitor == "ood"), None)
             if ood is not None and ood.sustained and r.ood_rate and r.ood_expected_rate:
                 out.append(Alert(key=f"ood:{alias}", name="OODRateHigh", collection=alias, severity="warning",
@@ -318,6 +338,11 @@ class Daemon:
                                          f"(expected {100 * r.ood_expected_rate:.0f}%)", details=numbers,
                                  clusters=clusters, next_command=f"embguard status"))
         return out
+
+    def _awaiting(self, alias: str) -> list[Any]:
+        from .registry import ModelRegistry
+
+        return [v for v in ModelRegistry(self.settings.model.store_dir).awaiting() if v.extra.get("alias") == alias]
 
     def _describe_cluster(self, st: _Collection, cluster: dict[str, Any]) -> dict[str, Any]:
         w = st.window
@@ -352,13 +377,55 @@ class Daemon:
             log.info("pruned %d tapped queries and %d feedback rows", res.tap_deleted, res.feedback_deleted)
 
     def job_retrain_policy(self) -> None:
-        """Decide whether a collection needs a candidate model (the retrain issue builds the candidate)."""
+        """Build a candidate when drift has been sustained and enough feedback arrived since the last model."""
+        from .registry import ModelRegistry
+        from .training import NotEnoughFeedback, build_candidate, feedback_records
+
+        rs = self.settings.retrain
+        registry = ModelRegistry(self.settings.model.store_dir)
+        waiting = {v.extra.get("alias") for v in registry.awaiting()}
         for alias, st in self._collections.items():
+            if self._stop.is_set():
+                return
+            self.metrics.candidate_awaiting.labels(alias).set(int(alias in waiting))
+            if alias in waiting:
+                self.metrics.set_state(self.metrics.retrain_state, alias, "awaiting_approval", RETRAIN_STATES)
+                continue
             if st.monitor is None or st.report is None or st.report.skipped:
                 continue
             streak = max(st.monitor.consecutive.values(), default=0)
-            if streak >= self.settings.retrain.sustained_checks:
-                log.info("%s: drift sustained for %d checks; a retrain is due", alias, streak)
+            if streak < rs.sustained_checks:
+                continue
+            m = self.milvus()
+            served = m.resolve(alias)
+            current = registry.by_model_id(m.properties(served).get(MODEL_ID_PROPERTY, ""))
+            since_ms = int(current.created_at * 1000) if current else 0
+            records, _ = feedback_records(m, alias, since_ms)
+            if len(records) < rs.min_feedback_pairs:
+                log.info("%s: drift sustained for %d checks but only %d feedback events since the last model "
+                         "(need %d); not retraining yet", alias, streak, len(records), rs.min_feedback_pairs)
+                continue
+            self.metrics.set_state(self.metrics.retrain_state, alias, "training", RETRAIN_STATES)
+            try:
+                report = build_candidate(self.settings, m, st.spec, say=log.info, since_ms=since_ms)
+            except NotEnoughFeedback as exc:
+                log.info("%s", exc)
+                self.metrics.set_state(self.metrics.retrain_state, alias, "idle", RETRAIN_STATES)
+                continue
+            except EmbguardError:
+                self.metrics.set_state(self.metrics.retrain_state, alias, "failed", RETRAIN_STATES)
+                raise
+            log.warning("%s", report)
+            if report.promoted and rs.auto_approve:
+                from .swap import Swapper
+
+                Swapper(self.settings, m, say=log.info).approve(st.spec, report.version)
+                self.metrics.set_state(self.metrics.retrain_state, alias, "idle", RETRAIN_STATES)
+                continue
+            state = "awaiting_approval" if report.promoted else "rejected"
+            self.metrics.set_state(self.metrics.retrain_state, alias, state, RETRAIN_STATES)
+            self.metrics.candidate_awaiting.labels(alias).set(int(report.promoted))
+        self._notify()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

@@ -1,123 +1,285 @@
-"""``embguard demo``: the whole product on the embedded default, with no network.
+"""``embguard demo``: the whole loop on the embedded default, offline, in one command.
 
-Today it starts a private Milvus Lite server, indexes real text (the standard library's documentation)
-with the default model through the same access layer the daemon uses, runs searches, measures retrieval
-quality on queries with a known answer, prints a status summary, and stops everything it started.
+A private Milvus Lite server; the standard library's documentation as the corpus; a simulated application
+searching through ``embguard.Client`` and clicking the right answers; the daemon's checks; then the
+traffic shifts to topics the reference never saw. The user watches the baseline being captured, drift
+detected with its p-values and the new query clusters named, a candidate trained from the feedback and
+gated on held-out queries, the approval's dual-index swap (while the application keeps searching),
+retrieval quality after the swap, and a rollback. Everything started is stopped at the end.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-import numpy as np
+from prometheus_client import CollectorRegistry
 
 from . import model as models
+from .client import Client
 from .config import CollectionSettings, Settings
-from .corpus import Passage, stdlib_corpus
+from .corpus import Passage
+from .daemon import Daemon
 from .lite import LiteServer, free_port
 from .milvus import MODEL_ID_PROPERTY, Milvus
+from .references import ReferenceStore
+from .sampling import query_window
+from .simulate import index, passages_for, traffic
+from .swap import Swapper
+from .training import build_candidate
 
-DEMO_ALIAS = "embguard_demo_docs"
+ALIAS = "demo_docs"
+BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smtplib", "imaplib")
+SHIFT_TOPICS = ("asyncio", "threading", "concurrent", "multiprocessing", "subprocess", "queue", "sched")
 
 
 @dataclass(frozen=True)
 class DemoSummary:
-    uri: str
-    collection: str
-    model_id: str
     documents: int
-    queries: int
-    recall_at_10: float
-    mrr_at_10: float
+    drift_before_shift: bool
+    drift_after_shift: bool
+    drift_p_values: dict[str, float]
+    clusters: tuple[dict[str, Any], ...]
+    candidate: str
+    gate_passed: bool
+    gate_ndcg_base: float
+    gate_ndcg_candidate: float
+    swap_completed: bool
+    failed_searches: int
+    searches_during_swap: int
+    ndcg_before_swap: float
+    ndcg_after_swap: float
+    rollback_restored: bool
+    metrics_url: str
+    state_dir: str
     seconds: float
-    server_stopped: bool
+    left_running: bool
 
 
-def _pick(passages: tuple[Passage, ...], n: int, seed: int) -> list[Passage]:
-    rng = random.Random(seed)
-    chosen = list(passages)
-    rng.shuffle(chosen)
-    return sorted(chosen[:n], key=lambda p: p.id)
+def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[Any]]]) -> float:
+    if not held_out:
+        return float("nan")
+    res = client.search(alias, [q for q, _ in held_out], limit=10)
+    total = 0.0
+    for (_, rel), hits in zip(held_out, res.hits):
+        dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits) if h.id in rel)
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), 10)))
+        total += dcg / ideal if ideal else 0.0
+    return total / len(held_out)
 
 
-def run(settings: Settings, docs: int = 600, queries: int = 200, seed: int = 7,
-        say: Callable[[str], None] = print) -> DemoSummary:
+def demo_settings(settings: Settings, fast: bool) -> Settings:
+    work = settings.state.dir / "demo"
+    s = settings
+    return s.model_copy(update={
+        "state": s.state.model_copy(update={"dir": work / "state"}),
+        "model": s.model.model_copy(update={"store_dir": work / "models"}),
+        "lite": s.lite.model_copy(update={"data_dir": work / "milvus", "port": free_port(s.lite.host)}),
+        "milvus": s.milvus.model_copy(update={"uri": "lite"}),
+        "metrics": s.metrics.model_copy(update={"host": "127.0.0.1", "port": free_port()}),
+        "collections": (CollectionSettings(name=ALIAS, index_type="HNSW"),),
+        "sampling": s.sampling.model_copy(update={"query_rate": 1.0, "store_query_text": True,
+                                                  "tap_flush_interval_s": 0.2}),
+        "drift": s.drift.model_copy(update={"alpha": 0.01, "consecutive": 2, "min_window": 40,
+                                            "monitors": ("mmd", "retrieval", "ood", "top1")}),
+        "retrain": s.retrain.model_copy(update={"min_feedback_pairs": 100, "epochs": 2.0, "gate_margin": 0.0,
+                                                "min_held_out": 30, "guard_queries": 100 if fast else 200}),
+        "swap": s.swap.model_copy(update={"grace_s": 1.0}),
+        "alerts": (),
+    })
+
+
+def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[[str], None] = print) -> DemoSummary:
     t0 = time.monotonic()
+    s = demo_settings(settings, fast)
     work = settings.state.dir / "demo"
     shutil.rmtree(work, ignore_errors=True)  # a demo always starts clean; it never touches other data
-    server = LiteServer(work / "milvus", settings.lite.host, free_port(settings.lite.host), work,
-                        settings.lite.start_timeout_s)
-    say(f"[1/5] starting Milvus Lite on {server.uri} (data dir {server.data_dir})")
-    with server.running():
-        milvus = Milvus.connect(settings, uri=server.uri)
-        try:
-            say(f"      connected: {milvus.server_version}")
-            emb = models.load(settings.model.default, settings.model.store_dir, settings.model.device)
-            say(f"[2/5] model {emb.model_id} ({emb.dimension}-d) loaded from {emb.path}")
+    rng = random.Random(seed)
+    per_topic = 25 if fast else 45
+    base = [p for t in BASE_TOPICS for p in passages_for([t])[:per_topic]]
+    shift = [p for t in SHIFT_TOPICS for p in passages_for([t])[:per_topic]]
+    n_ref, n_win = (160, 100) if fast else (300, 150)
 
-            corpus = _pick(stdlib_corpus(), docs, seed)
-            spec = CollectionSettings(name=DEMO_ALIAS, index_type="HNSW")
-            collection = milvus.create_collection(
-                spec, emb.dimension, name=f"{DEMO_ALIAS}__v1", properties={MODEL_ID_PROPERTY: emb.model_id},
-                extra_text_fields={"title": 512})
-            milvus.create_alias(collection, DEMO_ALIAS)
-            say(f"[3/5] indexing {len(corpus)} passages of the Python standard library's documentation "
-                f"into {collection} (alias {DEMO_ALIAS})")
-            batch = 64
-            t_idx = time.monotonic()
-            for start in range(0, len(corpus), batch):
-                chunk = corpus[start:start + batch]
-                vecs = emb.encode([p.text for p in chunk], batch_size=settings.model.batch_size)
-                milvus.insert(DEMO_ALIAS, [{"id": p.id, "vector": v.tolist(), "text": p.text, "title": p.title}
-                                           for p, v in zip(chunk, vecs)])
-                done = min(start + batch, len(corpus))
-                rate = done / max(time.monotonic() - t_idx, 1e-9)
-                say(f"      {done}/{len(corpus)} passages ({rate:.0f}/s)")
-            milvus.flush(collection)
+    server = LiteServer.from_settings(s)
+    step = _Steps(say)
+    step(f"starting Milvus Lite on {server.uri} (data dir {server.data_dir})")
+    server.start()
+    client: Client | None = None
+    daemon: Daemon | None = None
+    try:
+        milvus = Milvus.connect(s)
+        em = models.load(s.model.default, None, s.model.device)
+        milvus.create_collection(s.collection(ALIAS), em.dimension, name=f"{ALIAS}__v1",
+                                 properties={MODEL_ID_PROPERTY: em.model_id})
+        milvus.create_alias(f"{ALIAS}__v1", ALIAS)
+        client = Client(s, seed=seed)
+        step(f"indexing {len(base) + len(shift)} passages of the Python standard library's documentation with "
+             f"{em.model_id} into {ALIAS}__v1 (alias {ALIAS})")
+        t = time.monotonic()
+        index(client, ALIAS, base + shift)
+        say(f"      indexed in {time.monotonic() - t:.0f} s")
 
-            say("[4/5] searching")
-            examples = ["how do I send an email with an attachment",
-                        "run a coroutine until it completes",
-                        "compute the median of a list of numbers"]
-            for text, hits in zip(examples, milvus.search(DEMO_ALIAS, emb.encode(examples), limit=3,
-                                                          output_fields=["title", "text"])):
-                say(f"      query: {text!r}")
-                for rank, hit in enumerate(hits, 1):
-                    ent = hit["entity"]
-                    say(f"        {rank}. {hit['distance']:.3f}  {ent['title']}: {ent['text'][:90]}")
+        daemon = Daemon(s, registry=CollectorRegistry())
+        daemon.start()
+        metrics_url = f"http://{s.metrics.host}:{s.metrics.port}/metrics"
+        say(f"      embguard daemon running; metrics at {metrics_url}")
 
-            # Each passage's docstring summary line is a query whose right answer is known.
-            probe = random.Random(seed + 1).sample(corpus, min(queries, len(corpus)))
-            qvecs = emb.encode([p.query for p in probe])
-            results = milvus.search(DEMO_ALIAS, qvecs, limit=10)
-            ranks = []
-            for p, hits in zip(probe, results):
-                ids = [h["id"] for h in hits]
-                ranks.append(ids.index(p.id) + 1 if p.id in ids else 0)
-            r = np.array(ranks)
-            recall = float(np.mean(r > 0))
-            mrr = float(np.mean(np.where(r > 0, 1.0 / np.maximum(r, 1), 0.0)))
-            count = milvus.count(collection)
-        finally:
-            milvus.close()
-    stopped = not server.status().running
-    summary = DemoSummary(uri=server.uri, collection=collection, model_id=emb.model_id, documents=count,
-                          queries=len(probe), recall_at_10=recall, mrr_at_10=mrr,
-                          seconds=time.monotonic() - t0, server_stopped=stopped)
-    say("[5/5] summary")
-    rows = [("Milvus", f"{summary.uri} (Milvus Lite, stopped: {'yes' if stopped else 'NO'})"),
-            ("collection", f"{summary.collection} via alias {DEMO_ALIAS}: {summary.documents} documents"),
-            ("model", summary.model_id),
-            ("retrieval", f"Recall@10 {summary.recall_at_10:.3f}, MRR@10 {summary.mrr_at_10:.3f} "
-                          f"on {summary.queries} docstring-summary queries"),
-            ("time", f"{summary.seconds:.1f} s"),
-            ("state", str(Path(work)))]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        say(f"      {k.ljust(width)}  {v}")
+        step(f"reference traffic: {n_ref} searches about {', '.join(BASE_TOPICS[:4])}, ... with click feedback")
+        a = _now()
+        traffic(client, ALIAS, base, n_ref, seed=rng.randint(0, 10**6))
+        client.flush_tap()
+        ref = ReferenceStore(s.state.dir).capture(ALIAS, query_window(milvus, ALIAS, a, _now() + 1),
+                                                  min_size=s.drift.min_window)
+        say(f"      baseline captured: reference v{ref.version:04d}, {ref.size} queries, model {ref.model_id}")
+
+        step("more traffic like the reference: the daemon checks it")
+        steady = _window(client, daemon, ALIAS, base, (), 0.0, n_win, rng)
+        say(f"      {_describe(steady)}")
+
+        step(f"the users' interests shift: half the traffic now asks about {', '.join(SHIFT_TOPICS[:4])}, ...")
+        shifted = None
+        for _ in range(2):
+            shifted = _window(client, daemon, ALIAS, base, shift, 0.5, n_win, rng)
+            say(f"      {_describe(shifted)}")
+        assert shifted is not None
+        clusters = [daemon._describe_cluster(daemon._collections[ALIAS], c)  # noqa: SLF001
+                    for c in shifted.clusters[:3]]
+        if clusters:
+            say("      new query clusters (out-of-distribution queries, largest first):")
+            for c in clusters:
+                ex = "; ".join(repr(e[:70]) for e in c["examples"][:2])
+                say(f"        {100 * c['share']:.0f}% of the window, distance {c['distance']:.2f}: {ex}")
+
+        step("retraining from the click feedback (fine-tune in a subprocess, gate on held-out queries)")
+        report = build_candidate(s, milvus, s.collection(ALIAS), say=lambda x: say(f"      {x}"))
+        for line in str(report).splitlines():
+            say(f"      {line}")
+        ndcg_before = _ndcg10(client, ALIAS, report.held_out)
+
+        step(f"on-call approves: embguard retrain --approve --candidate {report.version.version}")
+        stop = threading.Event()
+        counts = {"searches": 0, "failed": 0}
+
+        def app() -> None:  # the application keeps searching while the swap runs
+            while not stop.is_set():
+                try:
+                    client.search(ALIAS, [rng.choice(base + shift).query], limit=5)
+                    counts["searches"] += 1
+                except Exception:  # noqa: BLE001 - counted and reported
+                    counts["failed"] += 1
+                time.sleep(0.05)
+
+        th = threading.Thread(target=app, daemon=True)
+        th.start()
+        last = [0.0]
+
+        def progress(st: Any) -> None:
+            if st.phase in ("dual_write",) and st.total and time.monotonic() - last[0] > 3:
+                last[0] = time.monotonic()
+                eta = (st.total - st.done) / st.rate if st.rate else float("nan")
+                say(f"      backfill {st.done}/{st.total} ({st.rate:.0f} docs/s, ETA {eta:.0f} s)")
+            elif st.phase not in ("dual_write",):
+                say(f"      phase: {st.phase}")
+
+        swapper = Swapper(s, milvus, say=lambda x: say(f"      {x}"), progress=progress)
+        swap_ok = False
+        if report.promoted:
+            st = swapper.approve(s.collection(ALIAS), report.version)
+            swap_ok = st.phase == "done"
+            v = st.verify
+            say(f"      verified: {v['target_count']} documents, shadow top-10 overlap {v['top10_overlap']:.2f}")
+        stop.set()
+        th.join()
+        ndcg_after = _ndcg10(client, ALIAS, report.held_out)
+        step("retrieval quality on the held-out queries, through the live alias")
+        say(f"      nDCG@10 before the swap {ndcg_before:.4f} -> after {ndcg_after:.4f} "
+            f"({100 * (ndcg_after - ndcg_before):+.2f} points)")
+
+        step("rollback is one command away: embguard rollback")
+        restored = False
+        if swap_ok:
+            swapper.rollback(s.collection(ALIAS))
+            back = client.search(ALIAS, [q for q, _ in report.held_out[:5]], limit=3)
+            restored = back.collection == f"{ALIAS}__v1" and back.model_id == em.model_id
+            say(f"      {ALIAS} is served by {back.collection} ({back.model_id}) again; "
+                f"`embguard retrain --approve --candidate {report.version.version}` swaps forward again")
+        summary_fields = dict(
+            documents=len(base) + len(shift), drift_before_shift=steady.drift or steady.sustained,
+            drift_after_shift=shifted.sustained,
+            drift_p_values={o.monitor: o.p_value for o in shifted.outcomes if o.p_value is not None},
+            clusters=tuple(clusters), candidate=report.version.version, gate_passed=report.promoted,
+            gate_ndcg_base=report.metrics["base"]["ndcg@10"], gate_ndcg_candidate=report.metrics["candidate"]["ndcg@10"],
+            swap_completed=swap_ok, failed_searches=counts["failed"], searches_during_swap=counts["searches"],
+            ndcg_before_swap=ndcg_before, ndcg_after_swap=ndcg_after, rollback_restored=restored,
+            metrics_url=metrics_url, state_dir=str(s.state.dir))
+        milvus.close()
+    finally:
+        if client is not None:
+            client.close()
+        if daemon is not None:
+            daemon.stop()
+        server.stop()
+    left = server.status().running
+    summary = DemoSummary(**summary_fields, seconds=time.monotonic() - t0, left_running=left)
+    _table(summary, say)
     return summary
+
+
+class _Steps:
+    def __init__(self, say: Callable[[str], None]):
+        self.say, self.n = say, 0
+
+    def __call__(self, text: str) -> None:
+        self.n += 1
+        self.say(f"[{self.n}] {text}")
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _window(client: Client, daemon: Daemon, alias: str, base: Sequence[Passage], shift: Sequence[Passage],
+            share: float, n: int, rng: random.Random) -> Any:
+    a = _now()
+    stats = traffic(client, alias, base, n, shifted=shift, shift_share=share, seed=rng.randint(0, 10**6))
+    client.flush_tap()
+    report = daemon.check_window(alias, a, _now() + 1)
+    if stats.failures:
+        raise RuntimeError(f"{stats.failures} searches failed")
+    return report
+
+
+def _describe(report: Any) -> str:
+    if report.skipped:
+        return f"check skipped: {report.skipped}"
+    verdict = "SUSTAINED DRIFT" if report.sustained else ("drift in this window" if report.drift else "no drift")
+    ps = ", ".join(f"{o.monitor} p={o.p_value:.2g}" for o in report.outcomes if o.p_value is not None)
+    return f"{report.n_current} queries: {verdict} ({ps})"
+
+
+def _table(s: DemoSummary, say: Callable[[str], None]) -> None:
+    rows = [
+        ("documents indexed", str(s.documents)),
+        ("drift before the shift", "yes" if s.drift_before_shift else "no"),
+        ("drift after the shift", "yes, sustained" if s.drift_after_shift else "no"),
+        ("p-values after the shift", ", ".join(f"{k} {v:.2g}" for k, v in s.drift_p_values.items())),
+        ("candidate", f"{s.candidate}: gate {'PASSED' if s.gate_passed else 'REJECTED'}, held-out nDCG@10 "
+                      f"{s.gate_ndcg_base:.4f} -> {s.gate_ndcg_candidate:.4f}"),
+        ("swap", f"{'completed' if s.swap_completed else 'not done'}; {s.searches_during_swap} searches during it, "
+                 f"{s.failed_searches} failed"),
+        ("live nDCG@10", f"{s.ndcg_before_swap:.4f} before -> {s.ndcg_after_swap:.4f} after the swap"),
+        ("rollback", "restored the previous collection and model" if s.rollback_restored else "not run"),
+        ("metrics", f"{s.metrics_url} (served while the demo ran)"),
+        ("state", s.state_dir),
+        ("time", f"{s.seconds:.0f} s; left running: {'YES' if s.left_running else 'nothing'}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    say("\nsummary")
+    for k, v in rows:
+        say(f"  {k.ljust(width)}  {v}")

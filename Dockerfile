@@ -1,0 +1,15 @@
+# The embguard sidecar with a CPU-only torch (the default wheel index would bring a multi-GB CUDA build).
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+WORKDIR /opt/embguard
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY embguard ./embguard
+COPY monitors ./monitors
+COPY retrain ./retrain
+RUN pip install . && useradd --system --home /var/lib/embguard embguard \
+    && mkdir -p /var/lib/embguard/models /var/lib/embguard/state && chown -R embguard /var/lib/embguard
+USER embguard
+EXPOSE 9464
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz')"
+CMD ["embguard", "serve"]

@@ -1,0 +1,319 @@
+"""``embguard retrain``: feedback in Milvus -> a gated candidate model in the registry.
+
+This wires ``retrain``'s pure pieces to the world: feedback and labels come from the feedback collection,
+passages and the hard-negative retriever from the serving collection, training runs in a subprocess
+(``retrain.run_training_subprocess``, so a crash cannot take the daemon down), and the verdict lands in
+the model registry with everything needed to audit it. A candidate that fails the gate is registered
+as ``rejected``; one that passes waits for ``embguard retrain --approve``.
+
+The held-out queries are split off *before* training and never trained on; both models are evaluated
+on them against the actual corpus (the collection's documents). The guard set is general-domain text
+that ships with Python (the language reference's paragraphs), so a candidate that forgets how to
+embed ordinary prose is caught even when the domain set improves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import retrain
+
+from . import model as models
+from .config import CollectionSettings, Settings
+from .errors import EmbguardError
+from .milvus import MODEL_ID_PROPERTY, Milvus
+from .registry import ModelRegistry, ModelVersion
+from .retention import Pins
+from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
+
+EVAL_MAX_DOCS = 20_000
+
+
+class NotEnoughFeedback(EmbguardError):
+    """Too little feedback to train and evaluate a candidate."""
+
+
+@dataclass(frozen=True)
+class CandidateReport:
+    alias: str
+    version: ModelVersion
+    verdict: dict[str, Any]
+    base_model_id: str
+    n_train_pairs: int
+    n_held_out: int
+    train_seconds: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    held_out: tuple[tuple[str, frozenset[Any]], ...] = ()  # (query, relevant doc ids), never trained on
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.verdict.get("promote"))
+
+    def __str__(self) -> str:
+        v = self.verdict
+        gain = v["gain"]
+        lines = [f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, trained on "
+                 f"{self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on {self.n_held_out} held-out "
+                 "queries never trained on:"]
+        for metric in ("ndcg@10", "recall@10", "mrr@10"):
+            b, c = self.metrics["base"][metric], self.metrics["candidate"][metric]
+            lines.append(f"  {metric:<10} base {b:.4f} -> candidate {c:.4f} ({100 * (c - b):+.2f} points)")
+        lines.append(f"  nDCG@10 gain 95% CI [{gain['low']:+.4f}, {gain['high']:+.4f}]")
+        if v.get("guard_change"):
+            lines.append(f"  guard nDCG@10 {v['guard_base_mean']:.4f} -> {v['guard_candidate_mean']:.4f}")
+        for r in v["reasons"]:
+            lines.append(f"  - {r}")
+        if self.promoted:
+            lines.append(f"PASSED: approve with `embguard retrain --approve --candidate {self.version.version}`")
+        else:
+            lines.append("REJECTED: the active model stays; nothing to approve")
+        return "\n".join(lines)
+
+
+class _MilvusRetriever:
+    """retrain.Retriever over the serving collection (hard-negative mining with the current model)."""
+
+    def __init__(self, milvus: Milvus, collection: str, spec: CollectionSettings):
+        self.milvus, self.collection, self.spec = milvus, collection, spec
+
+    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Any, float]]]:
+        out = []
+        for i in range(0, len(query_vectors), 100):
+            res = self.milvus.search(self.collection, query_vectors[i:i + 100], limit=k,
+                                     anns_field=self.spec.vector_field, output_fields=[self.spec.id_field])
+            out += [[(h["id"], float(h["distance"])) for h in row] for row in res]
+        return out
+
+
+def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[list[retrain.FeedbackRecord], list[str]]:
+    """Click/positive/negative feedback with query text for ``alias`` (and their feedback ids, for pinning)."""
+    if not milvus.has_collection(FEEDBACK_COLLECTION):
+        return [], []
+    rows = [r for b in milvus.iterate(FEEDBACK_COLLECTION, ["feedback_id", "query_text", "doc_id", "signal", "weight"],
+                                      filter=f'alias == "{alias}" and ts_ms >= {int(since_ms)} and query_text != ""')
+            for r in b]
+    return ([retrain.FeedbackRecord(query=r["query_text"], doc_id=json.loads(r["doc_id"]), signal=r["signal"],
+                                    weight=float(r["weight"])) for r in rows], [r["feedback_id"] for r in rows])
+
+
+def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Sequence[Any]) -> dict[Any, str]:
+    out: dict[Any, str] = {}
+    ids = list(dict.fromkeys(ids))
+    for i in range(0, len(ids), 1000):
+        for r in milvus.query(collection, ids=ids[i:i + 1000], output_fields=[spec.id_field, spec.text_field]):
+            out[r[spec.id_field]] = r[spec.text_field]
+    return out
+
+
+def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Sequence[Any], seed: int
+            ) -> tuple[list[Any], list[str], np.ndarray]:
+    """The evaluation corpus: the whole collection, or (if huge) every relevant doc plus a uniform sample."""
+    fields = [spec.id_field, spec.text_field, spec.vector_field]
+    if milvus.count(collection) <= EVAL_MAX_DOCS:
+        rows = [r for b in milvus.iterate(collection, fields) for r in b]
+    else:
+        from .sampling import sample_documents
+
+        sample = sample_documents(milvus, spec, EVAL_MAX_DOCS, seed=seed, with_text=False)
+        rows = milvus.query(collection, ids=list(dict.fromkeys([*must, *sample.ids])), output_fields=fields)
+    return ([r[spec.id_field] for r in rows], [r[spec.text_field] for r in rows],
+            np.array([r[spec.vector_field] for r in rows], dtype=np.float32))
+
+
+def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[int]]]:
+    from .corpus import by_topic, stdlib_corpus
+
+    ref = by_topic(stdlib_corpus())["language-reference"]
+    rng = np.random.default_rng(seed)
+    chosen = [ref[i] for i in sorted(rng.choice(len(ref), size=min(n, len(ref)), replace=False))]
+    return [p.query for p in chosen], [p.text for p in ref], [{ref.index(p)} for p in chosen]
+
+
+def _manifest(pairs: Sequence[retrain.Pair], held_out: Sequence[str], records: Sequence[retrain.FeedbackRecord],
+              feedback_ids: Sequence[str]) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.query, p.positive_id, p.negative_id, p.weight], default=str).encode())
+    return {"train_pairs": len(pairs), "train_pairs_sha256": h.hexdigest(),
+            "hard_negatives": sum(1 for p in pairs if p.negative is not None),
+            "held_out_queries": len(held_out),
+            "held_out_sha256": hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest(),
+            "feedback_records": len(records), "feedback_ids_sha256":
+                hashlib.sha256("\n".join(sorted(feedback_ids)).encode()).hexdigest(), "built_at": time.time()}
+
+
+def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings, *,
+                    say: Callable[[str], None] = print, since_ms: int = 0,
+                    max_steps: int = -1) -> CandidateReport:
+    """Train a candidate from ``spec.name``'s feedback, gate it, register it. Never touches serving."""
+    rs = settings.retrain
+    served = milvus.resolve(spec.name)
+    base_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
+    base = models.load_by_id(base_id, settings.model.store_dir, settings.model.device)
+    records, feedback_ids = feedback_records(milvus, spec.name, since_ms)
+    doc_text = _texts(milvus, served, spec, [r.doc_id for r in records])
+    tp = retrain.build_pairs(records, doc_text)
+    queries = sorted({p.query for p in tp.pairs})
+    need = rs.min_held_out / rs.held_out_fraction
+    if len(queries) < need or len(tp.pairs) < rs.min_feedback_pairs:
+        raise NotEnoughFeedback(
+            f"{spec.name}: {len(tp.pairs)} feedback pairs over {len(queries)} distinct queries; a candidate needs "
+            f"at least {rs.min_feedback_pairs} pairs (retrain.min_feedback_pairs) and {need:.0f} queries so that "
+            f"{rs.min_held_out} can be held out. Collect more clicks, or import labels with `embguard label import`")
+    split = retrain.split_queries(queries, held_out_fraction=rs.held_out_fraction, seed=0)
+    train_pairs, held_pairs = retrain.split_pairs(tp.pairs, split)
+    retrain.assert_disjoint([p.query for p in train_pairs], split.held_out)
+    say(f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(split.held_out)} held-out queries "
+        f"(from {len(records)} feedback events; base {base_id})")
+    if rs.hard_negatives:
+        mined = retrain.mine_hard_negatives(train_pairs, base, _MilvusRetriever(milvus, served, spec),
+                                            lambda i: _texts(milvus, served, spec, [i]).get(i), tp.positives)
+        say(f"[retrain] mined {sum(p.negative is not None for p in mined)} hard negatives (relative margin 5%)")
+        train_pairs = tuple(mined)
+
+    registry = ModelRegistry(settings.model.store_dir)
+    work = settings.model.store_dir / ".work"
+    out = work / f"candidate-{new_id()[:8]}"
+    config = retrain.TrainConfig(base_model=str(base.path), epochs=rs.epochs, batch_size=rs.batch_size,
+                                 learning_rate=rs.learning_rate, max_steps=max_steps,
+                                 checkpoint_dir=str(work / f"checkpoints-{spec.name}"))
+    t0 = time.time()
+    last = [0.0]
+
+    def progress(ev: dict[str, Any]) -> None:
+        if time.time() - last[0] > 5 or ev.get("step") == ev.get("total_steps"):
+            last[0] = time.time()
+            loss = ev.get("loss")
+            say(f"[retrain] {ev.get('stage', 'train')}: step {ev.get('step')}/{ev.get('total_steps')}"
+                + (f", loss {loss:.4f}" if isinstance(loss, float) else ""))
+
+    try:
+        result = retrain.run_training_subprocess(config, retrain.TrainData(pairs=tuple(train_pairs)), out,
+                                                 timeout_s=rs.timeout_s, progress=progress)
+    except retrain.RetrainError as exc:
+        raise EmbguardError(f"training a candidate for {spec.name} failed; the active model and the registry are "
+                            f"untouched: {exc}") from None
+    seconds = time.time() - t0
+
+    # Gate: base and candidate on the held-out queries, searched against the actual corpus.
+    held_rel = {}
+    for p in held_pairs:
+        held_rel.setdefault(p.query, set()).add(p.positive_id)
+    held_q = sorted(held_rel)
+    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0)
+    cand = models.load(str(out), None, settings.model.device)
+    rel = [held_rel[q] for q in held_q]
+    base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
+    say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
+    cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
+    guard = {}
+    if rs.guard_queries:
+        gq, gdocs, grel = _guard_set(rs.guard_queries, 0)
+        gids = list(range(len(gdocs)))
+        guard = {"guard_base": retrain.evaluate_embeddings(base.encode(gq), base.encode(gdocs), gids, grel),
+                 "guard_candidate": retrain.evaluate_embeddings(cand.encode(gq), cand.encode(gdocs), gids, grel)}
+    gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance,
+                              min_queries=rs.min_held_out)
+    verdict = retrain.decide(base_scores, cand_scores, gate, **guard).to_dict()
+    status = "awaiting_approval" if verdict["promote"] else "rejected"
+    version = registry.register(out, status=status, base_model_id=base_id, verdict=verdict,
+                                manifest=_manifest(train_pairs, split.held_out, records, feedback_ids),
+                                extra={"alias": spec.name, "train_result": result.to_dict(),
+                                       "train_seconds": seconds}, move=True)
+    pins = Pins(settings.state.dir)
+    if verdict["promote"]:
+        pins.pin(version.version, feedback_ids, [])  # keep the labels until the candidate is decided
+    shutil.rmtree(out, ignore_errors=True)
+    metrics = {"base": {k: float(np.mean(v)) for k, v in base_scores.scores.items()},
+               "candidate": {k: float(np.mean(v)) for k, v in cand_scores.scores.items()}}
+    return CandidateReport(alias=spec.name, version=version, verdict=verdict, base_model_id=base_id,
+                           n_train_pairs=len(train_pairs), n_held_out=len(held_q), train_seconds=seconds,
+                           metrics=metrics, held_out=tuple((q, frozenset(held_rel[q])) for q in held_q))
+
+
+# --- labels for annotators ------------------------------------------------------------------------------------
+
+def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, out: Path, budget: int,
+                  *, since_ms: int = 0, seed: int = 0) -> int:
+    """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL."""
+    from .tap import tap_collection_name
+
+    served = milvus.resolve(spec.name)
+    tap = tap_collection_name(384)
+    rows = [] if not milvus.has_collection(tap) else [
+        r for b in milvus.iterate(tap, ["query_id", "text", "top_ids", "top_scores", "vector"],
+                                  filter=f'alias == "{spec.name}" and text != "" and ts_ms >= {int(since_ms)}')
+        for r in b]
+    rows = list({text_hash(r["text"]): r for r in rows}.values())
+    if not rows:
+        raise EmbguardError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
+                            "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow")
+    scores = [r["top_scores"] or [0.0, 0.0] for r in rows]
+    pool = retrain.Pool(embeddings=np.array([r["vector"] for r in rows], dtype=np.float32),
+                        margin=np.array([(s[0] - s[1]) if len(s) > 1 else 1.0 for s in scores]))
+    picked = retrain.default_strategy().select(pool, min(budget, len(rows)), np.random.default_rng(seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
+        for i in picked:
+            r = rows[int(i)]
+            top = list(r["top_ids"] or [])[:5]
+            texts = _texts(milvus, served, spec, top)
+            fh.write(json.dumps({"query": r["text"], "query_id": r["query_id"],
+                                 "candidates": [{"doc_id": d, "text": texts.get(d, "")[:500]} for d in top],
+                                 "doc_id": None, "signal": "positive"}) + "\n")
+    return len(picked)
+
+
+def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, path: Path) -> int:
+    """Validate an annotator file and load it as feedback. Any bad line: nothing is imported."""
+    from .tap import ensure_feedback_collection
+
+    lines = path.read_text().splitlines()
+    cleaned = []
+    for line in lines:  # exported helper fields are allowed back in; the validator sees the label fields only
+        try:
+            obj = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            cleaned.append(line)
+            continue
+        if isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k not in ("query_id", "candidates")}
+            cleaned.append(json.dumps(obj))
+        else:
+            cleaned.append(line)
+    records, errors = retrain.validate_labels(cleaned)
+    if errors:
+        shown = "; ".join(f"line {n}: {msg}" for n, msg in errors[:10])
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise EmbguardError(f"{path}: {len(errors)} bad line(s), nothing imported: {shown}{more}")
+    served = milvus.resolve(spec.name)
+    known = _texts(milvus, served, spec, [r.doc_id for r in records])
+    unknown = sorted({r.doc_id for r in records if r.doc_id not in known}, key=str)
+    if unknown:
+        raise EmbguardError(f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
+                            "ids (they must be the collection's primary keys)")
+    ensure_feedback_collection(milvus)
+    model_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
+    rows = [{"feedback_id": new_id(), "query_id": f"label:{text_hash(r.query)[:24]}", "doc_id": json.dumps(r.doc_id),
+             "alias": spec.name, "collection": served, "model_id": model_id, "signal": r.signal,
+             "weight": float(r.weight), "ts_ms": now_ms(), "query_text": r.query, "_v": [1.0, 0.0]} for r in records]
+    done: list[str] = []
+    try:
+        for i in range(0, len(rows), 1000):
+            milvus.insert(FEEDBACK_COLLECTION, rows[i:i + 1000])
+            done += [r["feedback_id"] for r in rows[i:i + 1000]]
+        milvus.flush(FEEDBACK_COLLECTION)
+    except EmbguardError:
+        if done:  # Milvus has no transactions: take back what went in so the import stays all-or-nothing
+            milvus.delete(FEEDBACK_COLLECTION, ids=done)
+        raise
+    return len(rows)

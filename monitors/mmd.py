@@ -1,0 +1,161 @@
+"""Calibrated maximum mean discrepancy (MMD) two-sample test with a permutation p-value.
+
+Kernel: Gaussian, ``k(x, y) = exp(-|x - y|^2 / (2 s^2))`` with ``s`` the median pairwise distance of a random
+subsample of the *pooled* windows (the median heuristic). Taking ``s`` from the pooled data keeps the statistic
+invariant to relabelling, which is what makes the permutation p-value exact.
+
+Two estimators of the same quantity:
+
+* :class:`MMDDetector` (default) maps rows through random Fourier features (Rahimi & Recht 2007), so MMD^2 is the
+  squared distance between the windows' mean feature vectors and costs O(n * features). All permutations are
+  evaluated at once as one matrix product ``P @ Phi``, where row b of ``P`` holds +1/m for rows assigned to the
+  reference and -1/n for rows assigned to the current window in permutation b.
+* :class:`ExactMMDDetector` uses the full pooled kernel matrix (O(n^2) memory), for small windows.
+
+p-value: ``(1 + #{b : MMD^2_b >= MMD^2_obs}) / (1 + B)``, valid at any sample size for exchangeable windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import torch
+
+from ._torch import torch_threads
+from ._validate import as_matrix, check_alpha, check_int, frozen, require_fitted
+from .errors import MonitorInputError
+from .result import DriftResult
+
+_BANDWIDTH_SAMPLE = 1000
+
+
+def _median_bandwidth(pooled: torch.Tensor, gen: torch.Generator) -> float:
+    n = pooled.shape[0]
+    sub = pooled[torch.randperm(n, generator=gen)[:_BANDWIDTH_SAMPLE]] if n > _BANDWIDTH_SAMPLE else pooled
+    med = float(torch.pdist(sub).median())
+    # Identical windows give a zero median; any positive width then yields MMD = 0 and p = 1.
+    return med if med > 0 else 1.0
+
+
+def _signed_weights(n_ref: int, n_cur: int, n_perm: int, gen: torch.Generator) -> torch.Tensor:
+    """(1 + n_perm) x (n_ref + n_cur) weights; row 0 is the observed split, the others are permutations."""
+    n = n_ref + n_cur
+    # randperm per row is ~4x faster than argsort of a random matrix at 20k columns.
+    chosen = torch.stack([torch.randperm(n, generator=gen)[:n_ref] for _ in range(n_perm)])
+    w = torch.full((n_perm, n), -1.0 / n_cur)
+    w.scatter_(1, chosen, 1.0 / n_ref)
+    observed = torch.cat([torch.full((n_ref,), 1.0 / n_ref), torch.full((n_cur,), -1.0 / n_cur)])
+    return torch.cat([observed[None, :], w])
+
+
+class _MMDBase:
+    name = "mmd"
+
+    def __init__(self, *, alpha: float = 0.05, n_permutations: int = 500, seed: int = 0, min_rows: int = 10,
+                 threads: int | None = None) -> None:
+        self.alpha = check_alpha(alpha)
+        self.n_permutations = check_int(n_permutations, "n_permutations", 19)
+        self.seed = int(seed)
+        self.min_rows = check_int(min_rows, "min_rows", 2)
+        self.threads = threads
+        self._reference: np.ndarray | None = None
+        self._gen = torch.Generator().manual_seed(self.seed)
+
+    def fit(self, reference: Any) -> Self:
+        self._reference = as_matrix(reference, "reference", min_rows=self.min_rows)
+        # Re-seed so that fit + the same sequence of checks is reproducible.
+        self._gen = torch.Generator().manual_seed(self.seed)
+        return self
+
+    def _params(self) -> dict[str, Any]:
+        return {"n_permutations": self.n_permutations, "seed": self.seed, "min_rows": self.min_rows,
+                "kernel": "gaussian", "bandwidth": "median pooled distance"}
+
+    def _stats(self, pooled: torch.Tensor, weights: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check(self, current: Any) -> DriftResult:
+        require_fitted(self._reference is not None, type(self).__name__)
+        assert self._reference is not None
+        cur = as_matrix(current, "current", min_rows=self.min_rows, dim=self._reference.shape[1])
+        n_pooled = self._reference.shape[0] + cur.shape[0]
+        with torch.no_grad(), torch_threads(self.threads, n_pooled):
+            pooled = torch.from_numpy(np.concatenate([self._reference, cur]))
+            bandwidth = _median_bandwidth(pooled, self._gen)
+            weights = _signed_weights(self._reference.shape[0], cur.shape[0], self.n_permutations, self._gen)
+            stats = self._stats(pooled, weights, bandwidth).double()
+        observed = float(stats[0])
+        # A tiny tolerance so float ties between permuted and observed statistics count as ">=".
+        exceed = int((stats[1:] >= observed - 1e-12 * max(abs(observed), 1e-30)).sum())
+        p = (1 + exceed) / (1 + self.n_permutations)
+        return DriftResult(
+            method=self.name, statistic=max(observed, 0.0), p_value=p, threshold=None, drift=p <= self.alpha,
+            alpha=self.alpha, n_reference=self._reference.shape[0], n_current=cur.shape[0],
+            params=frozen(self._params()), details=frozen({"bandwidth": bandwidth}),
+        )
+
+
+class MMDDetector(_MMDBase):
+    """Random-Fourier-feature MMD with a permutation p-value; linear in the window sizes.
+
+    About 0.8-1.1 s for 10,000 x 10,000 rows at d=384 on 2 cores with the defaults. The statistic is the biased
+    (V-statistic) MMD^2 of the feature map; the permutation test does not need it unbiased. ``threads``: torch
+    threads for a check (None: one thread up to 2,000 pooled rows, where more only add overhead, else torch's
+    setting).
+    """
+
+    name = "mmd"
+
+    def __init__(self, *, alpha: float = 0.05, n_features: int = 1024, n_permutations: int = 500, seed: int = 0,
+                 min_rows: int = 10, threads: int | None = None) -> None:
+        super().__init__(alpha=alpha, n_permutations=n_permutations, seed=seed, min_rows=min_rows, threads=threads)
+        self.n_features = check_int(n_features, "n_features", 16)
+        self._omega: torch.Tensor | None = None
+        self._phase: torch.Tensor | None = None
+
+    def fit(self, reference: Any) -> Self:
+        super().fit(reference)
+        assert self._reference is not None
+        # Directions are drawn once per fit; the bandwidth rescales them at each check.
+        self._omega = torch.randn(self._reference.shape[1], self.n_features, generator=self._gen)
+        self._phase = torch.rand(self.n_features, generator=self._gen) * (2 * torch.pi)
+        return self
+
+    def _params(self) -> dict[str, Any]:
+        return {**super()._params(), "n_features": self.n_features, "estimator": "random Fourier features"}
+
+    def _stats(self, pooled: torch.Tensor, weights: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        assert self._omega is not None and self._phase is not None
+        phi = torch.cos(pooled @ (self._omega / bandwidth) + self._phase) * (2.0 / self.n_features) ** 0.5
+        diff = weights @ phi  # (1 + B) x features: mean-embedding differences for every split at once
+        return (diff * diff).sum(dim=1)
+
+
+class ExactMMDDetector(_MMDBase):
+    """Quadratic-time MMD on the full pooled Gaussian kernel matrix; for windows up to ``max_rows`` pooled rows."""
+
+    name = "mmd_exact"
+
+    def __init__(self, *, alpha: float = 0.05, n_permutations: int = 500, seed: int = 0, min_rows: int = 10,
+                 max_rows: int = 8000, threads: int | None = None) -> None:
+        super().__init__(alpha=alpha, n_permutations=n_permutations, seed=seed, min_rows=min_rows, threads=threads)
+        self.max_rows = check_int(max_rows, "max_rows", 20)
+
+    def _params(self) -> dict[str, Any]:
+        return {**super()._params(), "estimator": "exact kernel (V-statistic)"}
+
+    def check(self, current: Any) -> DriftResult:
+        if self._reference is not None:
+            current = as_matrix(current, "current", min_rows=self.min_rows, dim=self._reference.shape[1])
+            n = self._reference.shape[0] + current.shape[0]
+            if n > self.max_rows:
+                raise MonitorInputError(
+                    f"current: {n} pooled rows exceed max_rows={self.max_rows} for the exact kernel (memory grows "
+                    "as rows^2); use MMDDetector (random features) or raise max_rows")
+        return super().check(current)
+
+    def _stats(self, pooled: torch.Tensor, weights: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        sq = torch.cdist(pooled, pooled).square_()
+        kernel = torch.exp_(sq.mul_(-0.5 / bandwidth**2))
+        return ((weights @ kernel) * weights).sum(dim=1)
