@@ -328,12 +328,21 @@ def _progress_printer() -> Any:
 @click.option("--candidate", default=None, help="Model version to approve (default: the one awaiting approval).")
 @click.option("--collection", default=None, help="Only this watched alias (default: all).")
 @click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
+@click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
 @click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
 @click.pass_context
 def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collection: str | None,
-                force: bool, max_steps: int) -> None:
+                force: bool, abort: bool, max_steps: int) -> None:
     """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
     settings = _settings(ctx)
+    if abort:
+        from .swap import Swapper
+
+        for spec in _specs(settings, collection):
+            st = Swapper(settings, _milvus(ctx)).abort(spec)
+            click.echo(f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
+                       "collection written")
+        return
     if not approve:
         from .training import build_candidate
 

@@ -112,3 +112,11 @@ def catalogue() -> list[MetricDoc]:
         docs.append(MetricDoc(full, kind, tuple(collector._labelnames),  # type: ignore[attr-defined]  # noqa: SLF001
                               collector._documentation))  # type: ignore[attr-defined]  # noqa: SLF001
     return sorted(docs, key=lambda d: d.name)
+
+
+def catalogue_markdown() -> str:
+    """The daemon's metric catalogue as a Markdown table (the README embeds it)."""
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for d in catalogue():
+        lines.append(f"| `{d.name}` | {d.kind} | {', '.join(d.labels) or '-'} | {d.help} |")
+    return "\n".join(lines) + "\n"

@@ -380,6 +380,24 @@ class Swapper:
                 "shadow_queries": len(texts), "top10_overlap": overlap, "source_top1": top1_old,
                 "candidate_top1": top1_new}
 
+    def abort(self, spec: CollectionSettings) -> SwapState:
+        """Abandon an unfinished swap before its switch: stop dual writes, drop the half-built collection."""
+        with self.store.lock(spec.name, "retrain --abort"):
+            st = self.store.load(spec.name)
+            if st is None or st.phase == "done":
+                raise SwapError(f"alias {spec.name!r} has no unfinished swap to abort")
+            if st.reached("switched"):
+                raise SwapError(f"the swap of {spec.name!r} already switched the alias to {st.target}; use "
+                                "`embguard rollback` instead")
+            if self.milvus.properties(st.source).get(DUAL_WRITE_PROPERTY) == st.target:
+                self.milvus.drop_properties(st.source, [DUAL_WRITE_PROPERTY])
+            if self.milvus.has_collection(st.target) and self.milvus.resolve(spec.name) != st.target:
+                self.milvus.drop_collection(st.target)
+            st.history.append({"action": "abort", "target": st.target, "at": time.time(), "phase": st.phase})
+            st.phase, st.error = "done", ""
+            self.store.save(st)
+            return st
+
     # --- rollback and gc ---------------------------------------------------------------------------------------
 
     def rollback(self, spec: CollectionSettings) -> dict[str, Any]:

@@ -234,3 +234,22 @@ def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Pa
         assert sorted(w.ids("kb__v1")) == sorted(w.ids("kb__v0001"))
     finally:
         w.close()
+
+
+def test_abort_before_the_switch_leaves_only_the_old_collection(world: World) -> None:
+    spec = world.settings.collection("kb")
+
+    def crash(st) -> None:
+        if st.phase == "dual_write" and st.done:
+            raise KeyboardInterrupt("operator hit ctrl-c mid-backfill")
+
+    with pytest.raises(KeyboardInterrupt):
+        Swapper(world.settings, world.milvus, say=lambda s: None, progress=crash).approve(spec, world.candidate)
+    st = SwapStore(world.settings.state.dir).load("kb")
+    assert st.phase == "dual_write" and world.milvus.properties("kb__v1")[DUAL_WRITE_PROPERTY] == "kb__v0001"
+    Swapper(world.settings, world.milvus).abort(spec)
+    assert DUAL_WRITE_PROPERTY not in world.milvus.properties("kb__v1")
+    assert not world.milvus.has_collection("kb__v0001") and world.milvus.resolve("kb") == "kb__v1"
+    assert world.client.insert("kb", [{"id": 9, "text": "after the abort"}]) == 1
+    with pytest.raises(SwapError, match="no unfinished swap to abort"):
+        Swapper(world.settings, world.milvus).abort(spec)
