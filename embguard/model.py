@@ -35,7 +35,7 @@ _DEFAULT_ALIASES = {
 }
 # Files whose bytes determine the vectors. README/model cards and training logs do not.
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
-_HASH_SKIP = {"README.md", "data_config.json", "embguard.json", "trainer_state.json"}
+_HASH_SKIP = {"README.md", "data_config.json", "embguard.json", "trainer_state.json", "train_result.json"}
 
 
 def default_model_path() -> Path:

@@ -1,0 +1,68 @@
+"""retrain: pure logic to turn feedback into a better embedding model, and to prove it is better.
+
+No Milvus, no CLI, no daemon here (embguard wires those); everything talks to the outside through the
+small protocols in ``retrain.protocols``. sentence-transformers is imported lazily (``retrain.finetune``),
+so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .adapter import Adapter, AdapterConfig, apply_adapter, load_adapter, train_adapter
+from .bootstrap import Interval, bootstrap_mean, paired_difference
+from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult
+from .errors import (
+    ConfigError,
+    DataError,
+    LabelValidationError,
+    LeakageError,
+    ModelDirError,
+    RetrainError,
+    TrainingFailed,
+)
+from .evaluate import PerQueryScores, evaluate_embeddings, rank_by_cosine, score_rankings
+from .gate import GateConfig, GateVerdict, decide
+from .labels import validate_labels
+from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from .negatives import MiningConfig, mine_hard_negatives
+from .pairs import FeedbackRecord, Pair, TrainingPairs, build_pairs, with_explicit_negatives
+from .protocols import Encoder, Retriever
+from .retrieval import ExactRetriever
+from .runner import run_training_subprocess
+from .selection import (
+    DiversitySelection,
+    MarginSelection,
+    MixedSelection,
+    NoveltySelection,
+    Pool,
+    RandomSelection,
+    default_strategy,
+    k_center_greedy,
+)
+from .split import QuerySplit, assert_disjoint, split_pairs, split_queries
+
+if TYPE_CHECKING:
+    from .finetune import Progress, encode, train
+
+
+def __getattr__(name: str) -> Any:
+    # The heavy training stack loads only when a caller actually trains or encodes.
+    if name in {"train", "encode", "Progress"}:
+        from . import finetune as _train
+
+        return getattr(_train, name)
+    raise AttributeError(f"module 'retrain' has no attribute {name!r}")
+
+
+__all__ = [
+    "Adapter", "AdapterConfig", "ConfigError", "DataError", "DiversitySelection", "Encoder", "ExactRetriever",
+    "FeedbackRecord", "GateConfig", "GateVerdict", "Interval", "LabelValidationError", "LeakageError",
+    "MarginSelection", "MiningConfig", "MixedSelection", "ModelDirError", "NoveltySelection", "Pair",
+    "PerQueryScores", "Pool", "Progress", "QuerySplit", "RESULT_FILE", "RandomSelection", "RetrainError",
+    "Retriever", "TrainConfig", "TrainData", "TrainResult", "TrainingFailed", "TrainingPairs", "apply_adapter",
+    "assert_disjoint", "bootstrap_mean", "build_pairs", "decide", "default_strategy", "encode", "evaluate_embeddings",
+    "k_center_greedy", "load_adapter", "mine_hard_negatives", "mrr_at_k", "ndcg_at_k", "paired_difference",
+    "rank_by_cosine", "recall_at_k", "run_training_subprocess", "score_rankings", "split_pairs",
+    "split_queries", "train", "train_adapter", "validate_labels", "with_explicit_negatives",
+]

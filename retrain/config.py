@@ -1,0 +1,126 @@
+"""Training configuration and inputs, serialisable to JSON so a child process can run them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+from .pairs import Pair
+
+LossName = Literal["mnrl", "cached_mnrl", "margin_mse"]
+LOSSES: tuple[str, ...] = ("mnrl", "cached_mnrl", "margin_mse")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a fine-tune. ``base_model`` is a local sentence-transformers directory."""
+
+    base_model: str
+    loss: LossName = "mnrl"
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup: float = 0.1                  # fraction of steps (transformers 5 takes a float warmup_steps)
+    max_seq_length: int | None = 128
+    seed: int = 42
+    mini_batch_size: int = 32            # CachedMNRL: memory is set by this, quality by batch_size
+    matryoshka_dims: tuple[int, ...] = ()  # non-empty: wrap the loss in MatryoshkaLoss over these dims
+    teacher_model: str | None = None     # margin_mse: local directory of the teacher bi-/cross-encoder
+    anchor_weight: float = 0.0           # multi-task: loss weight of the general-domain anchor set
+    task_weight: float = 1.0
+    tsdae_epochs: float = 0.0            # >0: TSDAE domain adaptation on documents before the contrastive step
+    tsdae_batch_size: int = 8
+    checkpoint_dir: str | None = None    # where checkpoints live (must survive a crash: not the output dir)
+    save_steps: int = 0                  # 0: no intermediate checkpoints
+    resume: bool = True                  # resume from the latest checkpoint in checkpoint_dir if present
+    max_steps: int = -1                  # >0 caps the run (tests, smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"TrainConfig.loss={self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.batch_size < 2:
+            raise ConfigError(f"TrainConfig.batch_size={self.batch_size}: in-batch negatives need >= 2 "
+                              "(32 or more is typical)")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError(f"TrainConfig.epochs={self.epochs}: train for > 0 epochs or set max_steps")
+        if self.loss == "margin_mse" and not self.teacher_model:
+            raise ConfigError("TrainConfig.loss='margin_mse' distils from a teacher: set teacher_model to a "
+                              "local model directory")
+        if self.anchor_weight < 0 or self.task_weight <= 0:
+            raise ConfigError(f"TrainConfig task_weight={self.task_weight}, anchor_weight={self.anchor_weight}: "
+                              "task_weight must be > 0 and anchor_weight >= 0")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"TrainConfig.warmup={self.warmup} is a fraction of steps in [0, 1), e.g. 0.1")
+        if any(d <= 0 for d in self.matryoshka_dims):
+            raise ConfigError(f"TrainConfig.matryoshka_dims={self.matryoshka_dims}: dimensions must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"TrainConfig got unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if "matryoshka_dims" in data:
+            data["matryoshka_dims"] = tuple(data["matryoshka_dims"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The examples: task pairs (feedback), optional anchor pairs (general domain) and domain documents."""
+
+    pairs: tuple[Pair, ...]
+    anchor_pairs: tuple[Pair, ...] = ()
+    documents: tuple[str, ...] = ()      # for TSDAE domain adaptation
+
+    def to_dict(self) -> dict:
+        return {"pairs": [asdict(p) for p in self.pairs], "anchor_pairs": [asdict(p) for p in self.anchor_pairs],
+                "documents": list(self.documents)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainData:
+        return cls(pairs=tuple(Pair(**p) for p in data.get("pairs", ())),
+                   anchor_pairs=tuple(Pair(**p) for p in data.get("anchor_pairs", ())),
+                   documents=tuple(data.get("documents", ())))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports; also written as ``train_result.json`` into the model directory."""
+
+    model_dir: str
+    base_model: str
+    steps: int
+    epochs: float
+    seconds: float
+    final_loss: float | None
+    losses: tuple[float, ...]
+    n_pairs: int
+    n_anchor_pairs: int
+    tsdae_steps: int
+    resumed_from: str | None
+    config: TrainConfig | None = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainResult:
+        data = dict(data)
+        data["losses"] = tuple(data.get("losses", ()))
+        data["config"] = TrainConfig.from_dict(data["config"]) if data.get("config") else None
+        return cls(**data)
+
+
+RESULT_FILE = "train_result.json"
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=str))

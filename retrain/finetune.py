@@ -1,0 +1,275 @@
+"""Fine-tuning with ``SentenceTransformerTrainer``. The ONE module of ``retrain`` that imports
+sentence-transformers, ``datasets`` and ``transformers`` (the architecture test enforces it).
+
+Stages of ``train()``:
+  1. optional TSDAE domain adaptation on raw documents (``DenoisingAutoEncoderLoss``; the noise function
+     is a seeded whitespace word-deletion, so nltk and its downloads are not needed);
+  2. the contrastive step: MultipleNegativesRankingLoss with ``BatchSamplers.NO_DUPLICATES`` (default),
+     CachedMNRL for batches larger than memory allows, or MarginMSE distillation from a local teacher;
+     optionally wrapped in MatryoshkaLoss; optionally mixed with a general-domain anchor set.
+Multi-task weighting: each batch is drawn from ONE dataset (``task`` or ``anchor``, proportional to their
+sizes); that batch's loss is multiplied by the dataset's weight (``task_weight`` / ``anchor_weight``).
+So a weight scales the gradient of that dataset's batches; the sampling frequency stays proportional.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers  # noqa: E402
+from sentence_transformers.sentence_transformer.losses import (  # noqa: E402
+    CachedMultipleNegativesRankingLoss,
+    DenoisingAutoEncoderLoss,
+    MarginMSELoss,
+    MatryoshkaLoss,
+    MultipleNegativesRankingLoss,
+)
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer  # noqa: E402
+from sentence_transformers.sentence_transformer.training_args import (  # noqa: E402
+    SentenceTransformerTrainingArguments,
+)
+from transformers import TrainerCallback, set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+
+from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json  # noqa: E402
+from .errors import ConfigError, DataError, ModelDirError  # noqa: E402
+from .pairs import Pair  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str            # "tsdae" | "train"
+    step: int
+    total_steps: int
+    loss: float | None
+    epoch: float | None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def load_model(path: str | Path, max_seq_length: int | None = None) -> SentenceTransformer:
+    p = Path(path)
+    if not ((p / "modules.json").is_file() or (p / "config.json").is_file()):
+        raise ModelDirError(f"model directory {str(p)!r} does not exist or holds no sentence-transformers "
+                            "model (no modules.json/config.json); pass a local model directory")
+    try:
+        model = SentenceTransformer(str(p), device="cpu", local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - any loader failure means the directory is unusable
+        raise ModelDirError(f"could not load model directory {str(p)!r}: {exc}") from exc
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+class WeightedLoss(torch.nn.Module):
+    """Scales a loss by a constant: how multi-task weights enter the gradient."""
+
+    def __init__(self, loss: torch.nn.Module, weight: float) -> None:
+        super().__init__()
+        self.loss = loss
+        self.weight = float(weight)
+
+    def forward(self, features, labels):  # type: ignore[no-untyped-def]
+        return self.weight * self.loss(features, labels)
+
+
+class _ProgressCallback(TrainerCallback):
+    def __init__(self, stage: str, progress: ProgressFn | None, losses: list[float]) -> None:
+        self.stage, self.progress, self.losses = stage, progress, losses
+
+    def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+        # logging_steps=1, so every optimiser step logs its loss; report progress from here.
+        if logs and "loss" in logs:
+            loss = float(logs["loss"])
+            self.losses.append(loss)
+            if self.progress is not None:
+                self.progress(Progress(self.stage, int(state.global_step), int(state.max_steps), loss,
+                                       float(state.epoch) if state.epoch is not None else None))
+
+
+def _seed_all(seed: int) -> None:
+    set_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _args(config: TrainConfig, output_dir: str, **overrides: object) -> SentenceTransformerTrainingArguments:
+    kw: dict[str, object] = dict(
+        output_dir=output_dir,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup,
+        seed=config.seed,
+        data_seed=config.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        save_strategy="steps" if config.save_steps > 0 else "no",
+        save_steps=config.save_steps if config.save_steps > 0 else 500,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    kw.update(overrides)
+    return SentenceTransformerTrainingArguments(**kw)  # type: ignore[arg-type]
+
+
+def _noise(text: str, rng: random.Random, keep: float = 0.4) -> str:
+    # TSDAE's default: delete 60% of the words; at least one survives.
+    words = text.split()
+    kept = [w for w in words if rng.random() < keep]
+    return " ".join(kept) if kept else (rng.choice(words) if words else text)
+
+
+def _tsdae(model: SentenceTransformer, docs: Sequence[str], config: TrainConfig, workdir: str,
+           progress: ProgressFn | None) -> int:
+    rng = random.Random(config.seed)
+    docs = [d for d in docs if d.strip()]
+    if len(docs) < 2:
+        raise DataError(f"TSDAE needs documents, got {len(docs)}; pass TrainData.documents or set tsdae_epochs=0")
+    ds = Dataset.from_dict({"noisy": [_noise(d, rng) for d in docs], "text": docs})
+    loss = DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True)
+    args = _args(config, workdir, num_train_epochs=config.tsdae_epochs, max_steps=-1,
+                 per_device_train_batch_size=config.tsdae_batch_size, learning_rate=3e-5,
+                 batch_sampler=BatchSamplers.BATCH_SAMPLER, save_strategy="no")
+    losses: list[float] = []
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss,
+                                         callbacks=[_ProgressCallback("tsdae", progress, losses)])
+    out = trainer.train()
+    return int(out.global_step)
+
+
+def _pair_dataset(pairs: Sequence[Pair], with_negative: bool) -> Dataset:
+    cols: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
+    if with_negative:
+        cols["negative"] = [p.negative or "" for p in pairs]
+    return Dataset.from_dict(cols)
+
+
+def _teacher_margins(teacher_dir: str, pairs: Sequence[Pair]) -> list[float]:
+    teacher = load_model(teacher_dir)
+    enc = lambda xs: teacher.encode(list(xs), normalize_embeddings=True, convert_to_numpy=True,  # noqa: E731
+                                    show_progress_bar=False, batch_size=64)
+    q, p, n = enc(x.query for x in pairs), enc(x.positive for x in pairs), enc(x.negative or "" for x in pairs)
+    return list(map(float, np.einsum("ij,ij->i", q, p) - np.einsum("ij,ij->i", q, n)))
+
+
+def _base_loss(model: SentenceTransformer, config: TrainConfig) -> torch.nn.Module:
+    if config.loss == "cached_mnrl":
+        loss: torch.nn.Module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+    elif config.loss == "margin_mse":
+        loss = MarginMSELoss(model)
+    else:
+        loss = MultipleNegativesRankingLoss(model)
+    if config.matryoshka_dims:
+        dim = model.get_embedding_dimension()
+        if dim and max(config.matryoshka_dims) > dim:
+            raise ConfigError(f"TrainConfig.matryoshka_dims={config.matryoshka_dims} exceed the model's "
+                              f"dimension {dim}; use dims <= {dim}")
+        loss = MatryoshkaLoss(model, loss, list(config.matryoshka_dims))
+    return loss
+
+
+def _datasets(model: SentenceTransformer, config: TrainConfig, data: TrainData):  # type: ignore[no-untyped-def]
+    pairs = list(data.pairs)
+    if not pairs:
+        raise DataError("TrainData.pairs is empty; build pairs from feedback (retrain.build_pairs) first")
+    if config.loss == "margin_mse":
+        pairs = [p for p in pairs if p.negative]
+        if not pairs:
+            raise DataError("margin_mse needs (query, positive, negative) triplets; mine negatives first "
+                            "(retrain.mine_hard_negatives)")
+        ds = _pair_dataset(pairs, True).add_column("label", _teacher_margins(config.teacher_model or "", pairs))
+        task = {"task": ds}
+    else:
+        with_neg = [p for p in pairs if p.negative]
+        without = [p for p in pairs if not p.negative]
+        # Mixed rows cannot share one dataset (columns differ): triplets and pairs become two datasets.
+        task = {}
+        if without:
+            task["task"] = _pair_dataset(without, False)
+        if with_neg:
+            task["task_hard"] = _pair_dataset(with_neg, True)
+    losses: dict[str, torch.nn.Module] = {}
+    base = _base_loss(model, config)
+    for name in task:
+        losses[name] = WeightedLoss(base, config.task_weight) if config.task_weight != 1.0 else base
+    if data.anchor_pairs and config.anchor_weight > 0:
+        task["anchor"] = _pair_dataset([p for p in data.anchor_pairs], False)
+        anchor_loss = MultipleNegativesRankingLoss(model) if config.loss == "margin_mse" else base
+        losses["anchor"] = WeightedLoss(anchor_loss, config.anchor_weight)
+    if len(task) == 1:
+        (name, ds), = task.items()
+        return ds, losses[name]
+    return task, losses
+
+
+def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
+          progress: ProgressFn | None = None) -> TrainResult:
+    """Train in this process and save the model to ``out_dir`` (created). Prefer
+    ``retrain.run_training_subprocess`` from long-lived services: it isolates crashes and writes atomically."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    _seed_all(config.seed)
+    model = load_model(config.base_model)
+    # Train with the (shorter, cheaper) config length, but save with the base model's own length so the
+    # candidate encodes documents exactly as the base does at serving time.
+    serving_max_len = model.max_seq_length
+    if config.max_seq_length:
+        model.max_seq_length = config.max_seq_length
+    own_ckpt = config.checkpoint_dir is None
+    ckpt_dir = tempfile.mkdtemp(prefix="retrain-ckpt-") if own_ckpt else str(config.checkpoint_dir)
+    try:
+        tsdae_steps = 0
+        last = get_last_checkpoint(ckpt_dir) if (config.resume and os.path.isdir(ckpt_dir)) else None
+        # A checkpoint holds the weights after TSDAE as well, so a resumed run skips that stage.
+        if config.tsdae_epochs > 0 and last is None:
+            tsdae_steps = _tsdae(model, data.documents, config, os.path.join(ckpt_dir, "tsdae"), progress)
+            _seed_all(config.seed)
+        train_ds, loss = _datasets(model, config, data)
+        losses: list[float] = []
+        trainer = SentenceTransformerTrainer(model=model, args=_args(config, ckpt_dir), train_dataset=train_ds,
+                                             loss=loss, callbacks=[_ProgressCallback("train", progress, losses)])
+        result = trainer.train(resume_from_checkpoint=last)
+        out.mkdir(parents=True, exist_ok=True)
+        model.max_seq_length = serving_max_len
+        model.save_pretrained(str(out))
+        res = TrainResult(model_dir=str(out), base_model=config.base_model, steps=int(result.global_step),
+                          epochs=float(trainer.state.epoch or 0.0), seconds=time.perf_counter() - t0,
+                          final_loss=losses[-1] if losses else None, losses=tuple(losses),
+                          n_pairs=len(data.pairs), n_anchor_pairs=len(data.anchor_pairs),
+                          tsdae_steps=tsdae_steps, resumed_from=last, config=replace(config))
+        write_json(out / RESULT_FILE, res.to_dict())
+        return res
+    finally:
+        if own_ckpt:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def encode(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """L2-normalised float32 embeddings from a model directory (for evaluation of a trained candidate)."""
+    model = load_model(model_dir)
+    return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)

@@ -1,0 +1,106 @@
+"""Labels for annotators and the retrain wiring, on a real Milvus Lite server with the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embguard import model as models
+from embguard.client import Client
+from embguard.errors import EmbguardError
+from embguard.lite import LiteServer
+from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.registry import ModelRegistry
+from embguard.simulate import index, passages_for
+from embguard.tap import FEEDBACK_COLLECTION
+from embguard.training import build_candidate, export_labels, import_labels
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def lab(settings_for):
+    settings = settings_for(EMBGUARD_COLLECTIONS='[{name="lab", index_type="FLAT"}]',
+                            EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
+                            EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40", EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
+                            EMBGUARD_RETRAIN__GUARD_QUERIES="0")
+    server = LiteServer.from_settings(settings)
+    server.start()
+    m = Milvus.connect(settings)
+    m.create_collection(settings.collection("lab"), 384, name="lab__v1",
+                        properties={MODEL_ID_PROPERTY: models.model_id_of("default")})
+    m.create_alias("lab__v1", "lab")
+    passages = passages_for(["json", "csv", "sqlite3", "logging"])[:90]
+    client = Client(settings)
+    index(client, "lab", passages)
+    yield settings, m, client, passages
+    client.close()
+    m.close()
+    server.stop()
+
+
+def _feedback_count(m: Milvus) -> int:
+    return m.count(FEEDBACK_COLLECTION) if m.has_collection(FEEDBACK_COLLECTION) else 0
+
+
+def test_label_import_rejects_bad_lines_by_number_and_imports_nothing(lab, tmp_path: Path) -> None:
+    settings, m, _, passages = lab
+    spec = settings.collection("lab")
+    good = json.dumps({"query": passages[0].query, "doc_id": passages[0].id})
+    f = tmp_path / "labels.jsonl"
+    f.write_text("\n".join([good, "{not json", good, json.dumps({"query": "q", "doc_id": 1, "signal": "like"}),
+                            json.dumps({"query": "", "doc_id": 1})]) + "\n")
+    with pytest.raises(EmbguardError, match=r"3 bad line\(s\), nothing imported: line 2: .*; line 4: .*'like'.*"
+                                            r"; line 5: "):
+        import_labels(settings, m, spec, f)
+    assert _feedback_count(m) == 0
+    f.write_text(good + "\n" + json.dumps({"query": "valid", "doc_id": 123456789}) + "\n")
+    with pytest.raises(EmbguardError, match=r"doc_id\(s\) \[123456789\] are not in lab__v1; nothing imported"):
+        import_labels(settings, m, spec, f)
+    assert _feedback_count(m) == 0
+
+
+def test_export_then_import_round_trip(lab, tmp_path: Path) -> None:
+    settings, m, client, passages = lab
+    spec = settings.collection("lab")
+    for p in passages[:30]:
+        client.search("lab", [p.query], limit=5)
+    client.flush_tap()
+    out = tmp_path / "picks.jsonl"
+    assert export_labels(settings, m, spec, out, budget=12) == 12
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len({x["query"] for x in lines}) == 12
+    assert all(len(x["candidates"]) == 5 and x["candidates"][0]["text"] for x in lines)
+    for x in lines:  # the annotator picks the first candidate
+        x["doc_id"] = x["candidates"][0]["doc_id"]
+    out.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert import_labels(settings, m, spec, out) == 12
+    rows = m.query(FEEDBACK_COLLECTION, filter='alias == "lab"', output_fields=["query_text", "signal", "doc_id"])
+    assert len(rows) == 12 and {r["signal"] for r in rows} == {"positive"}
+    assert {r["query_text"] for r in rows} == {x["query"] for x in lines}
+
+
+def test_a_crashing_training_run_leaves_the_model_and_registry_untouched(lab, tmp_path: Path, monkeypatch) -> None:
+    settings, m, _, passages = lab
+    spec = settings.collection("lab")
+    f = tmp_path / "labels.jsonl"
+    f.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[:60]) + "\n")
+    assert import_labels(settings, m, spec, f) == 60
+    monkeypatch.setenv("RETRAIN_WORKER_FAIL_AT_STEP", "1")  # the training child dies hard at its first step
+    with pytest.raises(EmbguardError, match="training a candidate for lab failed; the active model and the "
+                                            "registry are untouched"):
+        build_candidate(settings, m, spec, say=lambda s: None)
+    assert ModelRegistry(settings.model.store_dir).list() == []
+    assert m.resolve("lab") == "lab__v1"
+    assert m.properties("lab__v1")[MODEL_ID_PROPERTY] == models.model_id_of("default")
+    leftovers = [p.name for p in (settings.model.store_dir / ".work").glob("candidate-*")]
+    assert leftovers == []
+
+
+def test_too_little_feedback_is_a_clear_error(lab) -> None:
+    settings, m, _, _ = lab
+    with pytest.raises(EmbguardError, match=r"lab: 0 feedback pairs over 0 distinct queries; a candidate needs at "
+                                            r"least 40 pairs"):
+        build_candidate(settings, m, settings.collection("lab"), say=lambda s: None)
