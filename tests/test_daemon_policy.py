@@ -1,0 +1,115 @@
+"""The daemon's retrain policy: when to build a candidate, and what on-call is told afterwards.
+
+Training itself is exercised for real by the demo test and tests/test_labels_training.py; here
+``build_candidate`` is replaced so the policy's decisions can be checked in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from embguard import model as models
+from embguard import training
+from embguard.daemon import Daemon
+from embguard.lite import LiteServer
+from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.registry import ModelRegistry
+from embguard.tap import FEEDBACK_COLLECTION, ensure_feedback_collection, feedback_row
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[list] = []
+
+    def update(self, alerts):
+        self.calls.append(list(alerts))
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def setup(settings_for, embedder, monkeypatch):
+    settings = settings_for(EMBGUARD_COLLECTIONS='[{name="kb", index_type="FLAT"}]',
+                            EMBGUARD_RETRAIN__SUSTAINED_CHECKS="2", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="5")
+    server = LiteServer.from_settings(settings)
+    server.start()
+    m = Milvus.connect(settings)
+    m.create_collection(settings.collection("kb"), 384, name="kb__v1",
+                        properties={MODEL_ID_PROPERTY: embedder.model_id})
+    m.create_alias("kb__v1", "kb")
+    ensure_feedback_collection(m)
+    built: list[str] = []
+
+    def fake_build(s, milvus, spec, *, say=print, since_ms=0, max_steps=-1):
+        built.append(spec.name)
+        src = s.model.store_dir / "src"
+        if not src.exists():
+            shutil.copytree(embedder.path, src)
+        version = ModelRegistry(s.model.store_dir).register(
+            src, status="awaiting_approval", verdict={"promote": True, "base_mean": 0.5, "candidate_mean": 0.56,
+                                                      "reasons": ["ndcg@10 gain CI low +0.01 >= min_gain +0.00"]},
+            extra={"alias": spec.name})
+        return SimpleNamespace(promoted=True, version=version, __str__=lambda self: "report")
+
+    monkeypatch.setattr(training, "build_candidate", fake_build)
+    notifier = Recorder()
+    daemon = Daemon(settings, registry=CollectorRegistry(), notifier=notifier)
+    daemon.job_milvus_watch()
+    yield settings, m, daemon, notifier, built
+    daemon.stop()
+    m.close()
+    server.stop()
+
+
+def _drifting(daemon: Daemon, streak: int) -> None:
+    st = daemon._collections["kb"]
+    st.monitor = SimpleNamespace(consecutive={"mmd": streak, "top1": 0})
+    st.report = SimpleNamespace(skipped="", sustained=streak >= 2, drift=True, outcomes=(), clusters=(),
+                                n_current=100, n_reference=100, ood_rate=None, ood_expected_rate=None)
+
+
+def _feedback(m: Milvus, n: int) -> None:
+    rows = [feedback_row(query_id=f"q{i}", doc_id=i, alias="kb", collection="kb__v1", model_id="x", signal="click",
+                         weight=1.0, query_text=f"question {i}") for i in range(n)]
+    m.insert(FEEDBACK_COLLECTION, rows)
+    m.flush(FEEDBACK_COLLECTION)
+
+
+def test_policy_waits_for_sustained_drift_and_enough_feedback(setup) -> None:
+    settings, m, daemon, notifier, built = setup
+    g = daemon.registry.get_sample_value
+    _drifting(daemon, 1)
+    _feedback(m, 10)
+    daemon.job_retrain_policy()
+    assert built == []  # drift not sustained long enough
+    _drifting(daemon, 2)
+    _feedback(m, 0)
+    daemon.job_retrain_policy()
+    assert built == ["kb"]
+    assert g("embguard_candidate_awaiting_approval", {"collection": "kb"}) == 1
+    assert g("embguard_retrain_state", {"collection": "kb", "state": "awaiting_approval"}) == 1
+    alerts = [a for a in notifier.calls[-1] if a.name == "CandidateAwaitingApproval"]
+    assert len(alerts) == 1
+    assert alerts[0].next_command == "embguard retrain --approve --candidate v0001 --collection kb"
+    assert "0.500 -> 0.560" in alerts[0].summary
+    # While a candidate waits, no second one is trained.
+    daemon.job_retrain_policy()
+    assert built == ["kb"]
+
+
+def test_policy_needs_feedback_since_the_last_model(setup) -> None:
+    settings, m, daemon, notifier, built = setup
+    _drifting(daemon, 3)
+    _feedback(m, 3)  # fewer than retrain.min_feedback_pairs = 5
+    daemon.job_retrain_policy()
+    assert built == []
+    assert daemon.registry.get_sample_value("embguard_retrain_state", {"collection": "kb", "state": "idle"}) == 1
