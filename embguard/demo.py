@@ -101,10 +101,10 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
     work = settings.state.dir / "demo"
     shutil.rmtree(work, ignore_errors=True)  # a demo always starts clean; it never touches other data
     rng = random.Random(seed)
-    per_topic = 25 if fast else 45
+    per_topic = 25 if fast else 35
     base = [p for t in BASE_TOPICS for p in passages_for([t])[:per_topic]]
     shift = [p for t in SHIFT_TOPICS for p in passages_for([t])[:per_topic]]
-    n_ref, n_win = (160, 100) if fast else (300, 150)
+    n_ref, n_win = (160, 100) if fast else (240, 120)
 
     server = LiteServer.from_settings(s)
     step = _Steps(say)

@@ -259,8 +259,9 @@ class Swapper:
                                 f"{'; '.join(st.verify['problems'])}")
             self._phase(st, "verified")
         if not st.reached("switched"):
-            m.alter_alias(st.target, st.alias)
+            # Mark first: the instant the alias moves, writers resolving to the target also feed the old one.
             m.set_properties(st.target, {DUAL_WRITE_PROPERTY: st.source})
+            m.alter_alias(st.target, st.alias)
             st.history.append({"from": st.source, "to": st.target, "from_model": st.source_model_id,
                                "to_model": st.candidate_model_id, "at": time.time(), "action": "switch"})
             self._phase(st, "switched")
@@ -269,11 +270,10 @@ class Swapper:
             # Writers that resolved the alias just before the switch still write to the source (and, through
             # its mark, to the target); give them the grace period before that mark goes.
             time.sleep(self.settings.swap.grace_s)
+            # No reconcile after the switch: every writer since the dual-write mark wrote both collections,
+            # and the target now serves, so copying from the old one could only undo fresh edits.
             with contextlib.suppress(EmbguardError):
                 m.drop_properties(st.source, [DUAL_WRITE_PROPERTY])
-            fixed = self._reconcile(spec, st, model)
-            if fixed:
-                self.say(f"post-switch reconcile fixed {fixed} document(s)")
             self._phase(st, "done")
 
     def _phase(self, st: SwapState, phase: str) -> None:
@@ -308,25 +308,45 @@ class Swapper:
                 self.progress(st)
 
     def _hashes(self, collection: str, spec: CollectionSettings) -> dict[Any, str]:
-        return {r[spec.id_field]: _hash(r[spec.text_field])
-                for b in self.milvus.iterate(collection, [spec.id_field, spec.text_field]) for r in b}
+        rows = [(r[spec.id_field], _hash(r[spec.text_field]))
+                for b in self.milvus.iterate(collection, [spec.id_field, spec.text_field]) for r in b]
+        self._last_rows = len(rows)  # rows seen, to tell duplicates from distinct ids in the same pass
+        return dict(rows)
+
+    def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
+        """Ids whose target copy is missing or differs from the source, and ids only the target has."""
+        self.milvus.flush(st.target)
+        src, dst = self._hashes(st.source, spec), self._hashes(st.target, spec)
+        return [i for i, h in src.items() if dst.get(i) != h], [i for i in dst if i not in src]
 
     def _reconcile(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> int:
+        """Make the target hold exactly the source's documents, re-embedded from the source's current text.
+
+        Writers keep running meanwhile (the source first, then its dual-write copy), so what looks extra in
+        the target may be an insert whose source write is still in flight: an id is deleted from the target
+        only when the source still lacks it a moment later.
+        """
         m = self.milvus
-        m.flush(st.target)
-        src, dst = self._hashes(st.source, spec), self._hashes(st.target, spec)
-        stale = [i for i, h in src.items() if dst.get(i) != h]
-        extra = [i for i in dst if i not in src]
         fields = self._scalar_fields(st, spec)
-        for i in range(0, len(stale), self.settings.swap.batch_size):
-            rows = m.query(st.source, ids=stale[i:i + self.settings.swap.batch_size], output_fields=fields)
-            if rows:
-                m.upsert(st.target, self._embed_rows(spec, rows, model))
-        if extra:
-            m.delete(st.target, ids=extra)
-        if stale or extra:
-            m.flush(st.target)
-        return len(stale) + len(extra)
+        fixed = 0
+        for _ in range(3):
+            stale, extra = self._diff(st, spec)
+            for i in range(0, len(stale), self.settings.swap.batch_size):
+                rows = m.query(st.source, ids=stale[i:i + self.settings.swap.batch_size], output_fields=fields)
+                if rows:
+                    m.upsert(st.target, self._embed_rows(spec, rows, model))
+            gone: list[Any] = []
+            if extra:
+                time.sleep(1.0)
+                present = {r[spec.id_field] for r in m.query(st.source, ids=extra, output_fields=[spec.id_field])}
+                gone = [i for i in extra if i not in present]
+                if gone:
+                    m.delete(st.target, ids=gone)
+            fixed += len(stale) + len(gone)
+            if not stale and not gone:
+                break
+        m.flush(st.target)
+        return fixed
 
     def _shadow_texts(self, spec: CollectionSettings, n: int) -> list[str]:
         from .sampling import sample_documents
@@ -350,18 +370,26 @@ class Swapper:
         m.flush(st.target)
         m.wait_index(st.target, spec.vector_field)
         m.ensure_loaded(st.target)
-        n_src, n_dst = m.count(st.source), m.count(st.target)
+        for attempt in range(4):  # writes in flight settle within moments; a real gap stays
+            src = self._hashes(st.source, spec)
+            dst = self._hashes(st.target, spec)
+            dst_rows = self._last_rows
+            missing = [i for i in src if i not in dst]
+            extra = [i for i in dst if i not in src]
+            changed = [i for i, h in src.items() if i in dst and dst[i] != h]
+            if not (missing or extra or changed) and dst_rows == len(dst):
+                break
+            time.sleep(0.5 * (attempt + 1))
+            m.flush(st.target)
+        n_src, n_dst = len(src), len(dst)
         if n_src != n_dst:
-            problems.append(f"count mismatch: {st.source} has {n_src}, {st.target} has {n_dst}")
-        src, dst = self._hashes(st.source, spec), self._hashes(st.target, spec)
-        missing = [i for i in src if i not in dst]
-        changed = [i for i, h in src.items() if i in dst and dst[i] != h]
+            problems.append(f"count mismatch: {st.source} has {n_src} documents, {st.target} has {n_dst}")
         if missing:
             problems.append(f"{len(missing)} id(s) missing from {st.target}, e.g. {missing[:5]}")
         if changed:
             problems.append(f"{len(changed)} document(s) differ from the source, e.g. {changed[:5]}")
-        if len(dst) != n_dst:
-            problems.append(f"{st.target} holds duplicate ids ({n_dst} rows for {len(dst)} ids)")
+        if dst_rows != len(dst):
+            problems.append(f"{st.target} holds duplicate ids ({dst_rows} rows for {len(dst)} ids)")
         old = models.load_by_id(st.source_model_id, self.settings.model.store_dir, self.settings.model.device)
         texts = self._shadow_texts(spec, self.settings.swap.shadow_queries)
         overlap = top1_old = top1_new = float("nan")
@@ -416,8 +444,8 @@ class Swapper:
             if not self.milvus.has_collection(back):
                 raise SwapError(f"collection {back!r} to roll back to no longer exists (dropped by gc?)")
             # The old collection has kept receiving dual writes since the switch, so it is current.
-            self.milvus.alter_alias(back, spec.name)
             self.milvus.set_properties(back, {DUAL_WRITE_PROPERTY: current})
+            self.milvus.alter_alias(back, spec.name)
             with contextlib.suppress(EmbguardError):
                 self.milvus.drop_properties(current, [DUAL_WRITE_PROPERTY])
             entry = {"from": current, "to": back, "from_model": last["to_model"], "to_model": last["from_model"],
