@@ -29,8 +29,11 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import socket
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,6 +154,29 @@ def _alive(pid: int) -> bool:
 
 def _hash(text: Any) -> str:
     return hashlib.blake2b(str(text).encode(), digest_size=12).hexdigest()
+
+
+def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``it`` in a background thread, ``depth`` items ahead; its exceptions surface here."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in it:
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=run, name="embguard-backfill-read", daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _pk_filter(field_name: str, cursor: Any) -> str:
@@ -292,20 +318,39 @@ class Swapper:
         return [f["name"] for f in self.milvus.schema_fields(st.source) if f["name"] != spec.vector_field]
 
     def _backfill(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> None:
+        """Re-embed the source into the target in primary-key order; encoding overlaps reading and writing.
+
+        A reader thread prefetches the next batch and a writer thread upserts the previous one while this
+        thread encodes, so the encoder (the expensive part) rarely waits. The checkpoint advances only after
+        a batch's write has returned.
+        """
         m = self.milvus
         fields = self._scalar_fields(st, spec)
         st.total = m.count(st.source)
         self.store.save(st)
         t0, done0 = time.monotonic(), st.done
-        for batch in m.iterate(st.source, fields, filter=_pk_filter(spec.id_field, st.cursor),
-                               batch_size=self.settings.swap.batch_size):
-            m.upsert(st.target, self._embed_rows(spec, batch, model))
+        batches = _prefetch(m.iterate(st.source, fields, filter=_pk_filter(spec.id_field, st.cursor),
+                                      batch_size=self.settings.swap.batch_size))
+
+        def commit(batch: list[dict[str, Any]]) -> None:
             st.cursor = max(r[spec.id_field] for r in batch)
             st.done += len(batch)
             st.rate = (st.done - done0) / max(time.monotonic() - t0, 1e-9)
             self.store.save(st)  # the checkpoint: a restart continues after st.cursor
             if self.progress:
                 self.progress(st)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embguard-backfill-write") as writer:
+            pending: tuple[Future[int], list[dict[str, Any]]] | None = None
+            for batch in batches:
+                rows = self._embed_rows(spec, batch, model)
+                if pending is not None:
+                    pending[0].result()
+                    commit(pending[1])
+                pending = (writer.submit(m.upsert, st.target, rows), batch)
+            if pending is not None:
+                pending[0].result()
+                commit(pending[1])
 
     def _hashes(self, collection: str, spec: CollectionSettings) -> dict[Any, str]:
         rows = [(r[spec.id_field], _hash(r[spec.text_field]))
