@@ -10,6 +10,7 @@ retrieval quality after the swap, and a rollback. Everything started is stopped 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -32,10 +33,12 @@ from .references import ReferenceStore
 from .sampling import query_window
 from .simulate import index, passages_for, traffic
 from .swap import Swapper
-from .training import build_candidate
+from .training import build_candidate, import_labels
 
 ALIAS = "demo_docs"
 BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smtplib", "imaplib")
+# Simulated users click the right passage when the search shows it, most of the time.
+CLICK_RATE = 0.7
 SHIFT_TOPICS = ("asyncio", "threading", "concurrent", "multiprocessing", "subprocess", "queue", "sched")
 
 
@@ -88,7 +91,8 @@ def demo_settings(settings: Settings, fast: bool) -> Settings:
                                                   "tap_flush_interval_s": 0.2}),
         "drift": s.drift.model_copy(update={"alpha": 0.01, "consecutive": 2, "min_window": 40,
                                             "monitors": ("mmd", "retrieval", "ood", "top1")}),
-        "retrain": s.retrain.model_copy(update={"min_feedback_pairs": 100, "epochs": 2.0, "gate_margin": 0.0,
+        "retrain": s.retrain.model_copy(update={"min_feedback_pairs": 100, "epochs": 3.0, "learning_rate": 2e-5,
+                                                "gate_margin": 0.0,
                                                 "min_held_out": 30, "guard_queries": 100 if fast else 200}),
         "swap": s.swap.model_copy(update={"grace_s": 1.0}),
         "alerts": (),
@@ -101,10 +105,10 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
     work = settings.state.dir / "demo"
     shutil.rmtree(work, ignore_errors=True)  # a demo always starts clean; it never touches other data
     rng = random.Random(seed)
-    per_topic = 25 if fast else 35
+    per_topic = 40 if fast else 80
     base = [p for t in BASE_TOPICS for p in passages_for([t])[:per_topic]]
     shift = [p for t in SHIFT_TOPICS for p in passages_for([t])[:per_topic]]
-    n_ref, n_win = (160, 100) if fast else (240, 120)
+    n_ref, n_win = (250, 130) if fast else (400, 200)
 
     server = LiteServer.from_settings(s)
     step = _Steps(say)
@@ -132,7 +136,7 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
 
         step(f"reference traffic: {n_ref} searches about {', '.join(BASE_TOPICS[:4])}, ... with click feedback")
         a = _now()
-        traffic(client, ALIAS, base, n_ref, seed=rng.randint(0, 10**6))
+        traffic(client, ALIAS, base, n_ref, seed=rng.randint(0, 10**6), click_rate=CLICK_RATE)
         client.flush_tap()
         ref = ReferenceStore(s.state.dir).capture(ALIAS, query_window(milvus, ALIAS, a, _now() + 1),
                                                   min_size=s.drift.min_window)
@@ -156,7 +160,12 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
                 ex = "; ".join(repr(e[:70]) for e in c["examples"][:2])
                 say(f"        {100 * c['share']:.0f}% of the window, distance {c['distance']:.2f}: {ex}")
 
-        step("retraining from the click feedback (fine-tune in a subprocess, gate on held-out queries)")
+        step("annotators label queries the clicks do not cover (embguard label import), then retraining from "
+             "clicks + labels (fine-tune in a subprocess, gate on held-out queries)")
+        labels = s.state.dir / "labels.jsonl"
+        labels.write_text("".join(json.dumps({"query": p.query, "doc_id": p.id, "signal": "positive"}) + "\n"
+                                  for p in rng.sample(base + shift, len(base + shift) * 3 // 4)))
+        say(f"      imported {import_labels(s, milvus, s.collection(ALIAS), labels)} labels from {labels}")
         report = build_candidate(s, milvus, s.collection(ALIAS), say=lambda x: say(f"      {x}"))
         for line in str(report).splitlines():
             say(f"      {line}")
@@ -247,7 +256,8 @@ def _now() -> int:
 def _window(client: Client, daemon: Daemon, alias: str, base: Sequence[Passage], shift: Sequence[Passage],
             share: float, n: int, rng: random.Random) -> Any:
     a = _now()
-    stats = traffic(client, alias, base, n, shifted=shift, shift_share=share, seed=rng.randint(0, 10**6))
+    stats = traffic(client, alias, base, n, shifted=shift, shift_share=share, seed=rng.randint(0, 10**6),
+                    click_rate=CLICK_RATE)
     client.flush_tap()
     report = daemon.check_window(alias, a, _now() + 1)
     if stats.failures:
