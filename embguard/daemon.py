@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from .milvus import MODEL_ID_PROPERTY, Milvus
 from .references import ReferenceMissing, ReferenceStore
 from .retention import Pins, prune
 from .sampling import Window, query_window, sample_documents
-from .tap import FEEDBACK_COLLECTION, SIGNALS, tap_collection_name
+from .tap import FEEDBACK_COLLECTION, SIGNALS
 
 log = logging.getLogger(__name__)
 CORPUS_MAX_AGE_S = 6 * 3600
@@ -186,17 +185,20 @@ class Daemon:
         for alias, st in self._collections.items():
             if self._stop.is_set():
                 return
-            window = query_window(m, alias, now - self.settings.sampling.window_s * 1000, now)
-            st.window = window
-            self.metrics.window_size.labels(alias, "queries").set(window.size)
-            self.metrics.windows_total.labels(alias, "queries").inc()
-            tap = tap_collection_name(window.vectors.shape[1] if window.size else 384)
+            window = self._sample(alias, st, now - self.settings.sampling.window_s * 1000, now)
+            tap = window.meta["tap_collection"]
             if m.has_collection(tap):
                 self.metrics.tap_stored.labels(alias).set(m.count(tap, filter=f'alias == "{alias}"'))
             if m.has_collection(FEEDBACK_COLLECTION):
                 for sig in SIGNALS:
                     self.metrics.feedback_stored.labels(alias, sig).set(
                         m.count(FEEDBACK_COLLECTION, filter=f'alias == "{alias}" and signal == "{sig}"'))
+
+    def _sample(self, alias: str, st: _Collection, start_ms: int, end_ms: int) -> Window:
+        st.window = query_window(self.milvus(), alias, start_ms, end_ms)
+        self.metrics.window_size.labels(alias, "queries").set(st.window.size)
+        self.metrics.windows_total.labels(alias, "queries").inc()
+        return st.window
 
     def _lookup(self, collection: str, spec: CollectionSettings) -> Callable[[Sequence[Any]], dict[Any, np.ndarray]]:
         def lookup(ids: Sequence[Any]) -> dict[Any, np.ndarray]:
@@ -243,10 +245,10 @@ class Daemon:
         """Sample ``[start_ms, end_ms)`` for ``alias`` and check it now (demos, tests, backfills of history)."""
         self._run("milvus_watch", self.job_milvus_watch)
         st = self._collections[alias]
-        st.window = query_window(self.milvus(), alias, start_ms, end_ms)
-        self.metrics.window_size.labels(alias, "queries").set(st.window.size)
-        self.metrics.windows_total.labels(alias, "queries").inc()
-        report = self._check_one(alias, st)
+        self._sample(alias, st, start_ms, end_ms)
+        return self._record(st, self._check_one(alias, st))
+
+    def _record(self, st: _Collection, report: CheckReport) -> CheckReport:
         st.report = report
         self._publish(report)
         self._write_report(report)
@@ -292,10 +294,7 @@ class Daemon:
                 log.warning("check of %s failed: %s", alias, exc)
                 self.metrics.checks_total.labels(alias, "error").inc()
                 continue
-            st.report = report
-            self._publish(report)
-            self._write_report(report)
-            log.info("%s", report.summary())
+            log.info("%s", self._record(st, report).summary())
         self._notify()
 
     def alerts(self) -> list[Any]:
@@ -336,7 +335,7 @@ class Daemon:
                 out.append(Alert(key=f"ood:{alias}", name="OODRateHigh", collection=alias, severity="warning",
                                  summary=f"{alias}: {100 * r.ood_rate:.0f}% of queries out of distribution "
                                          f"(expected {100 * r.ood_expected_rate:.0f}%)", details=numbers,
-                                 clusters=clusters, next_command=f"embguard status"))
+                                 clusters=clusters, next_command="embguard status"))
         return out
 
     def _awaiting(self, alias: str) -> list[Any]:

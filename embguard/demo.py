@@ -11,7 +11,6 @@ retrieval quality after the swap, and a rollback. Everything started is stopped 
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import threading
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+
+import retrain
 
 from . import model as models
 from .client import Client
@@ -66,15 +67,12 @@ class DemoSummary:
 
 
 def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[Any]]]) -> float:
+    """Mean nDCG@10 of the held-out queries searched through the live alias (the gate's metric)."""
     if not held_out:
         return float("nan")
     res = client.search(alias, [q for q, _ in held_out], limit=10)
-    total = 0.0
-    for (_, rel), hits in zip(held_out, res.hits):
-        dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits) if h.id in rel)
-        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), 10)))
-        total += dcg / ideal if ideal else 0.0
-    return total / len(held_out)
+    return sum(retrain.ndcg_at_k([h.id for h in hits], set(rel)) for (_, rel), hits in zip(held_out, res.hits)) \
+        / len(held_out)
 
 
 def demo_settings(settings: Settings, fast: bool) -> Settings:

@@ -19,10 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import LiteServerError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 PID_FILE = "lite-server.json"
 LOG_FILE = "lite-server.log"
@@ -43,7 +47,8 @@ class LiteStatus:
         return f"Milvus Lite: running, pid {self.pid}, {self.uri}, data dir {self.data_dir}, log {self.log}"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (an exited child of this process is reaped, a zombie is not alive)."""
     # Reap our own exited child first: until it is reaped, its data-dir lock may still be held.
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -67,7 +72,7 @@ def _is_lite(pid: int) -> bool:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
-        return _alive(pid)  # no /proc: trust the pid file
+        return pid_alive(pid)  # no /proc: trust the pid file
     return b"milvus_lite" in cmd or b"milvus-lite" in cmd
 
 
@@ -117,7 +122,7 @@ class LiteServer:
         self.start_timeout_s = start_timeout_s
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> LiteServer:  # noqa: F821 - avoid an import cycle
+    def from_settings(cls, settings: Settings) -> LiteServer:
         lite = settings.lite
         return cls(lite.data_dir, lite.host, lite.port, settings.state.dir, lite.start_timeout_s)
 
@@ -141,7 +146,7 @@ class LiteServer:
 
     def status(self) -> LiteStatus:
         rec = self._record()
-        if rec and _alive(rec["pid"]) and _is_lite(rec["pid"]):
+        if rec and pid_alive(rec["pid"]) and _is_lite(rec["pid"]):
             return LiteStatus(True, rec["pid"], rec["uri"], rec["data_dir"], rec.get("started_at"), rec.get("log"))
         return LiteStatus(False, None, self.uri, str(self.data_dir))
 
@@ -221,11 +226,11 @@ class LiteServer:
             return current
         os.kill(current.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while _alive(current.pid) and time.monotonic() < deadline:
+        while pid_alive(current.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(current.pid):
+        if pid_alive(current.pid):
             os.kill(current.pid, signal.SIGKILL)  # the write-ahead log makes this safe for acknowledged writes
-            while _alive(current.pid):
+            while pid_alive(current.pid):
                 time.sleep(0.05)
         self._wait_unlocked(5.0)
         self.pid_file.unlink(missing_ok=True)
@@ -239,6 +244,3 @@ class LiteServer:
             yield status
         finally:
             self.stop()
-
-    def as_dict(self) -> dict:
-        return asdict(self.status())

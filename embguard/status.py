@@ -11,6 +11,7 @@ from .config import Settings
 from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .references import ReferenceStore
+from .registry import ModelRegistry
 
 
 def _age(seconds: float) -> str:
@@ -68,17 +69,8 @@ def gather(settings: Settings) -> dict[str, Any]:
 
 
 def _candidates(settings: Settings) -> list[dict[str, Any]]:
-    store = settings.model.store_dir
-    found = []
-    if store.is_dir():
-        for d in sorted(store.iterdir()):
-            ident = d / "embguard.json"
-            if ident.is_file():
-                meta = json.loads(ident.read_text())
-                if meta.get("status") == "awaiting_approval":
-                    found.append({"version": d.name, "model_id": meta.get("model_id"),
-                                  "verdict": meta.get("verdict", {})})
-    return found
+    return [{"version": v.version, "model_id": v.model_id, "verdict": v.verdict}
+            for v in ModelRegistry(settings.model.store_dir).awaiting()]
 
 
 def render(st: dict[str, Any]) -> str:

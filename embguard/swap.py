@@ -45,6 +45,7 @@ from . import model as models
 from .client import DUAL_WRITE_PROPERTY
 from .config import CollectionSettings, Settings
 from .errors import EmbguardError
+from .lite import pid_alive
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .registry import ModelRegistry, ModelVersion
 
@@ -125,7 +126,7 @@ class SwapStore:
                     holder = json.loads(path.read_text())
                 except (OSError, ValueError):
                     holder = {}
-                if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
+                if holder.get("host") == me["host"] and holder.get("pid") and not pid_alive(int(holder["pid"])):
                     path.unlink(missing_ok=True)  # its holder died (crash, kill -9): the swap resumes here
                     continue
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
@@ -140,16 +141,6 @@ class SwapStore:
             yield
         finally:
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _hash(text: Any) -> str:

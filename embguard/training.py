@@ -174,9 +174,21 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     retrain.assert_disjoint([p.query for p in train_pairs], split.held_out)
     say(f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(split.held_out)} held-out queries "
         f"(from {len(records)} feedback events; base {base_id})")
+    # The evaluation corpus is read once, before training: the gate needs it, and it also answers the
+    # hard-negative miner's text look-ups (one Milvus query per mined id otherwise).
+    held_rel: dict[str, set[Any]] = {}
+    for p in held_pairs:
+        held_rel.setdefault(p.query, set()).add(p.positive_id)
+    held_q = sorted(held_rel)
+    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0)
+    corpus_text = dict(zip(ids, texts))
+
+    def doc_text(i: Any) -> str | None:
+        return corpus_text[i] if i in corpus_text else _texts(milvus, served, spec, [i]).get(i)
+
     if rs.hard_negatives:
-        mined = retrain.mine_hard_negatives(train_pairs, base, _MilvusRetriever(milvus, served, spec),
-                                            lambda i: _texts(milvus, served, spec, [i]).get(i), tp.positives)
+        mined = retrain.mine_hard_negatives(train_pairs, base, _MilvusRetriever(milvus, served, spec), doc_text,
+                                            tp.positives)
         say(f"[retrain] mined {sum(p.negative is not None for p in mined)} hard negatives (relative margin 5%)")
         train_pairs = tuple(mined)
 
@@ -205,11 +217,6 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     seconds = time.time() - t0
 
     # Gate: base and candidate on the held-out queries, searched against the actual corpus.
-    held_rel = {}
-    for p in held_pairs:
-        held_rel.setdefault(p.query, set()).add(p.positive_id)
-    held_q = sorted(held_rel)
-    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0)
     cand = models.load(str(out), None, settings.model.device)
     rel = [held_rel[q] for q in held_q]
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
