@@ -10,6 +10,13 @@ turns that level signal into edge events per ``(alert key, target)``:
 * a key that is no longer active -> ``resolve`` to every target that was told about it (and only those: a
   resolve for a page that never arrived would only confuse).
 
+The daemon calls it after every check *and* every Milvus watch tick (so MilvusDown pages within one watch
+period), with ``settled``: a remembered key whose condition has not been evaluated since start (a drift alert
+before the first check after a restart) is neither resolved nor repeated. The daemon's notifier is built with
+``background=True``: ``update`` only queues, and one thread per target delivers from a bounded queue with the
+target's own ``timeout_s``, so a host that never answers delays neither checks nor the other targets; an
+edge that finds the queue full is dropped (counted) and offered again by the next ``update``.
+
 A target counts as *told* only once a delivery succeeded, so a failed trigger is simply tried again on the next
 ``update`` and is eventually delivered; a failed resolve likewise. Each delivery is retried within one call on
 connection errors, timeouts, 429 (``Retry-After`` honoured, capped) and 5xx, with exponential backoff
@@ -17,7 +24,8 @@ connection errors, timeouts, 429 (``Retry-After`` honoured, capped) and 5xx, wit
 recorded and not retried. Nothing raised by a delivery escapes ``update``: alerting must never take the daemon
 down. What each target was told, and when, is written atomically (temp file + rename) to ``state_path`` after
 every change, so a restart neither re-pages an alert still inside its cooldown nor forgets to resolve one that
-cleared while the daemon was down: keys remembered but not active on the first ``update`` get resolved.
+cleared while the daemon was down: keys remembered but not active get resolved once their condition has been
+evaluated again (``settled``).
 
 Secrets (webhook URLs, which embed a token for Slack; PagerDuty routing keys; HMAC secrets) never appear in an
 error, a :class:`Delivery` or a log record: messages name the target instead, and a filter on the ``httpx``
@@ -53,12 +61,14 @@ A webhook target without a ``secret`` sends unsigned requests (and the notifier 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import math
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -203,11 +213,15 @@ class Notifier:
     def __init__(self, targets: Sequence[AlertTarget], *, state_path: Path | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  max_attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 5.0,
-                 transport: httpx.BaseTransport | None = None, registry: CollectorRegistry | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, registry: CollectorRegistry | None = None,
+                 background: bool = False, queue_size: int = 100) -> None:
         if max_attempts < 1:
             raise AlertConfigError(f"max_attempts={max_attempts} must be at least 1 (1 means no retries)")
         if backoff_s < 0 or timeout_s <= 0:
             raise AlertConfigError(f"backoff_s={backoff_s} must be >= 0 and timeout_s={timeout_s} > 0")
+        if queue_size < 1:
+            raise AlertConfigError(f"queue_size={queue_size} must be at least 1")
+        self._timeout_s = timeout_s
         names = [t.name for t in targets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -222,6 +236,11 @@ class Notifier:
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending: set[tuple[str, str]] = set()  # (key, target) queued or in flight
+        self._finished: list[Delivery] = []
+        self._current: set[str] = set()
+        self._closing = threading.Event()
         # Every target's secrets, redacted from every message: a receiver may echo another target's key.
         self._secrets = tuple(sorted({s for t in self._targets for s in _target_secrets(t)}, key=len, reverse=True))
         self._filter = _RedactSecrets(self._secrets)
@@ -244,18 +263,38 @@ class Notifier:
         self._alerts: dict[str, Alert] = {}
         self._told: dict[str, dict[str, _Told]] = {}
         self._load()
+        # Background delivery: one bounded queue and one thread per target, so a target that never answers
+        # delays neither the checks that call update() nor the other targets.
+        self._queues: dict[str, queue.Queue[Any]] = {}
+        self._workers: list[threading.Thread] = []
+        if background:
+            for target in self._targets:
+                q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+                self._queues[target.name] = q
+                worker = threading.Thread(target=self._worker, args=(target, q), daemon=True,
+                                          name=f"embguard-alerts-{target.name}")
+                worker.start()
+                self._workers.append(worker)
 
     # -- public -------------------------------------------------------------------------------------------------
 
-    def update(self, active: Sequence[Alert]) -> list[Delivery]:
+    def update(self, active: Sequence[Alert], settled: Callable[[str], bool] | None = None) -> list[Delivery]:
         """Called after every check with the alerts that are active NOW. New key -> trigger to every target;
         still active -> nothing, unless the target's cooldown_s has passed since its last send -> a repeat;
-        key no longer active -> resolve to every target that was told. Returns what was sent."""
+        key no longer active -> resolve to every target that was told.
+
+        ``settled(key)`` says whether the condition behind a remembered key has been evaluated since start:
+        a key that is not active and not settled is left open (no resolve, no repeat), so a restart does not
+        resolve alerts before the first check has actually looked. Without it every key counts as settled.
+
+        Synchronous notifiers deliver here and return what was sent; background ones queue the deliveries
+        for their target's thread and return at once (an empty list; :meth:`drain` collects outcomes)."""
         with self._lock:
             now = self._clock()
             current: dict[str, Alert] = {}
             for alert in active:
                 current[alert.key] = alert  # the last one of a duplicated key carries the freshest numbers
+            self._current = set(current)
             if self._active is not None:
                 self._active.set(len(current))
             deliveries: list[Delivery] = []
@@ -268,6 +307,8 @@ class Notifier:
                 self._alerts[key] = alert
                 told = self._told.setdefault(key, {})
                 for target in self._targets:
+                    if (key, target.name) in self._pending:
+                        continue  # a delivery for this key is in flight; its outcome decides what comes next
                     seen = told.get(target.name)
                     if seen is None:
                         action = "trigger"
@@ -275,16 +316,19 @@ class Notifier:
                         action = "repeat"
                     else:
                         continue
-                    delivery = self._deliver(target, action, alert, seen, now)
-                    deliveries.append(delivery)
-                    if delivery.ok:
-                        told[target.name] = _Told(seen.first_sent if seen else now, now)
-                        changed = True
+                    delivery = self._send(target, action, alert, seen, now)
+                    if delivery is not None:
+                        deliveries.append(delivery)
+                        changed = self._apply(target, action, alert, seen, delivery, now) or changed
             by_name = {t.name: t for t in self._targets}
             for key in [k for k in self._alerts if k not in current]:
+                if settled is not None and not settled(key):
+                    continue  # not looked at since start: neither resolved nor repeated until it is
                 alert = self._alerts[key]
                 told = self._told.get(key, {})
                 for name in list(told):
+                    if (key, name) in self._pending:
+                        continue
                     target = by_name.get(name)
                     if target is None:
                         # Removed from the config while the alert was open: nothing left to send the resolve to.
@@ -293,21 +337,38 @@ class Notifier:
                         del told[name]
                         changed = True
                         continue
-                    delivery = self._deliver(target, "resolve", alert, told[name], now)
-                    deliveries.append(delivery)
-                    if delivery.ok:
-                        del told[name]
-                        changed = True
-                if not told:
-                    # Nobody left to resolve (or nobody was ever told): forget the key.
-                    self._alerts.pop(key, None)
-                    self._told.pop(key, None)
-                    changed = True
+                    delivery = self._send(target, "resolve", alert, told[name], now)
+                    if delivery is not None:
+                        deliveries.append(delivery)
+                        changed = self._apply(target, "resolve", alert, told.get(name), delivery, now) or changed
+                changed = self._forget_if_done(key) or changed
             if changed:
                 self._save()
             return deliveries
 
+    def drain(self, timeout_s: float = 30.0) -> list[Delivery]:
+        """Wait until no delivery is queued or in flight (or ``timeout_s`` passed); return the outcomes of the
+        background deliveries finished since the last call (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._pending and time.monotonic() < deadline:
+                self._idle.wait(min(0.05, max(deadline - time.monotonic(), 0.001)))
+            done, self._finished = self._finished, []
+        return done
+
+    @property
+    def pending(self) -> int:
+        """Deliveries queued or in flight (always 0 for a synchronous notifier)."""
+        with self._lock:
+            return len(self._pending)
+
     def close(self) -> None:
+        self._closing.set()
+        for q in self._queues.values():
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(None)
+        for worker in self._workers:
+            worker.join(timeout=1.0)  # one stuck on a host that never answers is abandoned (a daemon thread)
         self._client.close()
         logging.getLogger("httpx").removeFilter(self._filter)
 
@@ -316,6 +377,68 @@ class Notifier:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- background delivery ------------------------------------------------------------------------------------
+
+    def _send(self, target: AlertTarget, action: str, alert: Alert, told: _Told | None,
+              now: float) -> Delivery | None:
+        """Deliver now (synchronous) or queue for the target's thread (background; None is returned)."""
+        q = self._queues.get(target.name)
+        if q is None:
+            return self._deliver(target, action, alert, told, now)
+        try:
+            q.put_nowait((action, alert, told, now))
+        except queue.Full:
+            # The target is far behind; this edge is not lost, the next update offers it again.
+            if self._sent is not None:
+                self._sent.labels(target=target.name, action=action, outcome="dropped").inc()
+            log.warning("alert %r: %s to target %r not queued, its queue of %d is full (the target is slow or "
+                        "down); it is offered again on the next check", alert.key, action, target.name, q.maxsize)
+            return None
+        self._pending.add((alert.key, target.name))
+        return None
+
+    def _apply(self, target: AlertTarget, action: str, alert: Alert, told: _Told | None, delivery: Delivery,
+               now: float) -> bool:
+        """Record a finished delivery (caller holds the lock). Returns whether the state changed."""
+        if not delivery.ok:
+            return False
+        if action == "resolve":
+            self._told.get(alert.key, {}).pop(target.name, None)
+        else:
+            self._alerts.setdefault(alert.key, alert)
+            self._told.setdefault(alert.key, {})[target.name] = _Told(told.first_sent if told else now, now)
+        return True
+
+    def _forget_if_done(self, key: str) -> bool:
+        """Forget a key that is not active, that nobody must still hear about and that has nothing in flight."""
+        if key in self._current or self._told.get(key) or any(k == key for k, _ in self._pending):
+            return False
+        had = key in self._alerts or key in self._told
+        self._alerts.pop(key, None)
+        self._told.pop(key, None)
+        return had
+
+    def _worker(self, target: AlertTarget, q: queue.Queue[Any]) -> None:
+        while not self._closing.is_set():
+            item = q.get()
+            if item is None:
+                return
+            action, alert, told, now = item
+            try:
+                delivery = self._deliver(target, action, alert, told, now)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug in one delivery
+                delivery = Delivery(target=target.name, key=alert.key, action=action, ok=False, attempts=0,
+                                    status=None, error=_redact(f"{type(exc).__name__}: {exc}", self._secrets))
+            with self._idle:
+                self._pending.discard((alert.key, target.name))
+                changed = self._apply(target, action, alert, told, delivery, now)
+                changed = self._forget_if_done(alert.key) or changed
+                if changed:
+                    self._save()
+                self._finished.append(delivery)
+                del self._finished[:-1000]  # nobody draining (the daemon) must not grow this forever
+                self._idle.notify_all()
 
     # -- delivery -----------------------------------------------------------------------------------------------
 
@@ -344,7 +467,8 @@ class Notifier:
         for attempt in range(1, self._max_attempts + 1):
             delay = self._backoff_s * 2 ** (attempt - 1)
             try:
-                response = self._client.post(request.url, content=request.body, headers=request.headers)
+                response = self._client.post(request.url, content=request.body, headers=request.headers,
+                                             timeout=self._target_timeout(target))
             except httpx.TimeoutException as exc:
                 status, error = None, f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
@@ -366,6 +490,10 @@ class Notifier:
             if attempt < self._max_attempts:
                 self._sleep(delay)
         return False, self._max_attempts, status, error
+
+    def _target_timeout(self, target: AlertTarget) -> float:
+        # The target's own timeout_s when the config sets one, else the notifier's.
+        return target.timeout_s if "timeout_s" in target.model_fields_set else self._timeout_s
 
     # -- state --------------------------------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """One watched collection's monitors: fitted on a reference window, run on each new window.
 
 This is where ``monitors`` meets the world: windows come from Milvus (``sampling``), results go to
-metrics, alerts and ``embguard status``. Each monitor gives a per-window decision at ``drift.alpha``;
-the *sustained* alarm fires only after ``drift.consecutive`` drifted windows in a row, which bounds the
-false-alarm rate of a daemon that checks every few minutes (see docs/monitors.md for the guarantee).
+metrics, alerts and ``embguard status``. Each monitor gives a per-window decision at ``drift.alpha``.
+The page is one decision per collection: the calibrated monitors' p-values combined with Holm's method
+(family-wise error ``<= drift.alpha`` per window for any dependence between monitors), sustained over
+``drift.consecutive`` windows in a row by ``monitors.SequentialDetector``; it names the monitors that
+carried it (see docs/monitors.md for the guarantee). Inputs come from one table keyed by each detector's
+``input_kind``, so adding a monitor needs no branching here.
 """
 
 from __future__ import annotations
@@ -16,11 +19,22 @@ from typing import Any
 import numpy as np
 
 import monitors
+from monitors.combine import Method
 
 from .config import DriftSettings
 from .sampling import Window
 
 CALIBRATED = ("mmd", "classifier", "retrieval", "ood", "top1")
+COMBINED = "combined"  # the monitor label of the collection's one decision (metrics, alerts, status)
+COMBINE_METHOD: Method = "holm"
+RETRIEVAL_TOP_K = 10
+
+# What each kind of detector input is, read from a window.
+INPUTS: Mapping[str, Callable[[Window], Any]] = {
+    "vectors": lambda w: w.vectors,
+    "top_ids": lambda w: w.top_ids,
+    "similarities": lambda w: w.top1_scores,
+}
 
 
 @dataclass(frozen=True)
@@ -49,14 +63,21 @@ class CheckReport:
     top1_quantiles: Mapping[str, float] = field(default_factory=dict)
     clusters: tuple[Mapping[str, Any], ...] = ()
     skipped: str = ""
+    carried_by: tuple[str, ...] = ()  # monitors the combined decision rejected (Holm), strongest first
+
+    @property
+    def combined(self) -> MonitorOutcome | None:
+        return next((o for o in self.outcomes if o.monitor == COMBINED), None)
 
     @property
     def drift(self) -> bool:
-        return any(o.drift for o in self.outcomes)
+        c = self.combined
+        return c.drift if c is not None else any(o.drift for o in self.outcomes)
 
     @property
     def sustained(self) -> bool:
-        return any(o.sustained for o in self.outcomes if o.monitor in CALIBRATED)
+        c = self.combined
+        return c.sustained if c is not None else any(o.sustained for o in self.outcomes if o.monitor in CALIBRATED)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,52 +92,72 @@ class CheckReport:
         for o in self.outcomes:
             p = f"p={o.p_value:.2g}" if o.p_value is not None else f"stat={o.statistic:.3g}"
             mark = "SUSTAINED" if o.sustained else ("drift" if o.drift else "ok")
-            parts.append(f"{o.monitor} {p} {mark}")
+            carried = f" ({', '.join(self.carried_by)})" if o.monitor == COMBINED and self.carried_by else ""
+            parts.append(f"{o.monitor} {p} {mark}{carried}")
         return f"{self.collection}: {self.n_current} queries vs reference v{self.reference_version:04d}: " + ", ".join(parts)
 
 
 class _Retrieval:
-    """Where queries land in the corpus: clusters of a document sample, top-1 hits mapped to them.
+    """Where queries land in the corpus: clusters of a document sample, each query's top-k hits mapped to them.
 
-    Top-1 documents outside the document sample are assigned to their nearest cluster centroid, using
-    vectors looked up by id, so the histogram covers every query rather than an "unknown" bin.
+    Hits outside the document sample are assigned to their nearest cluster centroid, using vectors looked up by
+    id, so the profiles cover every hit rather than an "unknown" bin. The cluster count fits the reference
+    window's size (``monitors.clusters_for_window``).
     """
 
     name = "retrieval"
+    input_kind = "top_ids"
 
     def __init__(self, corpus_ids: Sequence[Any], corpus_vectors: np.ndarray,
-                 lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]], alpha: float, seed: int = 0):
-        n_clusters = int(max(2, min(20, len(corpus_ids) // 25)))
+                 lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]], alpha: float, n_queries: int,
+                 seed: int = 0):
+        n_clusters = monitors.clusters_for_window(max(n_queries, 1), RETRIEVAL_TOP_K, len(corpus_ids))
         labels = monitors.cluster_corpus(corpus_vectors, n_clusters=n_clusters, seed=seed)
         cent = np.stack([corpus_vectors[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
         self._centroids = cent / np.linalg.norm(cent, axis=1, keepdims=True)
         self._known: dict[Any, int] = dict(zip(corpus_ids, labels.tolist()))
         self._lookup = lookup
         self.alpha = alpha
-        self._reference: list[Any] = []
+        self.seed = seed
+        self._reference: list[tuple[Any, ...]] = []
+        self._det: monitors.RetrievalClusterDetector | None = None
 
-    def _assign(self, ids: Sequence[Any]) -> None:
-        missing = [i for i in set(ids) if i is not None and i not in self._known]
+    @staticmethod
+    def _hits(top_ids: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        return [tuple(i for i in t[:RETRIEVAL_TOP_K] if i is not None) for t in top_ids]
+
+    def _assign(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        missing = list({i for r in rows for i in r if i not in self._known})
         if missing:
-            vecs = self._lookup(missing)
-            for i, v in vecs.items():
+            for i, v in self._lookup(missing).items():
                 self._known[i] = int(np.argmax(self._centroids @ (v / np.linalg.norm(v))))
+            self._det = None
+        if self._det is None:
+            ids = list(self._known)
+            self._det = monitors.RetrievalClusterDetector(
+                np.array(ids), np.array([self._known[i] for i in ids]), alpha=self.alpha, top_k=RETRIEVAL_TOP_K,
+                seed=self.seed).fit(self._reference)
 
-    def fit(self, reference_top1: Sequence[Any]) -> _Retrieval:
-        self._reference = [i for i in reference_top1 if i is not None]
+    def fit(self, reference_top_ids: Sequence[Sequence[Any]]) -> _Retrieval:
+        self._reference = self._hits(reference_top_ids)
+        self._det = None
         self._assign(self._reference)
         return self
 
-    def check(self, current_top1: Sequence[Any]) -> monitors.DriftResult:
-        cur = [i for i in current_top1 if i is not None]
+    def check(self, current_top_ids: Sequence[Sequence[Any]]) -> monitors.DriftResult:
+        cur = self._hits(current_top_ids)
         self._assign(cur)
-        ids = list(self._known)
-        det = monitors.RetrievalClusterDetector(ids, np.array([self._known[i] for i in ids]), alpha=self.alpha)
-        return det.fit(self._reference).check(cur)
+        assert self._det is not None
+        return self._det.check(cur)
+
+
+def _details(res: monitors.DriftResult) -> dict[str, Any]:
+    """The scalar details of a window result (arrays and nested results stay out of JSON and alerts)."""
+    return {k: v for k, v in res.details.items() if isinstance(v, (int, float, str))}
 
 
 class CollectionMonitor:
-    """The fitted monitors of one alias against one reference, plus their consecutive-drift counters."""
+    """The fitted monitors of one alias against one reference, each behind a sequential alarm, and the page."""
 
     def __init__(self, collection: str, drift: DriftSettings, reference: Window, reference_version: int,
                  corpus: Window | None = None, lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]] | None = None,
@@ -127,31 +168,43 @@ class CollectionMonitor:
         self.reference_version = reference_version
         self.model_id = reference.model_id
         a = drift.alpha
-        self._detectors: dict[str, Any] = {}
-        names = list(drift.monitors)
-        for name in names:
-            if name == "mmd":
-                self._detectors[name] = monitors.MMDDetector(alpha=a, seed=seed).fit(reference.vectors)
-            elif name == "classifier":
-                self._detectors[name] = monitors.ClassifierDetector(alpha=a, seed=seed).fit(reference.vectors)
-            elif name == "top1":
-                self._detectors[name] = monitors.Top1SimilarityDetector(alpha=a).fit(reference.top1_scores)
-            elif name == "ood":
-                self._detectors[name] = monitors.KNNOODDetector(k=drift.ood_k, quantile=drift.ood_quantile,
-                                                                alpha=a, seed=seed).fit(reference.vectors)
-            elif name == "retrieval":
+        makers: dict[str, Callable[[], Any]] = {
+            "mmd": lambda: monitors.MMDDetector(alpha=a, seed=seed),
+            "classifier": lambda: monitors.ClassifierDetector(alpha=a, seed=seed),
+            "top1": lambda: monitors.Top1SimilarityDetector(alpha=a),
+            "ood": lambda: monitors.KNNOODDetector(k=drift.ood_k, quantile=drift.ood_quantile, alpha=a, seed=seed),
+        }
+        self._detectors: dict[str, monitors.SequentialDetector] = {}
+        for name in drift.monitors:
+            if name == "retrieval":
                 if corpus is None or lookup is None or corpus.size < 50:
                     continue  # needs a document sample; reported as not run
-                self._detectors[name] = _Retrieval(corpus.ids, corpus.vectors, lookup, a, seed).fit(
-                    reference.top1_ids)
+                det: Any = _Retrieval(corpus.ids, corpus.vectors, lookup, a, reference.size, seed)
             elif name.startswith("evidently_"):
-                self._detectors[name] = monitors.EvidentlyDetector(name.removeprefix("evidently_")).fit(
-                    reference.vectors)
-        self.consecutive: dict[str, int] = {n: 0 for n in self._detectors}
+                det = monitors.EvidentlyDetector(name.removeprefix("evidently_"))
+            else:
+                det = makers[name]()
+            seq = monitors.SequentialDetector(det, consecutive=drift.consecutive, window_alpha=a,
+                                              fixed_threshold=name not in CALIBRATED)
+            self._detectors[name] = seq.fit(INPUTS[det.input_kind](reference))
+        self._calibrated = {n: d for n, d in self._detectors.items() if n in CALIBRATED}
+        self._page: monitors.SequentialDetector | None = None
+        if self._calibrated:
+            # Members are already fitted; the combined detector only routes inputs and combines p-values.
+            combined = monitors.CombinedDetector(self._calibrated, alpha=a, method=COMBINE_METHOD, name=COMBINED,
+                                                 members_fitted=True)
+            self._page = monitors.SequentialDetector(combined, consecutive=drift.consecutive, window_alpha=a)
 
     @property
     def monitors(self) -> tuple[str, ...]:
         return tuple(self._detectors)
+
+    @property
+    def consecutive(self) -> dict[str, int]:
+        out = {n: d.consecutive for n, d in self._detectors.items()}
+        if self._page is not None:
+            out[COMBINED] = self._page.consecutive
+        return out
 
     def check(self, window: Window, served_by: str) -> CheckReport:
         now = time.time()
@@ -164,36 +217,40 @@ class CollectionMonitor:
         if window.size < self.settings.min_window:
             return CheckReport(**base, skipped=f"window has {window.size} queries, fewer than drift.min_window="
                                                f"{self.settings.min_window}")
-        outcomes: list[MonitorOutcome] = []
-        ood_res = None
+        k = self.settings.consecutive
+        results: dict[str, monitors.DriftResult] = {}
+        page = None
+        if self._page is not None:
+            page = self._page.check({n: INPUTS[d.input_kind](window) for n, d in self._calibrated.items()})
+            results = dict(page.details["window"].details["results"])
         for name, det in self._detectors.items():
-            if name == "ood":
-                ood_res = det.check(window.vectors)
-                stat, p, drift = ood_res.rate, ood_res.p_value, ood_res.drift
-                details = {"rate": ood_res.rate, "expected_rate": ood_res.expected_rate,
-                           "threshold": ood_res.threshold}
-            else:
-                data = (window.top1_scores if name == "top1" else window.top1_ids if name == "retrieval"
-                        else window.vectors)
-                res = det.check(data)
-                stat, p, drift = res.statistic, res.p_value, res.drift
-                details = {k: v for k, v in res.details.items() if isinstance(v, (int, float, str))}
-                if name == "top1":
-                    details.update({k: res.details[k] for k in ("p5", "p50", "p95")})
-            self.consecutive[name] = self.consecutive[name] + 1 if drift else 0
-            outcomes.append(MonitorOutcome(name, float(stat), None if p is None else float(p), bool(drift),
-                                           self.consecutive[name],
-                                           self.consecutive[name] >= self.settings.consecutive, details))
+            if name not in results:
+                results[name] = det.check(INPUTS[det.input_kind](window))
+        outcomes: list[MonitorOutcome] = []
+        for name, seq in self._detectors.items():
+            res = results[name]
+            win = res.details["window"]
+            outcomes.append(MonitorOutcome(name, float(win.statistic), None if win.p_value is None
+                                           else float(win.p_value), bool(res.details["window_drift"]),
+                                           seq.consecutive, seq.consecutive >= k, _details(win)))
+        carried: tuple[str, ...] = ()
+        if page is not None:
+            comb = page.details["window"]
+            carried = tuple(comb.details["carried_by"])
+            outcomes.append(MonitorOutcome(COMBINED, float(comb.statistic), float(comb.p_value), bool(comb.drift),
+                                           page.details["consecutive"], bool(page.drift),
+                                           {"method": COMBINE_METHOD, "carried_by": ", ".join(carried),
+                                            "guarantee": str(comb.params["guarantee"])}))
+        ood = results["ood"].details["window"] if "ood" in results else None
         clusters: tuple[Mapping[str, Any], ...] = ()
-        if ood_res is not None and any(o.drift for o in outcomes) and ood_res.n_flagged:
-            expl = monitors.explain_ood(self._detectors["ood"], window.vectors, list(range(window.size)),
-                                        result=ood_res)
+        if ood is not None and any(o.drift for o in outcomes) and ood.details["n_flagged"]:
+            expl = monitors.explain_ood(self._detectors["ood"].inner, window.vectors, list(range(window.size)))
             clusters = tuple({"size": e.size, "share": e.share, "distance": e.centroid_distance,
                               "rows": list(e.representative_ids)} for e in expl)
         q = {}
         if window.top1_scores.size:
             q = dict(zip(("0.05", "0.5", "0.95"), map(float, np.quantile(window.top1_scores, [0.05, 0.5, 0.95]))))
         return CheckReport(**base, outcomes=tuple(outcomes),
-                           ood_rate=None if ood_res is None else float(ood_res.rate),
-                           ood_expected_rate=None if ood_res is None else float(ood_res.expected_rate),
-                           top1_quantiles=q, clusters=clusters)
+                           ood_rate=None if ood is None else float(ood.details["rate"]),
+                           ood_expected_rate=None if ood is None else float(ood.details["expected_rate"]),
+                           top1_quantiles=q, clusters=clusters, carried_by=carried)

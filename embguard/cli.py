@@ -32,7 +32,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EmbguardError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(config_mod.redact_uri(str(exc))) from None
 
 
 class _Settings:
@@ -79,7 +79,7 @@ def config_check(ctx: click.Context, path: str | None) -> None:
     """Validate a config file (default: the one embguard would use) and the EMBGUARD_* environment."""
     settings = config_mod.load(path) if path else _settings(ctx)
     click.echo(f"ok: {settings.source} ({len(settings.collections)} collection(s), "
-               f"{len(settings.alerts)} alert target(s), Milvus {settings.milvus_uri})")
+               f"{len(settings.alerts)} alert target(s), Milvus {config_mod.redact_uri(settings.milvus_uri)})")
 
 
 @config_group.command("show")
@@ -163,6 +163,41 @@ def adopt_cmd(ctx: click.Context, name: str, model_spec: str, force: bool) -> No
 
     model_id = adopt(_settings(ctx), _milvus(ctx), name, model_spec, force=force)
     click.echo(f"{name}: embguard.model_id = {model_id}")
+
+
+@cli.group("collection")
+def collection_group() -> None:
+    """Create and list the collections embguard manages (alias -> versioned collection -> model)."""
+
+
+@collection_group.command("create")
+@click.argument("name")
+@click.option("--model", "model_spec", default="default", show_default=True,
+              help="Model spec: 'default', a local sentence-transformers directory, or a registry version.")
+@click.option("--index", "index_type", default=None, help="Vector index type (default: [[collections]] or HNSW).")
+@click.pass_context
+def collection_create(ctx: click.Context, name: str, model_spec: str, index_type: str | None) -> None:
+    """Create NAME__v1 with the model's dimension, the alias NAME and the model property."""
+    from .managed import create
+
+    info = create(_settings(ctx), _milvus(ctx), name, model_spec, index_type=index_type)
+    click.echo(f"{info.alias} -> {info.collection} ({info.dimension}-d, model {info.model_id})")
+
+
+@collection_group.command("list")
+@click.pass_context
+def collection_list(ctx: click.Context) -> None:
+    """Show alias -> collection -> model -> rows for every collection on the Milvus."""
+    from .managed import list_collections
+
+    rows = list_collections(_milvus(ctx))
+    if not rows:
+        click.echo("no collections")
+        return
+    click.echo(f"{'alias':<20} {'collection':<28} {'dim':>5} {'rows':>10}  model")
+    for r in rows:
+        click.echo(f"{r.alias or '-':<20} {r.collection:<28} {r.dimension:>5} {r.rows:>10}  "
+                   f"{r.model_id or '- (run embguard adopt)'}")
 
 
 @cli.group("baseline")

@@ -13,8 +13,11 @@ What it adds to a plain ``MilvusClient``:
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +28,10 @@ import numpy as np
 from . import model as models
 from .config import CollectionSettings, Settings
 from .config import load as load_settings
-from .errors import EmbguardError, MilvusError
-from .milvus import MODEL_ID_PROPERTY, Milvus
-from .tap import SIGNALS, QueryTap, TapStats, ensure_feedback_collection, feedback_row, new_id, tap_row
+from .errors import EmbguardError, InvalidInput, MilvusError
+from .milvus import MODEL_ID_PROPERTY, Milvus, check_ids
+from .tap import (_MAX_TEXT, FEEDBACK_COLLECTION, SIGNALS, QueryTap, TapStats, ensure_feedback_collection,
+                  feedback_row, finite_vector, new_id, tap_row)
 
 DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
 
@@ -83,6 +87,7 @@ class Client:
         self._models: dict[str, models.EmbeddingModel] = {}
         self._collection_models: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._aliases: dict[str, tuple[str, float]] = {}  # alias -> (collection, resolved at, monotonic)
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._recent_max = recent_queries
         self._feedback_ready = False
@@ -114,6 +119,13 @@ class Client:
     def flush_tap(self) -> int:
         """Write buffered tap rows now (the background thread does this every flush interval)."""
         return self._tap.flush()
+
+    def create_collection(self, name: str, model: str = "default", *, index_type: str | None = None) -> str:
+        """Create the managed collection ``name`` (``name__v1`` for ``model``, the alias, the model id) and
+        return the concrete collection. ``[[collections]]`` settings for ``name`` apply when present."""
+        from . import managed
+
+        return managed.create(self.settings, self._milvus, name, model, index_type=index_type).collection
 
     # --- model resolution -----------------------------------------------------------------------------------
 
@@ -152,28 +164,53 @@ class Client:
 
     # --- search -----------------------------------------------------------------------------------------------
 
+    def resolve(self, alias: str) -> str:
+        """The collection behind ``alias`` for a search, reused for ``milvus.alias_cache_s``.
+
+        A lookup costs a round trip per search (about 1 ms on Lite, a network hop on a server). After an
+        alias switch a cached lookup still pairs the old collection with its own model, and the old
+        collection keeps serving (and getting dual writes) for ``swap.grace_s``, which config keeps at
+        least as long as the cache: a cached search is never wrong, only up to ``alias_cache_s`` late.
+        """
+        ttl = self.settings.milvus.alias_cache_s
+        now = time.monotonic()
+        with self._lock:
+            hit = self._aliases.get(alias)
+        if hit is not None and now - hit[1] < ttl:
+            return hit[0]
+        collection = self._milvus.resolve(alias)
+        if ttl:
+            with self._lock:
+                self._aliases[alias] = (collection, now)
+        return collection
+
     def search(self, alias: str, texts: Sequence[str] | None = None, *, vectors: np.ndarray | None = None,
                limit: int = 10, filter: str = "", output_fields: Sequence[str] | None = None,
-               search_params: Mapping[str, Any] | None = None) -> SearchResponse:
-        """Embed ``texts`` with the model of the collection behind ``alias`` (or take ``vectors``) and search."""
+               search_params: Mapping[str, Any] | None = None,
+               consistency_level: str | None = None) -> SearchResponse:
+        """Embed ``texts`` with the model of the collection behind ``alias`` (or take ``vectors``) and search.
+
+        ``consistency_level="Strong"`` makes the search see writes made just before it (a Milvus server's
+        default, Bounded, may not; Lite always does).
+        """
         if (texts is None) == (vectors is None):
-            raise EmbguardError("search() takes either texts or vectors, not both and not neither")
-        if isinstance(texts, str):
-            raise EmbguardError("search(texts=...) takes a list of strings; wrap a single query in a list")
+            raise InvalidInput("search() takes either texts or vectors, not both and not neither")
+        if texts is not None:
+            texts = _texts(texts)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 16384:
+            raise InvalidInput(f"search limit {limit!r} must be an integer from 1 to 16384")
         spec = self._spec(alias)
-        collection = self._milvus.resolve(alias)  # fresh every time: never stale across an alias switch
+        collection = self.resolve(alias)
         model = self.model_for(collection)
         if texts is not None:
             qv = model.encode(list(texts), batch_size=self.settings.model.batch_size)
         else:
-            qv = np.asarray(vectors, dtype=np.float32)
-            if qv.ndim != 2 or qv.shape[1] != model.dimension:
-                raise EmbguardError(f"search vectors for {alias!r} must have shape (n, {model.dimension}) to match "
-                                    f"model {model.model_id}; got {qv.shape}")
+            qv = _vectors(vectors, model.dimension, f"search vectors for {alias!r} (model {model.model_id})")
         # Asking for no fields makes Milvus Lite return every field, vectors included: ask for the key only.
         fields = list(output_fields) if output_fields else [spec.id_field]
         raw = self._milvus.search(collection, qv, limit=limit, anns_field=spec.vector_field, filter=filter,
-                                  output_fields=fields, search_params=search_params)
+                                  output_fields=fields, search_params=search_params,
+                                  consistency_level=consistency_level)
         qids = tuple(new_id() for _ in range(len(qv)))
         self._record(alias, collection, model.model_id, qids, texts, qv, raw)
         hits = tuple(tuple(Hit(h["id"], float(h["distance"]), dict(h.get("entity") or {})) for h in row)
@@ -214,16 +251,20 @@ class Client:
         Written synchronously, so a label is never silently lost: a failure raises ``FeedbackError`` and the
         caller may retry. The query is force-tapped if it was not sampled, so its vector is on record.
         """
-        if signal not in SIGNALS:
+        if not isinstance(signal, str) or signal not in SIGNALS:
             raise FeedbackError(f"feedback signal {signal!r} is not one of {', '.join(SIGNALS)}")
-        if not (0.0 < float(weight) <= 100.0):
-            raise FeedbackError(f"feedback weight {weight!r} must be in (0, 100]")
+        if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight))
+                or not 0.0 < float(weight) <= 100.0):
+            raise FeedbackError(f"feedback weight {weight!r} must be a number in (0, 100]")
+        if query_text is not None and not isinstance(query_text, str):
+            raise FeedbackError(f"feedback query_text must be a string, got {type(query_text).__name__}")
         with self._lock:
-            recent = self._recent.get(query_id)
+            recent = self._recent.get(query_id) if isinstance(query_id, str) else None
         if recent is None:
             raise FeedbackError(
-                f"query_id {query_id!r} is unknown to this client (feedback must come from the process that ran "
-                f"the search, within its last {self._recent_max} queries)")
+                f"query_id {query_id!r:.80} is unknown to this client (feedback must come from the process that "
+                f"ran the search, within its last {self._recent_max} queries)")
+        self._check_feedback_doc(recent, doc_id)
         text = query_text if query_text is not None else (recent.text or "")
         row = feedback_row(query_id=query_id, doc_id=doc_id, alias=recent.alias, collection=recent.collection,
                            model_id=recent.model_id, signal=signal, weight=weight, query_text=text)
@@ -231,7 +272,7 @@ class Client:
             if not self._feedback_ready:
                 ensure_feedback_collection(self._milvus)
                 self._feedback_ready = True
-            self._milvus.insert("embguard_feedback", [row])
+            self._milvus.insert(FEEDBACK_COLLECTION, [row])
         except MilvusError as exc:
             raise FeedbackError(f"feedback for query {query_id!r} on doc {doc_id!r} was not recorded: {exc}") from None
         if not recent.tapped:
@@ -239,6 +280,9 @@ class Client:
                                              collection=recent.collection, model_id=recent.model_id,
                                              text=recent.text, store_text=self.settings.sampling.store_query_text,
                                              hits=recent.hits))
+            self.tap_stats.add(sampled=1)  # a forced tap is a sampled row: keeps drop ratios honest
+            if self._metrics:
+                self._metrics.searched(0, 1)
             if tapped:
                 with self._lock:
                     self._recent[query_id] = _Recent(recent.text, recent.vector, recent.alias, recent.collection,
@@ -246,6 +290,22 @@ class Client:
         if self._metrics:
             self._metrics.feedback(signal)
         return str(row["feedback_id"])
+
+    def _check_feedback_doc(self, recent: _Recent, doc_id: Any) -> None:
+        """A label must name a document that exists: one poison row would break every retrain after it."""
+        try:
+            (doc,) = check_ids([doc_id], self._milvus.primary_key(recent.collection)[1], "feedback doc_id")
+        except (InvalidInput, ValueError) as exc:
+            raise FeedbackError(str(exc)) from None
+        if any(h["id"] == doc for h in recent.hits):
+            return
+        try:
+            found = self._milvus.query(recent.collection, ids=[doc], output_fields=[])
+        except MilvusError as exc:
+            raise FeedbackError(f"feedback on doc {doc!r} was not recorded: {exc}") from None
+        if not found:
+            raise FeedbackError(f"feedback doc_id {doc!r} is not a document of {recent.alias!r} "
+                                f"({recent.collection}); nothing was recorded")
 
     # --- writes -----------------------------------------------------------------------------------------------
 
@@ -266,35 +326,73 @@ class Client:
         if not spec.text_field:
             raise EmbguardError(f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
                                 "and keeps it so the collection can be re-embedded later")
-        missing = [i for i, d in enumerate(documents) if spec.id_field not in d or spec.text_field not in d]
-        if missing:
-            raise EmbguardError(f"documents at positions {missing[:10]} lack {spec.id_field!r} or "
-                                f"{spec.text_field!r}; every document needs both")
+        bad = [i for i, d in enumerate(documents) if not isinstance(d, Mapping) or spec.id_field not in d
+               or not isinstance(d.get(spec.text_field), str)]
+        if bad:
+            raise InvalidInput(f"documents at positions {bad[:10]} lack {spec.id_field!r} or a string "
+                               f"{spec.text_field!r}; every document needs both; nothing was written")
+        check_ids([d[spec.id_field] for d in documents], self._milvus.primary_key(collection)[1],
+                  f"documents' {spec.id_field!r}")
+        long = [i for i, d in enumerate(documents) if len(d[spec.text_field]) > TEXT_LIMIT]
+        if long:
+            raise InvalidInput(f"documents at positions {long[:10]} have {spec.text_field!r} longer than "
+                               f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them")
         model = self.model_for(collection)
         vecs = model.encode([str(d[spec.text_field]) for d in documents], batch_size=self.settings.model.batch_size)
         return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs)]
 
     def insert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
-        return self._write("insert", alias, documents)
+        """Add or replace documents by id (the same as ``upsert``).
+
+        A document id is a key on every backend: Milvus Lite replaces a row inserted again with the same
+        id, while a Milvus server would keep both, and duplicates break counts, reindexing and feedback.
+        """
+        return self.upsert(alias, documents)
 
     def upsert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
-        return self._write("upsert", alias, documents)
-
-    def _write(self, op: str, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
+        if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Sequence):
+            raise InvalidInput(f"documents must be a list of mappings, got {type(documents).__name__}")
         if not documents:
             return 0
-        targets = self._targets(alias)
-        written = 0
-        for i, collection in enumerate(targets):
-            rows = self._rows(alias, collection, documents)
-            # Dual-write copies are upserts: the backfill may already have written the same id.
-            n = (self._milvus.upsert if (op == "upsert" or i > 0) else self._milvus.insert)(collection, rows)
-            written = written or n
-        return written
+        counts = [self._milvus.upsert(collection, self._rows(alias, collection, documents))
+                  for collection in self._targets(alias)]  # the serving collection, then a dual-write target
+        return counts[0]
 
     def delete(self, alias: str, ids: Sequence[int | str]) -> None:
-        for collection in self._targets(alias):
+        """Delete documents by id; ids are checked against the key's type first, so none can widen it."""
+        targets = self._targets(alias)
+        check_ids(ids, self._milvus.primary_key(targets[0])[1], "delete ids")
+        for collection in targets:
             self._milvus.delete(collection, ids=list(ids))
+
+
+TEXT_LIMIT = 65535
+
+
+def _texts(texts: Any) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInput("search(texts=...) takes a list of strings; wrap a single query in a list")
+    if not texts:
+        raise InvalidInput("search(texts=[]) has no query; pass at least one string")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InvalidInput(f"search texts at positions {bad[:10]} are not strings")
+    too_long = [i for i, t in enumerate(texts) if len(t) > _MAX_TEXT]
+    if too_long:
+        raise InvalidInput(f"search texts at positions {too_long[:10]} are longer than {_MAX_TEXT} characters")
+    return list(texts)
+
+
+def _vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
+    try:
+        qv = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} must be numbers, shape (n, {dim})") from None
+    if qv.ndim != 2 or qv.shape[0] == 0 or qv.shape[1] != dim:
+        raise InvalidInput(f"{what} must have shape (n, {dim}) with n >= 1; got {qv.shape}")
+    if not all(finite_vector(v) for v in qv):
+        raise InvalidInput(f"{what} contain NaN or infinite values")
+    return qv
 
 
 class _ClientMetrics:

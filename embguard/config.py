@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -41,10 +43,15 @@ INDEX_TYPES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "I
 MONITORS = ("mmd", "classifier", "retrieval", "ood", "top1", "evidently_mmd", "evidently_model",
             "evidently_ratio", "evidently_distance")
 
-PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
-PositiveInt = Annotated[StrictInt, Field(gt=0)]
+# Bounds that keep every number usable downstream: inf/NaN are never a setting, and an int or float beyond
+# these overflows timers, sleeps and Milvus limits (an interval of 1e17 s raised OverflowError in the scheduler).
+MAX_INT = 2**31 - 1
+MAX_SECONDS = 10 * 366 * 86400
+PositiveFloat = Annotated[StrictFloat, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_INT)]
+Seconds = Annotated[StrictInt, Field(gt=0, le=MAX_SECONDS)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
-Fraction = Annotated[StrictFloat, Field(gt=0, le=1)]
+Fraction = Annotated[StrictFloat, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class _Section(BaseModel):
@@ -63,6 +70,30 @@ def _loopback(value: str) -> str:
                      "Milvus Lite has no authentication, so it is never exposed beyond this host")
 
 
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*)@")
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the credentials of every URI in it masked: ``http://user:pass@host`` ->
+    ``http://user:***@host`` (``http://***@host`` when there is no user name). The one helper every
+    output of a URI goes through: settings, status, /readyz, logs and error messages."""
+
+    def mask(m: re.Match[str]) -> str:
+        user, sep, _ = m.group("userinfo").partition(":")
+        return f"{m.group('scheme')}{user}:***@" if sep and user else f"{m.group('scheme')}***@"
+
+    return _USERINFO.sub(mask, str(text))
+
+
+def _split_userinfo(uri: str) -> tuple[str, str, str]:
+    """``(uri without credentials, user, password)``; credentials are percent-decoded."""
+    m = _USERINFO.match(uri)
+    if m is None:
+        return uri, "", ""
+    user, _, password = m.group("userinfo").partition(":")
+    return m.group("scheme") + uri[m.end():], unquote(user), unquote(password)
+
+
 class MilvusSettings(_Section):
     uri: str = Field("lite", description="'lite' for the local Milvus Lite server of [lite], or "
                                          "http://host:19530 for Milvus standalone/cluster")
@@ -73,6 +104,24 @@ class MilvusSettings(_Section):
     password: SecretStr | None = Field(None, description="password; set EMBGUARD_MILVUS__PASSWORD or password_file")
     password_file: Path | None = Field(None, description="file holding only the password")
     timeout_s: PositiveFloat = Field(10.0, description="per-call timeout in seconds")
+    alias_cache_s: Annotated[StrictFloat, Field(ge=0, le=60, allow_inf_nan=False)] = Field(
+        0.5, description="how long embguard.Client reuses an alias -> collection/model lookup for searches; "
+                         "at most swap.grace_s (0 resolves on every search)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_uri(cls, data: Any) -> Any:
+        # Credentials inside the URI would be printed wherever the URI is (status, /readyz, logs): they move
+        # to user/password, which are secrets, and the URI keeps only where Milvus is.
+        if not isinstance(data, dict) or not isinstance(data.get("uri"), str):
+            return data
+        uri, user, password = _split_userinfo(data["uri"])
+        if uri == data["uri"]:
+            return data
+        if data.get("token") or data.get("password") or (data.get("user") and data["user"] != user):
+            raise ValueError("milvus.uri holds credentials and milvus.user/password/token are set too; keep one "
+                             "(preferably EMBGUARD_MILVUS__USER and EMBGUARD_MILVUS__PASSWORD)")
+        return {**data, "uri": uri, "user": user, "password": SecretStr(password) if password else None}
 
     @field_validator("uri")
     @classmethod
@@ -133,26 +182,29 @@ class SamplingSettings(_Section):
     store_query_text: StrictBool = Field(False, description="record query text (else a hash of it)")
     tap_buffer_size: PositiveInt = Field(10_000, description="tap buffer rows; beyond it rows are dropped")
     tap_flush_interval_s: PositiveFloat = Field(1.0, description="tap background flush interval")
-    window_s: PositiveInt = Field(3600, description="length of a query sample window in seconds")
+    window_s: Seconds = Field(3600, description="length of a query sample window in seconds")
     doc_sample_size: PositiveInt = Field(2000, description="documents per document sample")
     tap_max_rows: PositiveInt = Field(1_000_000, description="tap collection row cap")
-    tap_max_age_s: PositiveInt = Field(7 * 86400, description="tap rows older than this are pruned")
-    feedback_max_age_s: PositiveInt = Field(90 * 86400, description="feedback older than this is pruned")
+    tap_max_age_s: Seconds = Field(7 * 86400, description="tap rows older than this are pruned")
+    feedback_max_age_s: Seconds = Field(90 * 86400, description="feedback older than this is pruned")
 
 
 class ScheduleSettings(_Section):
-    sample_interval_s: PositiveInt = Field(300, description="how often windows are sampled")
-    check_interval_s: PositiveInt = Field(300, description="how often monitors run")
-    prune_interval_s: PositiveInt = Field(3600, description="how often tap/feedback are pruned")
-    retrain_interval_s: PositiveInt = Field(3600, description="how often the retrain policy is evaluated")
+    sample_interval_s: Seconds = Field(300, description="how often windows are sampled")
+    check_interval_s: Seconds = Field(300, description="how often monitors run")
+    prune_interval_s: Seconds = Field(3600, description="how often tap/feedback are pruned")
+    retrain_interval_s: Seconds = Field(3600, description="how often the retrain policy is evaluated")
 
 
 class DriftSettings(_Section):
-    alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5)] = Field(0.01, description="significance of each test")
+    alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5, allow_inf_nan=False)] = Field(
+        0.01, description="significance of each test")
     consecutive: PositiveInt = Field(3, description="drifted checks in a row before the sequential alarm")
-    ood_quantile: Annotated[StrictFloat, Field(gt=0.5, lt=1)] = Field(0.95, description="OOD threshold quantile")
+    ood_quantile: Annotated[StrictFloat, Field(gt=0.5, lt=1, allow_inf_nan=False)] = Field(
+        0.95, description="OOD threshold quantile")
     ood_k: PositiveInt = Field(10, description="k of the k-NN OOD score")
-    min_window: Annotated[StrictInt, Field(ge=10)] = Field(50, description="smallest window that is tested")
+    min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(
+        50, description="smallest window that is tested")
     monitors: tuple[str, ...] = Field(("mmd", "retrieval", "ood", "top1"), description="monitors to run")
 
     @field_validator("monitors")
@@ -179,36 +231,58 @@ class AlertTarget(_Section):
     routing_key: SecretStr | None = Field(None, description="resolved PagerDuty routing key")
     secret_env: str | None = Field(None, description="HMAC-SHA256 signing secret variable (webhook)")
     secret: SecretStr | None = Field(None, description="resolved HMAC secret")
-    cooldown_s: Annotated[StrictInt, Field(ge=0)] = Field(3600, description="minimum time between repeats")
+    cooldown_s: Annotated[StrictInt, Field(ge=0, le=MAX_SECONDS)] = Field(
+        3600, description="minimum time between repeats")
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=300, allow_inf_nan=False)] = Field(
+        5.0, description="per-request timeout of a delivery to this target (each retry gets its own)")
 
 
 class RetrainSettings(_Section):
     sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
     min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
-    gate_margin: Annotated[StrictFloat, Field(ge=0)] = Field(0.01, description="nDCG@10 gain a candidate needs")
-    guard_tolerance: Annotated[StrictFloat, Field(ge=0)] = Field(0.02, description="allowed guard-set loss")
+    gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.01, description="nDCG@10 gain a candidate needs")
+    guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.02, description="allowed guard-set loss")
     auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
     epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
-    batch_size: Annotated[StrictInt, Field(ge=2)] = Field(32, description="training batch (in-batch negatives)")
+    batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
+        32, description="training batch (in-batch negatives)")
     learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
-    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1)] = Field(
+    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
         0.3, description="share of labelled queries kept out of training for the gate")
     min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
     hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
-    guard_queries: Annotated[StrictInt, Field(ge=0)] = Field(
+    guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
         200, description="general-domain guard queries (forgetting check); 0 disables the guard")
-    timeout_s: PositiveInt = Field(6 * 3600, description="a training subprocess running longer is stopped")
+    timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
+    gate_max_docs: PositiveInt = Field(
+        20_000, description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
+                            "both models' top gate_pool_k from the live index, gate_distractors random ones) "
+                            "instead of re-encoding the whole corpus with the candidate")
+    gate_pool_k: PositiveInt = Field(100, description="live-index neighbours pooled per held-out query and model")
+    gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        5_000, description="random documents added to the gate's pooled sub-corpus")
 
 
 class SwapSettings(_Section):
     batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
-    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(
+    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts")
     shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
-    grace_s: Annotated[StrictFloat, Field(ge=0)] = Field(
+    grace_s: Annotated[StrictFloat, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = Field(
         5.0, description="wait after the alias switch before the old collection stops getting dual writes")
-    retention_s: Annotated[StrictInt, Field(ge=0)] = Field(
+    retention_s: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
         7 * 86400, description="`embguard gc` keeps collections no alias points to for this long")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
+                             "`pip install embguard[ray]`)")
+    ray_address: str = Field(
+        "", description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
+                        "cluster this machine belongs to, or a 'ray://host:10001' address")
+    ray_workers: Annotated[StrictInt, Field(ge=0)] = Field(
+        0, description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
+                       "model.device='cuda', else one per CPU of the cluster")
 
 
 class Settings(_Section):
@@ -233,6 +307,11 @@ class Settings(_Section):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{what}: duplicate name(s) {', '.join(map(repr, dup))}; names must be unique")
+        if self.milvus.alias_cache_s > self.swap.grace_s:
+            # A search may use a cached alias for alias_cache_s after a switch; the old collection keeps
+            # getting dual writes for grace_s, so it must outlive every cached lookup.
+            raise ValueError(f"milvus.alias_cache_s = {self.milvus.alias_cache_s} must not exceed swap.grace_s = "
+                             f"{self.swap.grace_s}; lower the cache or raise the grace period")
         return self
 
     @property
@@ -262,7 +341,57 @@ def _describe_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _format(exc: ValidationError, source: str) -> ConfigError:
+def _shown(value: Any) -> str:
+    """How an invalid input is quoted in an error: scalars (and lists of them) only; a section or a whole
+    settings object is never printed, since it may carry secrets resolved from the environment."""
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, scalar) or (isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value)):
+        text = repr(value)
+        return text if len(text) <= 200 else text[:199] + "…"
+    return f"<{type(value).__name__}>"
+
+
+def _secret_values(raw: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Every secret string the raw settings and the environment hold, to be scrubbed from messages."""
+    out: list[str] = []
+
+    def add(v: Any) -> None:
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if isinstance(text, str) and len(text) >= 3:
+            out.append(text)
+            password = _split_userinfo(text)[2]
+            if len(password) >= 3:
+                out.append(password)
+
+    milvus = raw.get("milvus")
+    if isinstance(milvus, dict):
+        for key in ("token", "password"):
+            add(milvus.get(key))
+        uri = milvus.get("uri")
+        if isinstance(uri, str):
+            add(_split_userinfo(uri)[2])
+    alerts = raw.get("alerts")
+    for target in alerts if isinstance(alerts, list) else []:
+        if isinstance(target, dict):
+            for key in ("url", "routing_key", "secret"):
+                add(target.get(key))
+                var = target.get(f"{key}_env")
+                if isinstance(var, str):
+                    add(environ.get(var))
+    for name, value in environ.items():
+        low = name.lower()
+        if name.startswith(ENV_PREFIX) and any(w in low for w in ("token", "password", "secret", "url", "key")):
+            add(value)
+    return sorted(set(out), key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        text = text.replace(s, "<secret>")
+    return redact_uri(text)
+
+
+def _format(exc: ValidationError, source: str, secrets: list[str] | None = None) -> ConfigError:
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("function-after",))
@@ -274,12 +403,12 @@ def _format(exc: ValidationError, source: str) -> ConfigError:
             problems.append(f"unknown key {key!r}{f' in [{parent}]' if parent else ''}; allowed: {allowed}")
             continue
         value = err.get("input")
-        shown = "<missing>" if err["type"] == "missing" else repr(value)
+        shown = "<missing>" if err["type"] == "missing" else _shown(value)
         if any(key.endswith(s) for _, s in _SECRET_KEYS):
             shown = "<secret>"
         msg = err["msg"].removeprefix("Value error, ")
         problems.append(f"{key} = {shown}: {msg}")
-    return ConfigError(f"invalid config ({source}): " + "; ".join(problems))
+    return ConfigError(_scrub(f"invalid config ({source}): " + "; ".join(problems), secrets or []))
 
 
 def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -347,6 +476,9 @@ def _read_secret_file(path: Path, key: str) -> SecretStr:
     except OSError as exc:
         raise ConfigError(f"{key} = {str(path)!r}: cannot read the secret file ({exc.strerror}); "
                           "check the path and its permissions") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key} = {str(path)!r}: the secret file is not UTF-8 text; write the secret as "
+                          "plain text") from None
     if not text:
         raise ConfigError(f"{key} = {str(path)!r}: the secret file is empty")
     return SecretStr(text)
@@ -424,6 +556,9 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"config file {str(cfg_path)!r} is not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {str(cfg_path)!r} cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {str(cfg_path)!r} is not UTF-8 text (byte {exc.start}); save it as "
+                              "UTF-8") from None
         _reject_file_secrets(data, cfg_path)
         source = str(cfg_path)
     env = _env_overrides(environ)
@@ -436,7 +571,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     try:
         settings = Settings.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise _format(exc, source) from None
+        raise _format(exc, source, _secret_values(raw, environ)) from None
     base = cfg_path.parent.resolve() if cfg_path is not None else Path.cwd()
     return _absolutise(settings, base)
 
@@ -448,6 +583,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     def walk(node: Any) -> Any:
         if isinstance(node, SecretStr):
             return "********"
+        if isinstance(node, str):
+            return redact_uri(node)
         if isinstance(node, Path):
             return str(node)
         if isinstance(node, dict):

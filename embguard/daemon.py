@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .checks import CheckReport, CollectionMonitor
-from .config import CollectionSettings, Settings
+from .config import CollectionSettings, Settings, redact_uri
 from .errors import EmbguardError, MilvusUnavailable
 from .exporter import Exporter
 from .metrics import REINDEX_STATES, RETRAIN_STATES, Metrics
-from .milvus import MODEL_ID_PROPERTY, Milvus
+from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .references import ReferenceMissing, ReferenceStore
 from .retention import Pins, prune
 from .sampling import Window, query_window, sample_documents
@@ -49,6 +49,12 @@ class _Collection:
     corpus: Window | None = None
     corpus_at: float = 0.0
     report: CheckReport | None = None
+    # Whether a check with a sampled window ran since start: until then a remembered drift alert is neither
+    # confirmed nor cleared, so it must not be resolved (item: spurious resolve on every restart).
+    evaluated: bool = False
+    # (report, cluster descriptions) of the last alert built, so alerts re-evaluated every watch tick do not
+    # query Milvus for example texts each time.
+    clusters: tuple[Any, tuple[Any, ...]] | None = None
 
 
 class Daemon:
@@ -68,7 +74,10 @@ class Daemon:
         self._milvus_lock = threading.Lock()
         self._backoff_s = 1.0
         self._next_connect = 0.0
+        self._down_logged = 0.0
         self._milvus_watch_s = milvus_watch_s
+        self._watched = False  # milvus_watch ran at least once: MilvusDown is known either way
+        self._registry_ok = True
         self._stop = threading.Event()
         self._started_at = time.time()
         self._scheduler: BackgroundScheduler | None = None
@@ -95,8 +104,9 @@ class Daemon:
             return None
         from .alerts import Notifier
 
+        # Background delivery: a webhook host that never answers must not hold up checks or the watch.
         return Notifier(self.settings.alerts, state_path=self.settings.state.dir / "alerts.json",
-                        registry=self.registry)
+                        registry=self.registry, background=True)
 
     # --- Milvus connection ----------------------------------------------------------------------------------
 
@@ -110,9 +120,12 @@ class Daemon:
             raise MilvusUnavailable(f"Milvus at {self.settings.milvus_uri} is not connected; waiting to reconnect")
         return m
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: BaseException, conn: Milvus | None) -> None:
+        """A job found Milvus gone on ``conn``, the connection it started with. Only that one is closed: the
+        watch may have reconnected meanwhile, and closing its fresh connection would undo every recovery
+        (with short intervals the daemon then never came back)."""
         with self._milvus_lock:
-            if self._milvus is not None:
+            if self._milvus is not None and self._milvus is conn:
                 log.warning("lost Milvus at %s: %s", self.settings.milvus_uri, exc)
                 self._milvus.close()
                 self._milvus = None
@@ -135,11 +148,18 @@ class Daemon:
             try:
                 self._milvus = Milvus.connect(self.settings)
             except MilvusUnavailable as exc:
-                self._backoff_s = min(self._backoff_s * 2, 60.0)
+                # The watch period is the back-off: one connect attempt per tick costs nothing, and a longer
+                # back-off would keep /readyz at 503 long after Milvus is back.
+                self._backoff_s = min(self._backoff_s * 2, self._milvus_watch_s)
                 self._next_connect = time.monotonic() + self._backoff_s
-                log.warning("%s (next try in %.0f s)", exc, self._backoff_s)
+                now = time.monotonic()
+                if now - self._down_logged >= 60.0:
+                    self._down_logged = now
+                    log.warning("%s (retrying every %.0f s; logged once a minute)", redact_uri(str(exc)),
+                                self._milvus_watch_s)
                 return
             self._backoff_s = 1.0
+            self._down_logged = 0.0
             self.metrics.milvus_up.set(1)
             log.info("connected to Milvus at %s (%s)", self.settings.milvus_uri, self._milvus.server_version)
 
@@ -148,20 +168,29 @@ class Daemon:
     def _run(self, name: str, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
         outcome = "success"
+        conn = self._milvus
         try:
             fn()
             self.metrics.job_last_success.labels(name).set(time.time())
         except MilvusUnavailable as exc:
             outcome = "skipped"
             if name != "milvus_watch":
-                self._lost(exc)
+                self._lost(exc, conn)
             log.info("job %s skipped: %s", name, exc)
+        except EmbguardError as exc:  # a known condition (a corrupt state file...): its message names the fix
+            outcome = "failure"
+            log.error("job %s failed: %s", name, redact_uri(str(exc)))
         except Exception as exc:  # noqa: BLE001 - a failing job must never take the daemon down
             outcome = "failure"
             log.exception("job %s failed: %s", name, exc)
         finally:
             self.metrics.job_runs.labels(name, outcome).inc()
             self.metrics.job_duration.labels(name).observe(time.perf_counter() - t0)
+        if name == "milvus_watch":
+            # Alerts are evaluated on every watch tick, so MilvusDown pages (and resolves) within one watch
+            # period instead of waiting for a check or the hourly retrain policy.
+            self._watched = True
+            self._notify()
 
     def _publish_swaps(self) -> None:
         from .swap import SwapStore
@@ -169,7 +198,12 @@ class Daemon:
         phase_to_state = {"planned": "backfilling", "created": "backfilling", "dual_write": "backfilling",
                           "backfilled": "verifying", "reconciled": "verifying", "verified": "switching",
                           "switched": "switching", "done": "done"}
-        for st in SwapStore(self.settings.state.dir).all():
+        try:
+            states = SwapStore(self.settings.state.dir).all()
+        except EmbguardError as exc:  # a corrupt swap state must not stop sampling; say which file, once a tick
+            log.error("%s", exc)
+            return
+        for st in states:
             if st.alias not in self._collections:
                 continue
             state = "failed" if st.error else phase_to_state.get(st.phase, "idle")
@@ -188,11 +222,11 @@ class Daemon:
             window = self._sample(alias, st, now - self.settings.sampling.window_s * 1000, now)
             tap = window.meta["tap_collection"]
             if m.has_collection(tap):
-                self.metrics.tap_stored.labels(alias).set(m.count(tap, filter=f'alias == "{alias}"'))
+                self.metrics.tap_stored.labels(alias).set(m.count(tap, filter=f'alias == {literal(alias)}'))
             if m.has_collection(FEEDBACK_COLLECTION):
                 for sig in SIGNALS:
                     self.metrics.feedback_stored.labels(alias, sig).set(
-                        m.count(FEEDBACK_COLLECTION, filter=f'alias == "{alias}" and signal == "{sig}"'))
+                        m.count(FEEDBACK_COLLECTION, filter=f'alias == {literal(alias)} and signal == {literal(sig)}'))
 
     def _sample(self, alias: str, st: _Collection, start_ms: int, end_ms: int) -> Window:
         st.window = query_window(self.milvus(), alias, start_ms, end_ms)
@@ -250,6 +284,7 @@ class Daemon:
 
     def _record(self, st: _Collection, report: CheckReport) -> CheckReport:
         st.report = report
+        st.evaluated = st.evaluated or st.window is not None
         self._publish(report)
         self._write_report(report)
         return report
@@ -302,9 +337,10 @@ class Daemon:
         from .alerts import Alert
 
         out = []
+        awaiting = self._awaiting_by_alias()
         if not self.milvus_up:
             out.append(Alert(key="milvus", name="MilvusDown", collection="", severity="critical",
-                             summary=f"embguard cannot reach Milvus at {self.settings.milvus_uri}",
+                             summary=f"embguard cannot reach Milvus at {redact_uri(self.settings.milvus_uri)}",
                              next_command="embguard status"))
         for alias, st in self._collections.items():
             r = st.report
@@ -314,16 +350,21 @@ class Daemon:
                        for o in r.outcomes}
             numbers.update({"window_queries": r.n_current, "reference_queries": r.n_reference,
                             "ood_rate": r.ood_rate, "ood_expected_rate": r.ood_expected_rate})
-            clusters = tuple(self._describe_cluster(st, c) for c in r.clusters[:3])
+            if st.clusters is None or st.clusters[0] is not r:
+                st.clusters = (r, tuple(self._describe_cluster(st, c) for c in r.clusters[:3]))
+            clusters = st.clusters[1]
             if r.sustained:
                 hits = ", ".join(f"{o.monitor} p={o.p_value:.2g}" for o in r.outcomes if o.sustained and o.p_value
                                  is not None)
+                carried = getattr(r, "carried_by", ())  # the combined page names the monitors that carried it
+                if carried:
+                    hits += f"; carried by {', '.join(carried)}"
                 out.append(Alert(key=f"drift:{alias}", name="EmbeddingDriftSustained", collection=alias,
                                  severity="warning",
                                  summary=f"{alias}: query drift sustained over {self.settings.drift.consecutive} "
                                          f"checks ({hits})", details=numbers, clusters=clusters,
                                  next_command=f"embguard retrain --collection {alias}"))
-            for v in self._awaiting(alias):
+            for v in awaiting.get(alias, []):
                 out.append(Alert(key=f"candidate:{alias}:{v.version}", name="CandidateAwaitingApproval",
                                  collection=alias, severity="info",
                                  summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
@@ -338,10 +379,31 @@ class Daemon:
                                  clusters=clusters, next_command="embguard status"))
         return out
 
-    def _awaiting(self, alias: str) -> list[Any]:
+    def _awaiting_by_alias(self) -> dict[str, list[Any]]:
         from .registry import ModelRegistry
 
-        return [v for v in ModelRegistry(self.settings.model.store_dir).awaiting() if v.extra.get("alias") == alias]
+        out: dict[str, list[Any]] = {}
+        try:
+            for v in ModelRegistry(self.settings.model.store_dir).awaiting():
+                out.setdefault(v.extra.get("alias"), []).append(v)
+            self._registry_ok = True
+        except EmbguardError as exc:  # a corrupt manifest: candidate alerts stay as they were, named in the log
+            if self._registry_ok:
+                log.error("%s", exc)
+            self._registry_ok = False
+        return out
+
+    def _settled(self, key: str) -> bool:
+        """Whether the condition behind alert ``key`` has been evaluated since this daemon started."""
+        kind, _, rest = key.partition(":")
+        if kind == "milvus":
+            return self._watched
+        if kind in ("drift", "ood"):
+            st = self._collections.get(rest)
+            return st is None or st.evaluated  # a collection no longer watched: resolve what it left open
+        if kind == "candidate":
+            return self._registry_ok
+        return True
 
     def _describe_cluster(self, st: _Collection, cluster: dict[str, Any]) -> dict[str, Any]:
         w = st.window
@@ -363,8 +425,14 @@ class Daemon:
     def _notify(self) -> None:
         if self.notifier is None:
             return
+        from .alerts import Notifier
+
         try:
-            self.notifier.update(self.alerts())
+            active = self.alerts()
+            if isinstance(self.notifier, Notifier):
+                self.notifier.update(active, settled=self._settled)
+            else:  # an injected notifier (tests, embedding apps) gets the plain level signal
+                self.notifier.update(active)
         except Exception:  # noqa: BLE001 - alerting problems are logged, never fatal
             log.exception("sending alerts failed")
 
@@ -440,7 +508,7 @@ class Daemon:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         ok = self.milvus_up and not self._stop.is_set()
-        return ok, {"milvus": "up" if self.milvus_up else "down", "uri": self.settings.milvus_uri,
+        return ok, {"milvus": "up" if self.milvus_up else "down", "uri": redact_uri(self.settings.milvus_uri),
                     "collections": {a: (st.report.summary() if st.report else "not checked yet")
                                     for a, st in self._collections.items()}}
 

@@ -23,13 +23,12 @@ from prometheus_client import CollectorRegistry
 
 import retrain
 
-from . import model as models
 from .client import Client
 from .config import CollectionSettings, Settings
 from .corpus import Passage
 from .daemon import Daemon
 from .lite import LiteServer, free_port
-from .milvus import MODEL_ID_PROPERTY, Milvus
+from .milvus import Milvus
 from .references import ReferenceStore
 from .sampling import query_window
 from .simulate import index, passages_for, traffic
@@ -116,11 +115,9 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
     daemon: Daemon | None = None
     try:
         milvus = Milvus.connect(s)
-        em = models.load(s.model.default, None, s.model.device)
-        milvus.create_collection(s.collection(ALIAS), em.dimension, name=f"{ALIAS}__v1",
-                                 properties={MODEL_ID_PROPERTY: em.model_id})
-        milvus.create_alias(f"{ALIAS}__v1", ALIAS)
         client = Client(s, seed=seed)
+        client.create_collection(ALIAS, s.model.default)
+        em = client.model_for(client.resolve(ALIAS))
         step(f"indexing {len(base) + len(shift)} passages of the Python standard library's documentation with "
              f"{em.model_id} into {ALIAS}__v1 (alias {ALIAS})")
         t = time.monotonic()

@@ -15,6 +15,10 @@ class MilvusError(EmbguardError):
     """A Milvus call failed for a reason the user can act on."""
 
 
+class InvalidInput(EmbguardError, ValueError):
+    """An argument (an id, a name, a vector, a text) cannot be used as given; nothing was written."""
+
+
 class MilvusUnavailable(MilvusError):
     """Milvus cannot be reached at the configured URI."""
 

@@ -139,15 +139,21 @@ class LiteServer:
         return self.state_dir / LOG_FILE
 
     def _record(self) -> dict | None:
+        """The pid file, or None when it is missing or unreadable (a crash mid-write, a stray edit): a record
+        that cannot name a live server is the same as no record, and `start` replaces it."""
         try:
-            return json.loads(self.pid_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            rec = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):  # FileNotFoundError, JSONDecodeError, UnicodeDecodeError
             return None
+        if not isinstance(rec, dict) or type(rec.get("pid")) is not int or rec["pid"] <= 0:
+            return None
+        return rec
 
     def status(self) -> LiteStatus:
         rec = self._record()
         if rec and pid_alive(rec["pid"]) and _is_lite(rec["pid"]):
-            return LiteStatus(True, rec["pid"], rec["uri"], rec["data_dir"], rec.get("started_at"), rec.get("log"))
+            return LiteStatus(True, rec["pid"], str(rec.get("uri", self.uri)), str(rec.get("data_dir", self.data_dir)),
+                              rec.get("started_at"), rec.get("log"))
         return LiteStatus(False, None, self.uri, str(self.data_dir))
 
     def start(self) -> LiteStatus:

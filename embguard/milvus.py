@@ -17,7 +17,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from .config import CollectionSettings, Settings, secret
-from .errors import MilvusError, MilvusUnavailable, UnsupportedIndex
+from .errors import InvalidInput, MilvusError, MilvusUnavailable, UnsupportedIndex
 
 # Accepted by Lite at create time, then fail in its background build: refuse them before that.
 LITE_UNSUPPORTED_INDEXES = frozenset({"IVF_PQ", "DISKANN", "SCANN", "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ",
@@ -28,6 +28,7 @@ _DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
     "HNSW_SQ": {"M": 16, "efConstruction": 200},
     "IVF_FLAT": {"nlist": 128},
     "IVF_SQ8": {"nlist": 128},
+    "IVF_PQ": {"nlist": 128},  # plus m, which must divide the dimension: see _index_params
 }
 MODEL_ID_PROPERTY = "embguard.model_id"
 # pymilvus logs a full traceback for every failed RPC, including the ones embguard expects and turns into
@@ -36,9 +37,56 @@ logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 TEXT_MAX_LENGTH = 65535
 
 
+# embguard's own reads (counts, windows, reconcile, feedback) must see writes that came just before them;
+# a real server's default (Bounded) may not. Application searches keep the collection's own level.
+STRONG = "Strong"
+MAX_ID_LENGTH = 512
+
+
+def literal(value: str) -> str:
+    """``value`` as a Milvus filter string literal: quoted and escaped, so it can never end the literal."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"filter value {value!r} must be a string")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_ids(ids: Any, int_keys: bool, what: str = "ids") -> list[int | str]:
+    """Validate primary keys by the key's type; a bad one is named, and nothing is sent to Milvus.
+
+    pymilvus writes ids into a filter expression unquoted (int keys) or quoted without escaping (varchar),
+    so a crafted id such as ``"0] or id > 0 or id in [0"`` would select every row: every id is checked here.
+    """
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple, set, frozenset)):
+        raise InvalidInput(f"{what} must be a list of document ids, got {type(ids).__name__} {ids!r:.80}")
+    out: list[int | str] = []
+    for i in ids:
+        if int_keys:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise InvalidInput(f"{what}: {i!r:.80} is not an integer; this collection's primary key is INT64")
+            if not -(2 ** 63) <= int(i) < 2 ** 63:
+                raise InvalidInput(f"{what}: {i} is out of the INT64 range of this collection's primary key")
+            out.append(int(i))
+        else:
+            if not isinstance(i, str) or not i or len(i) > MAX_ID_LENGTH:
+                raise InvalidInput(f"{what}: {i!r:.80} is not a non-empty string of at most {MAX_ID_LENGTH} "
+                                   "characters; this collection's primary key is VARCHAR")
+            out.append(i)
+    return out
+
+
 def _reason(exc: BaseException) -> str:
     msg = getattr(exc, "message", None) or str(exc)
     return " ".join(str(msg).split())[:300]
+
+
+def _index_params(index_type: str, dimension: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults a real server insists on (Lite fills its own): IVF indexes need ``nlist``, IVF_PQ an ``m``
+    that divides the dimension (about 8 dimensions per sub-quantizer)."""
+    params = dict(_DEFAULT_INDEX_PARAMS.get(index_type.upper(), {}))
+    if index_type.upper() == "IVF_PQ":
+        params["m"] = max(m for m in range(1, max(dimension // 8, 1) + 1) if dimension % m == 0)
+    params.update(overrides)
+    return params
 
 
 class Milvus:
@@ -48,6 +96,7 @@ class Milvus:
         self._client = client
         self.uri = uri
         self.server_version = server_version
+        self._keys: dict[str, tuple[str, bool]] = {}  # collection -> (primary key field, is INT64)
 
     @classmethod
     def connect(cls, settings: Settings, uri: str | None = None) -> Milvus:
@@ -136,8 +185,7 @@ class Milvus:
         for fname, max_length in (extra_text_fields or {}).items():
             schema.add_field(fname, DataType.VARCHAR, max_length=max_length)
         index = MilvusClient.prepare_index_params()
-        params = dict(_DEFAULT_INDEX_PARAMS.get(spec.index_type, {}))
-        params.update(spec.index_params)
+        params = _index_params(spec.index_type, dimension, spec.index_params)
         index.add_index(field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type,
                         params=params)
         with self._call(f"create_collection({name!r})"):
@@ -213,8 +261,15 @@ class Milvus:
         return target
 
     def drop_properties(self, collection: str, keys: Sequence[str]) -> None:
-        with self._call(f"drop_collection_properties({collection!r})"):
-            self._client.drop_collection_properties(collection, list(keys))
+        """Remove properties. Milvus 2.3 cannot drop a property, so there it is set to "" instead, which
+        ``properties()`` reports as absent on every backend."""
+        try:
+            with self._call(f"drop_collection_properties({collection!r})"):
+                self._client.drop_collection_properties(collection, list(keys))
+        except MilvusUnavailable:
+            raise
+        except MilvusError:
+            self.set_properties(collection, {k: "" for k in keys})
 
     def drop_collection(self, name: str) -> None:
         with self._call(f"drop_collection({name!r})"):
@@ -224,17 +279,27 @@ class Milvus:
             self._client.drop_collection(name)
 
     def aliases_of(self, collection: str) -> list[str]:
-        with self._call(f"list_aliases({collection!r})"):
-            return list(self._client.list_aliases(collection_name=collection).get("aliases", []))
+        # Lite leaves ``aliases`` out of describe_collection; Milvus 2.3's list_aliases fails outside the
+        # default database. Ask both and take the union.
+        with self._call(f"describe_collection({collection!r})"):
+            found = list(self._client.describe_collection(collection).get("aliases") or [])
+        with contextlib.suppress(MilvusException):
+            found += [a for a in self._client.list_aliases(collection_name=collection).get("aliases", [])
+                      if a not in found]
+        return found
 
     def resolve(self, name: str) -> str:
-        """The concrete collection behind ``name`` (an alias or a collection name)."""
-        with self._call(f"describe_alias({name!r})"):
+        """The concrete collection behind ``name`` (an alias or a collection name).
+
+        describe_collection answers for an alias with the collection behind it on every backend, where
+        describe_alias on Milvus 2.3 looks in the default database whatever the client's database is.
+        """
+        with self._call(f"describe_collection({name!r})"):
             try:
-                return str(self._client.describe_alias(name)["collection_name"])
+                return str(self._client.describe_collection(name)["collection_name"])
             except MilvusException:
-                if self._client.has_collection(name):
-                    return name
+                if not self.ping():
+                    raise
                 raise MilvusError(f"no collection or alias named {name!r} on {self.uri}; check the "
                                   "[[collections]] name in the config") from None
 
@@ -249,7 +314,7 @@ class Milvus:
     def properties(self, collection: str) -> dict[str, str]:
         with self._call(f"describe_collection({collection!r})"):
             desc = self._client.describe_collection(collection)
-        return {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+        return {str(k): str(v) for k, v in (desc.get("properties") or {}).items() if str(v)}
 
     def set_properties(self, collection: str, properties: Mapping[str, str]) -> None:
         with self._call(f"alter_collection_properties({collection!r})"):
@@ -260,9 +325,34 @@ class Milvus:
             return dict(self._client.describe_collection(collection))
 
     def count(self, collection: str, filter: str = "") -> int:
-        res = self._loaded(collection, f"count({collection!r})",
-                           lambda: self._client.query(collection, filter=filter, output_fields=["count(*)"]))
+        res = self._loaded(collection, f"count({collection!r})", lambda: self._client.query(
+            collection, filter=filter, output_fields=["count(*)"], consistency_level=STRONG))
         return int(res[0]["count(*)"])
+
+    def primary_key(self, collection: str) -> tuple[str, bool]:
+        """``(field name, is INT64)`` of a collection's primary key (cached: a schema never changes)."""
+        if collection not in self._keys:
+            for f in self.schema_fields(collection):
+                if f.get("is_primary"):
+                    self._keys[collection] = (str(f["name"]), f["type"] == DataType.INT64)
+                    break
+            else:
+                raise MilvusError(f"collection {collection!r} on {self.uri} has no primary key field")
+        return self._keys[collection]
+
+    def ids_filter(self, collection: str, ids: Any, what: str = "ids") -> str:
+        """A filter selecting exactly ``ids`` (validated by the key's type): ``pk in [...]``."""
+        field, int_keys = self.primary_key(collection)
+        checked = check_ids(ids, int_keys, what)
+        values = [str(i) if int_keys else literal(str(i)) for i in checked]
+        return f"{field} in [{', '.join(values)}]"
+
+    def vector_dimension(self, collection: str, field: str | None = None) -> int:
+        """The dimension of ``field`` (or the first float vector field) of a collection."""
+        for f in self.schema_fields(collection):
+            if f["type"] == DataType.FLOAT_VECTOR and (field is None or f["name"] == field):
+                return int((f.get("params") or {})["dim"])
+        raise MilvusError(f"collection {collection!r} has no float vector field {field or ''}".rstrip())
 
     def ensure_loaded(self, collection: str) -> None:
         """Load a released collection (after a server restart Lite keeps collections released)."""
@@ -302,32 +392,38 @@ class Milvus:
         """Delete by ids or by filter (pymilvus no longer reports how many rows went: count before/after)."""
         if ids is None and not filter:
             raise MilvusError(f"delete from {collection!r} needs ids or a filter; refusing to delete everything")
+        if ids is not None:
+            ids = list(ids) if isinstance(ids, (list, tuple)) else ids
+            if not ids:
+                return
+            filter = self.ids_filter(collection, ids)
         with self._call(f"delete from {collection!r}"):
-            if ids is not None:
-                self._client.delete(collection, ids=list(ids))
-            else:
-                self._client.delete(collection, filter=filter)
+            self._client.delete(collection, filter=filter)
 
     def iterate(self, collection: str, output_fields: Sequence[str], filter: str = "",
                 batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
-        """Batches of rows, streamed (the whole collection is never held in memory).
+        """Batches of rows in primary-key order, streamed (the whole collection is never held in memory).
 
-        Pass a concrete collection, not an alias: an iterator on an alias straddles an alias switch.
+        Pages by primary key (``pk > last`` with a limit), which is what pymilvus' query_iterator does,
+        but through plain queries: on Milvus 2.3 query_iterator returns nothing outside the default
+        database. Pass a concrete collection, not an alias: an iteration on an alias straddles a switch.
         """
         self.ensure_loaded(collection)
-        with self._call(f"query_iterator on {collection!r}"):
-            it = self._client.query_iterator(collection, batch_size=batch_size, filter=filter,
-                                             output_fields=list(output_fields))
-        try:
-            while True:
-                with self._call(f"query_iterator on {collection!r}"):
-                    batch = it.next()
-                if not batch:
-                    return
-                yield [dict(r) for r in batch]
-        finally:
-            with contextlib.suppress(Exception):
-                it.close()
+        pk, int_keys = self.primary_key(collection)
+        fields = list(output_fields) + ([] if pk in output_fields else [pk])
+        last: int | str | None = None
+        while True:
+            after = "" if last is None else f"{pk} > {last if int_keys else literal(str(last))}"
+            cond = " and ".join(f"({c})" for c in (filter, after) if c)
+            rows = self._loaded(collection, f"query on {collection!r}", lambda: self._client.query(
+                collection, filter=cond, output_fields=fields, limit=batch_size, consistency_level=STRONG))
+            if not rows:
+                return
+            batch = sorted((dict(r) for r in rows), key=lambda r: r[pk])
+            yield batch
+            if len(batch) < batch_size:
+                return
+            last = batch[-1][pk]
 
     def flush(self, collection: str) -> None:
         with self._call(f"flush({collection!r})"):
@@ -335,21 +431,33 @@ class Milvus:
 
     def search(self, collection: str, vectors: np.ndarray, limit: int = 10, *, anns_field: str | None = None,
                filter: str = "", output_fields: Sequence[str] | None = None,
-               search_params: Mapping[str, Any] | None = None) -> list[list[dict[str, Any]]]:
-        """Top-``limit`` hits per query vector: ``[[{"id", "distance", "entity"}...]...]``."""
+               search_params: Mapping[str, Any] | None = None,
+               consistency_level: str | None = None) -> list[list[dict[str, Any]]]:
+        """Top-``limit`` hits per query vector: ``[[{"id", "distance", "entity"}...]...]``.
+
+        ``consistency_level`` defaults to the collection's (Bounded on a server: a search may miss writes of
+        the last moments; "Strong" waits for them).
+        """
+        extra = {"consistency_level": consistency_level} if consistency_level else {}
         data = np.asarray(vectors, dtype=np.float32)
         if data.ndim != 2:
             raise MilvusError(f"search on {collection!r} needs a 2-D array of query vectors, got shape {data.shape}")
         res = self._loaded(collection, f"search on {collection!r}", lambda: self._client.search(
             collection, data=data.tolist(), limit=limit, filter=filter, output_fields=list(output_fields or []),
-            anns_field=anns_field, search_params=dict(search_params or {})))
+            anns_field=anns_field, search_params=dict(search_params or {}), **extra))
         return [[dict(hit) for hit in hits] for hits in res]
 
     def query(self, collection: str, filter: str = "", output_fields: Sequence[str] | None = None,
               ids: Sequence[int | str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"output_fields": list(output_fields or [])}
+        kwargs: dict[str, Any] = {"output_fields": list(output_fields or []), "consistency_level": STRONG}
         if ids is not None:
-            kwargs["ids"] = list(ids)
+            ids = list(ids) if isinstance(ids, (list, tuple)) else ids
+            if not ids:
+                return []
+            kwargs["filter"] = self.ids_filter(collection, ids)
+        elif not filter and limit is None:
+            # A server refuses an empty filter without a limit: "every row" is a paged read.
+            return [r for batch in self.iterate(collection, list(output_fields or [])) for r in batch]
         else:
             kwargs["filter"] = filter
         if limit is not None:

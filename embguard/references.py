@@ -16,6 +16,7 @@ import json
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from .sampling import Window
 
 class ReferenceMissing(EmbguardError):
     """A reference is missing or unreadable."""
+
+
+class ReferenceCorrupt(ReferenceMissing):
+    """A reference file exists but cannot be read (a check treats it like a missing reference)."""
 
 
 class ReferenceMismatch(EmbguardError):
@@ -52,6 +57,7 @@ class ReferenceInfo:
 
 
 _VERSION = re.compile(r"^v(\d{4,})\.json$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -68,6 +74,11 @@ class ReferenceStore:
         self.root = Path(state_dir) / "references"
 
     def _dir(self, alias: str, kind: str) -> Path:
+        for what, name in (("alias", alias), ("kind", kind)):
+            # Names become directories: a '/' or '..' would read or write outside the state directory.
+            if not _NAME.fullmatch(name):
+                raise ReferenceMissing(f"{what} {name!r} is not a collection name (letters, digits and '_', "
+                                       "starting with a letter or '_')")
         return self.root / alias / kind
 
     def list(self, alias: str | None = None, kind: str | None = None) -> list[ReferenceInfo]:
@@ -84,9 +95,16 @@ class ReferenceStore:
                     m = _VERSION.match(meta.name)
                     if not m or not meta.with_suffix(".npz").is_file():
                         continue
-                    d = json.loads(meta.read_text())
-                    out.append(ReferenceInfo(a.name, k.name, int(m.group(1)), d["model_id"], d["size"],
-                                             d["captured_at"], d["start_ms"], d["end_ms"], meta.with_suffix(".npz")))
+                    try:
+                        d = json.loads(meta.read_text())
+                        out.append(ReferenceInfo(a.name, k.name, int(m.group(1)), str(d["model_id"]),
+                                                 int(d["size"]), float(d["captured_at"]), int(d["start_ms"]),
+                                                 int(d["end_ms"]), meta.with_suffix(".npz")))
+                    except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError: ValueError
+                        raise ReferenceCorrupt(
+                            f"reference {meta} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
+                            f"from a backup, or remove it and {meta.with_suffix('.npz').name} and capture a new "
+                            f"baseline with `embguard baseline capture {a.name}`") from None
         return out
 
     def capture(self, alias: str, window: Window, min_size: int = 1) -> ReferenceInfo:
@@ -122,6 +140,15 @@ class ReferenceStore:
         return refs[-1]
 
     def load(self, info: ReferenceInfo) -> Window:
+        try:
+            return self._load(info)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise ReferenceCorrupt(
+                f"reference {info.path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); remove it and "
+                f"{info.path.with_suffix('.json').name} and capture a new baseline with "
+                f"`embguard baseline capture {info.alias}`") from None
+
+    def _load(self, info: ReferenceInfo) -> Window:
         with np.load(info.path, allow_pickle=False) as z:
             top_ids = tuple(tuple(json.loads(t)) for t in z["top_ids"]) if "top_ids" in z else ()
             return Window(kind=info.kind, collection=info.alias, model_id=info.model_id, start_ms=info.start_ms,

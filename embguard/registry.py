@@ -49,6 +49,29 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def check_version(version: str) -> str:
+    """``version`` if it is a registry version name (``v0001``); anything else (a path, ``..``) is refused."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise RegistryError(f"model version {version!r} is not a version name; versions look like v0001 "
+                            "(see `embguard models list`)")
+    return version
+
+
+def _corrupt(path: Path, exc: BaseException) -> RegistryError:
+    return RegistryError(f"model manifest {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
+                         f"it from a backup, or remove the version directory {path.parent} if the version is unused")
+
+
+def _read_identity(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _corrupt(path, exc) from None
+    if not isinstance(d, dict):
+        raise _corrupt(path, TypeError(f"expected a JSON object, found {type(d).__name__}"))
+    return d
+
+
 class ModelRegistry:
     def __init__(self, store_dir: Path):
         self.root = Path(store_dir)
@@ -83,15 +106,19 @@ class ModelRegistry:
         return self.get(version)
 
     def get(self, version: str) -> ModelVersion:
-        path = self.root / version
+        path = self.root / check_version(version)
         ident = path / models.IDENTITY_FILE
         if not ident.is_file():
             known = ", ".join(v.version for v in self.list()) or "none"
             raise RegistryError(f"model version {version!r} is not in the registry {self.root} (versions: {known})")
-        d = json.loads(ident.read_text())
-        return ModelVersion(version=d["version"], model_id=d["model_id"], path=path, status=d["status"],
-                            created_at=d["created_at"], base_model_id=d.get("base_model_id", ""),
-                            verdict=d.get("verdict", {}), manifest=d.get("manifest", {}), extra=d.get("extra", {}))
+        d = _read_identity(ident)
+        try:
+            return ModelVersion(version=str(d["version"]), model_id=str(d["model_id"]), path=path,
+                                status=str(d["status"]), created_at=float(d["created_at"]),
+                                base_model_id=str(d.get("base_model_id", "")), verdict=dict(d.get("verdict") or {}),
+                                manifest=dict(d.get("manifest") or {}), extra=dict(d.get("extra") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _corrupt(ident, exc) from None
 
     def list(self) -> list[ModelVersion]:
         if not self.root.is_dir():
@@ -102,8 +129,9 @@ class ModelRegistry:
     def set_status(self, version: str, status: str, **fields: Any) -> ModelVersion:
         if status not in STATUSES:
             raise RegistryError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        self.get(version)  # validates the name and the file before anything is written
         ident = self.root / version / models.IDENTITY_FILE
-        d = json.loads(ident.read_text())
+        d = _read_identity(ident)
         d["status"] = status
         d.update(fields)
         d.setdefault("history", []).append({"status": status, "at": time.time()})

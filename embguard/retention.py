@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .milvus import Milvus
+from .errors import EmbguardError
+from .milvus import Milvus, literal
 from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
 
 
@@ -49,16 +50,23 @@ class Pins:
         q: set[str] = set()
         if self.dir.is_dir():
             for p in self.dir.glob("*.json"):
-                d = json.loads(p.read_text())
-                fb.update(d.get("feedback_ids", []))
-                q.update(d.get("query_ids", []))
+                try:
+                    d = json.loads(p.read_text())
+                    fb.update(str(i) for i in d.get("feedback_ids", []))
+                    q.update(str(i) for i in d.get("query_ids", []))
+                except (OSError, ValueError, TypeError, AttributeError) as exc:  # UnicodeDecodeError: ValueError
+                    # Pruning without knowing what is pinned could delete a pending training set's labels.
+                    raise EmbguardError(
+                        f"training pin {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); pruning is "
+                        "stopped until it is fixed: restore it, or remove it if its training set is no longer "
+                        "pending (`embguard models list`)") from None
         return fb, q
 
 
 def _not_in(field: str, values: set[str]) -> str:
     if not values:
         return ""
-    return f" and {field} not in {json.dumps(sorted(values))}"
+    return f" and {field} not in [{', '.join(literal(v) for v in sorted(values))}]"
 
 
 def _cutoff_for_cap(milvus: Milvus, collection: str, max_rows: int) -> int | None:

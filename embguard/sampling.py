@@ -19,8 +19,8 @@ import numpy as np
 
 from .config import CollectionSettings
 from .errors import EmbguardError
-from .milvus import MODEL_ID_PROPERTY, Milvus
-from .tap import tap_collection_name
+from .milvus import MODEL_ID_PROPERTY, Milvus, literal
+from .tap import read_tap, tap_collection_name
 
 
 class WindowError(EmbguardError):
@@ -131,28 +131,28 @@ def recent_documents(milvus: Milvus, spec: CollectionSettings, k: int, since_ms:
 
 
 def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, model_id: str | None = None,
-                 dim: int = 384, limit: int = 50_000) -> Window:
+                 dim: int | None = None, limit: int = 50_000) -> Window:
     """The tapped queries for ``alias`` in ``[start_ms, end_ms)``, made by ``model_id``.
 
     ``model_id`` defaults to the model of the collection the alias serves now, so a window never mixes
-    queries embedded by two models across a swap.
+    queries embedded by two models across a swap; ``dim`` to that collection's vector dimension, which
+    names the tap collection the client wrote them to. Rows with a non-finite vector are skipped and
+    counted in ``meta["skipped_rows"]``: one NaN must not fail every check of its window.
     """
     collection = milvus.resolve(alias)
     model_id = model_id or _model_id(milvus, collection)
+    dim = dim or milvus.vector_dimension(collection)
     tap = tap_collection_name(dim)
-    if not milvus.has_collection(tap):
-        rows: list[dict[str, Any]] = []
-    else:
-        flt = (f'alias == "{alias}" and model_id == "{model_id}" and ts_ms >= {int(start_ms)} '
-               f'and ts_ms < {int(end_ms)}')
-        rows = [r for batch in milvus.iterate(tap, ["query_id", "ts_ms", "vector", "text", "top_ids", "top_scores"],
-                                              filter=flt) for r in batch]
-    rows.sort(key=lambda r: (r["ts_ms"], r["query_id"]))
-    rows = rows[-limit:]
-    k = max((len(r["top_scores"] or []) for r in rows), default=0)
+    flt = (f"alias == {literal(alias)} and model_id == {literal(model_id)} and ts_ms >= {int(start_ms)} "
+           f"and ts_ms < {int(end_ms)}")
+    rows = read_tap(milvus, tap, flt, ["query_id", "ts_ms", "vector", "text", "top_ids", "top_scores"])
+    good = [r for r in rows if _finite(r["vector"], dim)]
+    skipped = len(rows) - len(good)
+    rows = sorted(good, key=lambda r: (r["ts_ms"], r["query_id"]))[-limit:]
+    k = max((len(r["top_scores"]) for r in rows), default=0)
     scores = np.full((len(rows), k), np.nan, dtype=np.float32)
     for i, r in enumerate(rows):
-        s = r["top_scores"] or []
+        s = [float(x) for x in r["top_scores"]]
         scores[i, :len(s)] = s
     return Window(
         kind="queries", collection=collection, model_id=model_id, start_ms=int(start_ms), end_ms=int(end_ms),
@@ -160,7 +160,12 @@ def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, mode
         vectors=np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), dim),
         timestamps_ms=np.array([r["ts_ms"] for r in rows], dtype=np.int64),
         texts=tuple(r.get("text") or "" for r in rows),
-        top_ids=tuple(tuple(r["top_ids"] or ()) for r in rows),
+        top_ids=tuple(tuple(r["top_ids"]) for r in rows),
         top_scores=scores,
-        meta={"alias": alias, "tap_collection": tap},
+        meta={"alias": alias, "tap_collection": tap, "skipped_rows": skipped},
     )
+
+
+def _finite(vector: Any, dim: int) -> bool:
+    v = np.asarray(vector, dtype=np.float32)
+    return v.shape == (dim,) and bool(np.isfinite(v).all())

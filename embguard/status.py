@@ -7,11 +7,13 @@ import os
 import time
 from typing import Any
 
-from .config import Settings
+from .config import Settings, redact_uri
 from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .references import ReferenceStore
 from .registry import ModelRegistry
+from .swap import SwapStore
+from .tap import tap_health
 
 
 def _age(seconds: float) -> str:
@@ -24,11 +26,25 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _read_pid(path: Any) -> int | None:
+    try:
+        pid = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):  # a half-written or stray pid file says nothing about a daemon
+        return None
+    return pid if pid > 0 else None
+
+
+def _problem(exc: BaseException) -> str:
+    return redact_uri(str(exc)) if isinstance(exc, EmbguardError) else redact_uri(f"{type(exc).__name__}: {exc}")
+
+
 def gather(settings: Settings) -> dict[str, Any]:
-    out: dict[str, Any] = {"milvus": {"uri": settings.milvus_uri}, "daemon": {}, "collections": {}}
+    """Everything `status` shows. A corrupt file or an unreachable Milvus becomes an ``error`` entry naming
+    it; nothing here raises, since status is what an operator runs when something is already wrong."""
+    out: dict[str, Any] = {"milvus": {"uri": redact_uri(settings.milvus_uri)}, "daemon": {}, "collections": {}}
     pid_file = settings.state.dir / "daemon.pid"
-    if pid_file.is_file():
-        pid = int(pid_file.read_text() or 0)
+    pid = _read_pid(pid_file) if pid_file.is_file() else None
+    if pid is not None:
         alive = False
         try:
             os.kill(pid, 0)
@@ -43,34 +59,77 @@ def gather(settings: Settings) -> dict[str, Any]:
         milvus = Milvus.connect(settings)
         out["milvus"].update(up=True, version=milvus.server_version)
     except EmbguardError as exc:
-        out["milvus"].update(up=False, error=str(exc))
+        out["milvus"].update(up=False, error=_problem(exc))
     refs = ReferenceStore(settings.state.dir)
+    swaps = SwapStore(settings.state.dir)
     for spec in settings.collections:
         c: dict[str, Any] = {}
+        errors: list[str] = []
         if milvus is not None:
             try:
                 served = milvus.resolve(spec.name)
                 c.update(served_by=served, model_id=milvus.properties(served).get(MODEL_ID_PROPERTY, "unknown"),
                          documents=milvus.count(served))
+                tap = tap_health(milvus, served)
+                if tap is not None:
+                    c["tap"] = {**tap, "error": redact_uri(str(tap.get("error", "")))}
             except EmbguardError as exc:
-                c["error"] = str(exc)
-        versions = refs.list(spec.name, "queries")
+                errors.append(_problem(exc))
+        try:
+            versions = refs.list(spec.name, "queries")
+        except EmbguardError as exc:
+            errors.append(_problem(exc))
+            versions = []
         if versions:
             r = versions[-1]
             c["reference"] = {"version": r.version, "model_id": r.model_id, "size": r.size, "age_s": r.age_s}
         report = settings.state.dir / "checks" / f"{spec.name}.json"
         if report.is_file():
-            c["last_check"] = json.loads(report.read_text())
+            try:
+                chk = json.loads(report.read_text())
+                if not isinstance(chk, dict) or not isinstance(chk.get("checked_at"), (int, float)):
+                    raise ValueError("not a check report")
+                c["last_check"] = chk
+            except (OSError, ValueError) as exc:
+                errors.append(f"last check report {report} is unreadable ({type(exc).__name__}); the daemon "
+                              "rewrites it after its next check, or remove it")
+        try:
+            st = swaps.load(spec.name)
+        except EmbguardError as exc:
+            errors.append(_problem(exc))
+            st = None
+        if st is not None:
+            c["swap"] = {"phase": st.phase, "done": st.done, "total": st.total, "error": redact_uri(st.error),
+                         "source": st.source, "target": st.target, "candidate": st.candidate_version,
+                         "updated_at": st.updated_at}
+        if errors:
+            c["error"] = "; ".join(errors)
         out["collections"][spec.name] = c
     if milvus is not None:
         milvus.close()
-    out["candidates"] = _candidates(settings)
+    try:
+        out["candidates"] = _candidates(settings)
+    except EmbguardError as exc:
+        out["candidates"] = []
+        out["registry_error"] = _problem(exc)
     return out
 
 
 def _candidates(settings: Settings) -> list[dict[str, Any]]:
     return [{"version": v.version, "model_id": v.model_id, "verdict": v.verdict}
             for v in ModelRegistry(settings.model.store_dir).awaiting()]
+
+
+def _swap_line(sw: dict[str, Any]) -> str:
+    progress = f"{sw['done']}/{sw['total']}" if sw.get("total") else f"{sw.get('done', 0)}/?"
+    if sw["phase"] == "done" and not sw.get("error"):
+        return f"  swap       done: {sw['target']} ({sw['candidate']})"
+    line = (f"  swap       {sw['source']} -> {sw['target']} ({sw['candidate']}): phase {sw['phase']}, "
+            f"{progress} documents")
+    if sw.get("error"):
+        line += f"; FAILED: {sw['error']} (resume with `embguard retrain --approve --candidate {sw['candidate']}` " \
+                "or `embguard retrain --abort`)"
+    return line
 
 
 def render(st: dict[str, Any]) -> str:
@@ -85,8 +144,15 @@ def render(st: dict[str, Any]) -> str:
         lines.append(f"\n{name}")
         if "error" in c:
             lines.append(f"  error      {c['error']}")
+        if "swap" in c:
+            lines.append(_swap_line(c["swap"]))
         if "served_by" in c:
             lines.append(f"  serving    {c['served_by']} ({c['documents']} documents), model {c['model_id']}")
+        tap = c.get("tap")
+        if tap and not tap.get("ok"):
+            lines.append(f"  query tap  FAILING since {_age(time.time() - tap['ts_ms'] / 1000)} ago: {tap['error']}")
+        elif tap:
+            lines.append(f"  query tap  ok (recovered {_age(time.time() - tap['ts_ms'] / 1000)} ago)")
         r = c.get("reference")
         if r:
             stale = "" if r["model_id"] == c.get("model_id", r["model_id"]) else "  (made by another model!)"
@@ -99,13 +165,15 @@ def render(st: dict[str, Any]) -> str:
             if chk.get("skipped"):
                 lines.append(f"  last check {age} ago: skipped: {chk['skipped']}")
             else:
-                verdict = "SUSTAINED DRIFT" if chk["sustained"] else ("drift" if chk["drift"] else "no drift")
-                lines.append(f"  last check {age} ago: {verdict}; {chk['n_current']} queries")
-                for o in chk["outcomes"]:
+                verdict = "SUSTAINED DRIFT" if chk.get("sustained") else ("drift" if chk.get("drift") else "no drift")
+                lines.append(f"  last check {age} ago: {verdict}; {chk.get('n_current')} queries")
+                for o in chk.get("outcomes") or []:
                     p = f"p={o['p_value']:.3g}" if o["p_value"] is not None else f"stat={o['statistic']:.3g}"
                     lines.append(f"             {o['monitor']:<10} {p:<12} consecutive {o['consecutive']}")
         else:
             lines.append("  last check none yet (is `embguard serve` running?)")
+    if st.get("registry_error"):
+        lines.append(f"\nmodel registry: {st['registry_error']}")
     if st["candidates"]:
         lines.append("\ncandidates awaiting approval")
         for c in st["candidates"]:

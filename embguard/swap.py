@@ -26,6 +26,7 @@ One swap per alias at a time: ``state/locks/swap-<alias>.lock`` names the proces
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -45,8 +46,7 @@ from . import model as models
 from .client import DUAL_WRITE_PROPERTY
 from .config import CollectionSettings, Settings
 from .errors import EmbguardError
-from .lite import pid_alive
-from .milvus import MODEL_ID_PROPERTY, Milvus
+from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 
 PHASES = ("planned", "created", "dual_write", "backfilled", "reconciled", "verified", "switched", "done")
@@ -72,6 +72,7 @@ class SwapState:
     candidate_model_id: str
     phase: str = "planned"
     cursor: Any = None
+    ranges: list[dict[str, Any]] = field(default_factory=list)  # swap.engine = "ray": per-range checkpoints
     done: int = 0
     total: int = 0
     rate: float = 0.0
@@ -97,7 +98,16 @@ class SwapStore:
         p = self.path(alias)
         if not p.is_file():
             return None
-        return SwapState(**json.loads(p.read_text()))
+        try:
+            data = json.loads(p.read_text())
+            state = SwapState(**data)
+            if not isinstance(state.phase, str) or not isinstance(state.history, list):
+                raise TypeError("phase or history has the wrong type")
+            return state
+        except (OSError, ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise SwapError(f"swap state {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
+                            "from a backup, or remove it if no swap of this alias is in progress (check "
+                            "`embguard status` for what the alias serves)") from None
 
     def save(self, state: SwapState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -115,32 +125,50 @@ class SwapStore:
 
     @contextlib.contextmanager
     def lock(self, alias: str, what: str) -> Iterator[None]:
+        """Hold ``state/locks/swap-<alias>.lock`` for the block, or raise ``SwapLocked`` naming its holder.
+
+        The lock is an ``flock`` on the file, held for the whole block: the kernel drops it when its holder
+        exits (``kill -9`` included), so there is no stale lock to take over and no takeover to race. The file
+        is never removed (removing it would let two processes lock two different inodes); the pid/what the
+        holder writes inside (and leaves after release) only words the refusal.
+        """
         self.locks.mkdir(parents=True, exist_ok=True)
         path = self.locks / f"swap-{alias}.lock"
         me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "since": time.time()}
-        while True:
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    holder = {}
-                if holder.get("host") == me["host"] and holder.get("pid") and not pid_alive(int(holder["pid"])):
-                    path.unlink(missing_ok=True)  # its holder died (crash, kill -9): the swap resumes here
-                    continue
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-                raise SwapLocked(
-                    f"a swap of {alias!r} is already running: pid {holder.get('pid')} on {holder.get('host')} "
-                    f"({holder.get('what', '?')}) since {since}; wait for it, or if that process is gone on another "
-                    f"host, remove {path}") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            break
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(path)
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0) or 0))
+                raise SwapLocked(
+                    f"a swap of {alias!r} is already running: pid {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} ({holder.get('what', '?')}) since {since}; wait for it to finish "
+                    f"(the lock {path} is released the moment that process exits)") from None
+            # Overwrite, then cut: a reader never sees an empty file, at worst a moment of trailing bytes.
+            data = json.dumps(me).encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            path.unlink(missing_ok=True)
+            os.close(fd)
+
+
+def _lock_holder(path: Path) -> dict[str, Any]:
+    """What the holder of a swap lock wrote (it writes right after locking, so retry a torn read briefly)."""
+    for _ in range(20):
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        if isinstance(holder, dict) and holder:
+            return holder
+        time.sleep(0.005)
+    return {}
 
 
 def _hash(text: Any) -> str:
@@ -173,7 +201,7 @@ def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 def _pk_filter(field_name: str, cursor: Any) -> str:
     if cursor is None:
         return ""
-    return f"{field_name} > {json.dumps(cursor)}" if isinstance(cursor, str) else f"{field_name} > {int(cursor)}"
+    return f"{field_name} > {literal(cursor)}" if isinstance(cursor, str) else f"{field_name} > {int(cursor)}"
 
 
 def collection_name(alias: str, version: str) -> str:
@@ -317,6 +345,15 @@ class Swapper:
         """
         m = self.milvus
         fields = self._scalar_fields(st, spec)
+        if self.settings.swap.engine == "ray":
+            from . import raybackfill
+
+            def checkpoint() -> None:
+                self.store.save(st)
+                if self.progress:
+                    self.progress(st)
+
+            return raybackfill.backfill(self.settings, m, spec, st, fields, checkpoint)
         st.total = m.count(st.source)
         self.store.save(st)
         t0, done0 = time.monotonic(), st.done
@@ -392,7 +429,7 @@ class Swapper:
         texts: list[str] = []
         for coll, field_name in ((TAP_COLLECTION, "text"), (FEEDBACK_COLLECTION, "query_text")):
             if len(texts) < n and m.has_collection(coll):
-                rows = m.query(coll, filter=f'alias == "{spec.name}" and {field_name} != ""',
+                rows = m.query(coll, filter=f'alias == {literal(spec.name)} and {field_name} != ""',
                                output_fields=[field_name], limit=n)
                 texts += [r[field_name] for r in rows]
         if len(texts) < n:  # no stored query text: the opening words of sampled documents stand in
@@ -498,15 +535,26 @@ class Swapper:
             return entry
 
     def gc(self, retention_s: int | None = None, dry_run: bool = False) -> list[str]:
-        """Drop versioned collections of watched aliases that no alias serves and that are past retention."""
+        """Drop versioned collections of watched aliases that no alias serves and that are past retention.
+
+        gc holds every watched alias's swap lock while it runs (a running swap makes it refuse, naming the
+        holder) and never drops a collection an unfinished swap names: a crashed swap resumes into its target.
+        """
+        with contextlib.ExitStack() as locks:
+            for c in self.settings.collections:
+                locks.enter_context(self.store.lock(c.name, "gc"))
+            return self._gc(retention_s, dry_run)
+
+    def _gc(self, retention_s: int | None, dry_run: bool) -> list[str]:
         retention_s = self.settings.swap.retention_s if retention_s is None else retention_s
         m = self.milvus
         served = {m.resolve(c.name) for c in self.settings.collections}
+        in_swap = {n for st in self.store.all() if st.phase != "done" for n in (st.source, st.target)}
         dropped = []
         for name in m.list_collections():
             if not any(name.startswith(f"{c.name}__") or name == c.name for c in self.settings.collections):
                 continue
-            if name in served or m.aliases_of(name):
+            if name in served or name in in_swap or m.aliases_of(name):
                 continue
             props = m.properties(name)
             created = float(props.get(CREATED_PROPERTY, 0) or 0)

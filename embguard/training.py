@@ -30,11 +30,12 @@ import retrain
 from . import model as models
 from .config import CollectionSettings, Settings
 from .errors import EmbguardError
-from .milvus import MODEL_ID_PROPERTY, Milvus
+from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
 from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
 
+QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varchar (tap.py)
 EVAL_MAX_DOCS = 20_000
 
 
@@ -99,7 +100,7 @@ def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[lis
     if not milvus.has_collection(FEEDBACK_COLLECTION):
         return [], []
     rows = [r for b in milvus.iterate(FEEDBACK_COLLECTION, ["feedback_id", "query_text", "doc_id", "signal", "weight"],
-                                      filter=f'alias == "{alias}" and ts_ms >= {int(since_ms)} and query_text != ""')
+                                      filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} and query_text != ""')
             for r in b]
     return ([retrain.FeedbackRecord(query=r["query_text"], doc_id=json.loads(r["doc_id"]), signal=r["signal"],
                                     weight=float(r["weight"])) for r in rows], [r["feedback_id"] for r in rows])
@@ -114,19 +115,53 @@ def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Seque
     return out
 
 
-def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Sequence[Any], seed: int
+def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Sequence[Any], seed: int,
+            settings: Settings | None = None, base_queries: np.ndarray | None = None
             ) -> tuple[list[Any], list[str], np.ndarray]:
-    """The evaluation corpus: the whole collection, or (if huge) every relevant doc plus a uniform sample."""
+    """The evaluation corpus: the whole collection, or above ``retrain.gate_max_docs`` a pooled sub-corpus
+    (retrain.subcorpus): every relevant doc, the base model's live-index neighbours of the held-out queries
+    and uniform distractors; the candidate's neighbours join after training (``_pool_candidate``)."""
     fields = [spec.id_field, spec.text_field, spec.vector_field]
-    if milvus.count(collection) <= EVAL_MAX_DOCS:
+    rs = settings.retrain if settings is not None else None
+    if milvus.count(collection) <= (rs.gate_max_docs if rs else EVAL_MAX_DOCS):
         rows = [r for b in milvus.iterate(collection, fields) for r in b]
     else:
+        from retrain import subcorpus
+
         from .sampling import sample_documents
 
-        sample = sample_documents(milvus, spec, EVAL_MAX_DOCS, seed=seed, with_text=False)
-        rows = milvus.query(collection, ids=list(dict.fromkeys([*must, *sample.ids])), output_fields=fields)
+        sample = sample_documents(milvus, spec, rs.gate_distractors if rs else EVAL_MAX_DOCS, seed=seed,
+                                  with_text=False)
+        near = (subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), base_queries, rs.gate_pool_k)
+                if rs is not None and base_queries is not None else [])
+        pooled = subcorpus.pool(must, near, [], sample.ids)
+        rows = _rows(milvus, collection, fields, pooled.ids)
     return ([r[spec.id_field] for r in rows], [r[spec.text_field] for r in rows],
             np.array([r[spec.vector_field] for r in rows], dtype=np.float32))
+
+
+def _rows(milvus: Milvus, collection: str, fields: list[str], ids: Sequence[Any]) -> list[dict[str, Any]]:
+    return [r for i in range(0, len(ids), 1000)
+            for r in milvus.query(collection, ids=list(ids[i:i + 1000]), output_fields=fields)]
+
+
+def _pool_candidate(milvus: Milvus, collection: str, spec: CollectionSettings, settings: Settings,
+                    cand_queries: np.ndarray, ids: list[Any], texts: list[str], base_vecs: np.ndarray
+                    ) -> tuple[list[Any], list[str], np.ndarray]:
+    """Add the candidate's live-index neighbours to a pooled gate corpus (no-op for a full corpus)."""
+    from retrain import subcorpus
+
+    if milvus.count(collection) <= settings.retrain.gate_max_docs:
+        return ids, texts, base_vecs
+    have = set(ids)
+    near = subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), cand_queries,
+                                settings.retrain.gate_pool_k)
+    rows = _rows(milvus, collection, [spec.id_field, spec.text_field, spec.vector_field],
+                 [i for i in near if i not in have])
+    if not rows:
+        return ids, texts, base_vecs
+    return ([*ids, *(r[spec.id_field] for r in rows)], [*texts, *(r[spec.text_field] for r in rows)],
+            np.vstack([base_vecs, np.array([r[spec.vector_field] for r in rows], dtype=np.float32)]))
 
 
 def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[int]]]:
@@ -180,7 +215,8 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     for p in held_pairs:
         held_rel.setdefault(p.query, set()).add(p.positive_id)
     held_q = sorted(held_rel)
-    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0)
+    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0,
+                                    settings, base.encode(held_q))
     corpus_text = dict(zip(ids, texts))
 
     def doc_text(i: Any) -> str | None:
@@ -219,6 +255,8 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     # Gate: base and candidate on the held-out queries, searched against the actual corpus.
     cand = models.load(str(out), None, settings.model.device)
     rel = [held_rel[q] for q in held_q]
+    ids, texts, base_vecs = _pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts,
+                                            base_vecs)
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
     cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
@@ -252,14 +290,13 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
 def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, out: Path, budget: int,
                   *, since_ms: int = 0, seed: int = 0) -> int:
     """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL."""
-    from .tap import tap_collection_name
+    from .milvus import literal
+    from .tap import read_tap, tap_collection_name
 
     served = milvus.resolve(spec.name)
-    tap = tap_collection_name(384)
-    rows = [] if not milvus.has_collection(tap) else [
-        r for b in milvus.iterate(tap, ["query_id", "text", "top_ids", "top_scores", "vector"],
-                                  filter=f'alias == "{spec.name}" and text != "" and ts_ms >= {int(since_ms)}')
-        for r in b]
+    tap = tap_collection_name(milvus.vector_dimension(served, spec.vector_field))
+    rows = read_tap(milvus, tap, f'alias == {literal(spec.name)} and text != "" and ts_ms >= {int(since_ms)}',
+                    ["query_id", "text", "top_ids", "top_scores", "vector"])
     rows = list({text_hash(r["text"]): r for r in rows}.values())
     if not rows:
         raise EmbguardError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
@@ -284,20 +321,27 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     """Validate an annotator file and load it as feedback. Any bad line: nothing is imported."""
     from .tap import ensure_feedback_collection
 
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise EmbguardError(f"{path}: not UTF-8 text (byte {exc.start}); nothing imported. Save it as UTF-8") from None
     cleaned = []
-    for line in lines:  # exported helper fields are allowed back in; the validator sees the label fields only
+    too_long: list[tuple[int, str]] = []  # the feedback collection's varchar limit, caught before any insert
+    for n, line in enumerate(lines, start=1):  # exported helper fields are allowed back; the validator sees labels
         try:
             obj = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
             cleaned.append(line)
             continue
+        if isinstance(obj, dict) and isinstance(obj.get("query"), str) and len(obj["query"]) > QUERY_TEXT_MAX:
+            too_long.append((n, f"query is {len(obj['query'])} characters, more than {QUERY_TEXT_MAX}; shorten it"))
         if isinstance(obj, dict):
             obj = {k: v for k, v in obj.items() if k not in ("query_id", "candidates")}
             cleaned.append(json.dumps(obj))
         else:
             cleaned.append(line)
     records, errors = retrain.validate_labels(cleaned)
+    errors = sorted(errors + too_long)
     if errors:
         shown = "; ".join(f"line {n}: {msg}" for n, msg in errors[:10])
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""

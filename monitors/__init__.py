@@ -1,15 +1,18 @@
 """Embedding drift and out-of-distribution statistics: numpy arrays in, frozen results out.
 
 Every window detector follows one contract (:class:`Detector`): ``fit(reference)`` then
-``check(current) -> DriftResult``. Bad input raises :class:`MonitorInputError`; ``check`` before ``fit`` raises
+``check(current) -> DriftResult``, and declares its ``input_kind`` (vectors, top-k ids, similarities).
+:class:`CombinedDetector` / :func:`combine` turn several monitors into one decision with a stated family-wise
+error rate. Bad input raises :class:`MonitorInputError`; ``check`` before ``fit`` raises
 :class:`NotFittedError`. This package never imports ``embguard`` or ``retrain``; Evidently is imported only when
 an Evidently detector or report is used.
 """
 
 from __future__ import annotations
 
-from .base import Detector
+from .base import INPUT_KINDS, Detector, InputKind
 from .classifier import ClassifierDetector
+from .combine import CombinedDetector, cauchy_p_value, combine, holm_adjusted
 from .errors import MissingDependencyError, MonitorError, MonitorInputError, NotFittedError
 from .evidently_methods import EvidentlyDetector
 from .explain import ClusterExplanation, explain_ood
@@ -17,16 +20,19 @@ from .mmd import ExactMMDDetector, MMDDetector
 from .ood import KNNOODDetector, OODResult
 from .report import build_report, report_html, save_report
 from .result import DriftResult
-from .retrieval import UNKNOWN, RetrievalClusterDetector, cluster_corpus
+from .retrieval import UNKNOWN, RetrievalClusterDetector, cluster_corpus, clusters_for_window
 from .sequential import SequentialDetector
 from .top1 import Top1SimilarityDetector, top1_similarity
 
 __all__ = [
     "ClassifierDetector",
     "ClusterExplanation",
+    "CombinedDetector",
     "Detector",
     "DriftResult",
     "EvidentlyDetector",
+    "INPUT_KINDS",
+    "InputKind",
     "ExactMMDDetector",
     "KNNOODDetector",
     "MMDDetector",
@@ -40,8 +46,12 @@ __all__ = [
     "Top1SimilarityDetector",
     "UNKNOWN",
     "build_report",
+    "cauchy_p_value",
     "cluster_corpus",
+    "clusters_for_window",
+    "combine",
     "explain_ood",
+    "holm_adjusted",
     "report_html",
     "save_report",
     "top1_similarity",

@@ -50,6 +50,7 @@ class ClassifierDetector:
     """
 
     name = "classifier_auc"
+    input_kind = "vectors"
 
     def __init__(self, *, alpha: float = 0.05, test_size: float = 0.5, l2: float = 1e-3, max_iter: int = 100,
                  seed: int = 0, min_rows: int = 10, threads: int | None = None) -> None:

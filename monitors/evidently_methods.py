@@ -55,6 +55,8 @@ class EvidentlyDetector:
     null distribution resamples the reference only (research/drift.md).
     """
 
+    input_kind = "vectors"
+
     def __init__(self, method: EvidentlyMethod = "model", *, min_rows: int = 10, **options: Any) -> None:
         if method not in METHODS:
             raise MonitorInputError(f"method={method!r} is not an Evidently embedding drift method; "

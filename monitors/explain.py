@@ -39,7 +39,7 @@ def explain_ood(detector: KNNOODDetector, queries: Any, ids: Any, *, result: OOD
                 seed: int = 0) -> tuple[ClusterExplanation, ...]:
     """Cluster the queries ``detector`` flags as OOD and describe the clusters, largest first.
 
-    ``ids`` holds one caller id per query row. Pass ``result`` (from ``detector.check(queries)``) to reuse its
+    ``ids`` holds one caller id per query row. Pass ``result`` (from ``detector.evaluate(queries)``) to reuse its
     flags. Returns an empty tuple when nothing is flagged.
     """
     from sklearn.cluster import KMeans
@@ -51,10 +51,10 @@ def explain_ood(detector: KNNOODDetector, queries: Any, ids: Any, *, result: OOD
     max_clusters = check_int(max_clusters, "max_clusters", 1)
     min_cluster_size = check_int(min_cluster_size, "min_cluster_size", 1)
     n_representatives = check_int(n_representatives, "n_representatives", 1)
-    res = result if result is not None else detector.check(q)
+    res = result if result is not None else detector.evaluate(q)
     if len(res.flags) != len(q):
         raise MonitorInputError(f"result: has {len(res.flags)} flags for {len(q)} queries; pass the result of "
-                                "detector.check(queries) for these same queries")
+                                "detector.evaluate(queries) for these same queries")
     flagged = np.flatnonzero(res.flags)
     if flagged.size == 0:
         return ()

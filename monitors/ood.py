@@ -24,6 +24,7 @@ from scipy.stats import betabinom
 from ._torch import normalise, topk_cosine
 from ._validate import as_matrix, check_alpha, check_int, frozen, readonly, require_fitted
 from .errors import MonitorInputError
+from .result import DriftResult
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class KNNOODDetector:
     """k-th nearest-neighbour distance OOD scores with a quantile threshold from held-out reference rows."""
 
     name = "knn_ood"
+    input_kind = "vectors"
 
     def __init__(self, *, k: int = 10, quantile: float = 0.95, holdout: float = 0.2, alpha: float = 0.05,
                  seed: int = 0, min_rows: int = 10) -> None:
@@ -123,7 +125,8 @@ class KNNOODDetector:
         q = as_matrix(queries, "queries", min_rows=1, dim=self._index.shape[1])
         return _kth_distance(normalise(q), self._index, self.k)
 
-    def check(self, queries: Any) -> OODResult:
+    def evaluate(self, queries: Any) -> OODResult:
+        """Per-query scores and flags plus the window test: what explanations and dashboards need."""
         require_fitted(self._index is not None, type(self).__name__)
         assert self._index is not None and self.threshold is not None
         q = as_matrix(queries, "queries", min_rows=self.min_rows, dim=self._index.shape[1])
@@ -140,4 +143,15 @@ class KNNOODDetector:
             n_current=len(q),
             params=frozen({"k": self.k, "quantile": self.quantile, "holdout": self.holdout, "seed": self.seed,
                            "n_index": len(self._index), "n_calibration": len(self.calibration_scores)}),
+        )
+
+    def check(self, queries: Any) -> DriftResult:
+        """The window test as every detector reports it; statistic = flagged share, per-query arrays in details."""
+        res = self.evaluate(queries)
+        return DriftResult(
+            method=self.name, statistic=res.rate, p_value=res.p_value, threshold=None, drift=res.drift,
+            alpha=self.alpha, n_reference=res.n_reference, n_current=res.n_current, params=res.params,
+            details=frozen({"rate": res.rate, "expected_rate": res.expected_rate, "threshold": res.threshold,
+                            "quantile": res.quantile, "n_flagged": res.n_flagged, "scores": res.scores,
+                            "flags": res.flags}),
         )

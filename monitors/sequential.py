@@ -42,13 +42,17 @@ class SequentialDetector:
     """Alarm when ``consecutive`` successive windows are each rejected at level ``window_alpha``."""
 
     def __init__(self, inner: Detector, *, consecutive: int = 3, window_alpha: float | None = None,
-                 horizon: int | None = None) -> None:
+                 horizon: int | None = None, fixed_threshold: bool = False) -> None:
         if not isinstance(inner, Detector):
             raise MonitorInputError(f"inner: {type(inner).__name__} is not a detector (needs fit() and check()); "
                                     "wrap e.g. MMDDetector()")
         self.inner = inner
         self.k = check_int(consecutive, "consecutive", 1)
         inner_alpha = getattr(inner, "alpha", None)
+        # Fixed-threshold methods (Evidently) have no p-value: count their own drift flags, with no guarantee.
+        self.fixed_threshold = bool(fixed_threshold)
+        if fixed_threshold and window_alpha is None and inner_alpha is None:
+            inner_alpha = 0.5  # unused: rejections are the inner decisions
         if window_alpha is None and inner_alpha is None:
             raise MonitorInputError("window_alpha: the inner detector has no alpha; pass window_alpha explicitly")
         self.window_alpha = check_alpha(window_alpha if window_alpha is not None else inner_alpha, "window_alpha")
@@ -61,6 +65,7 @@ class SequentialDetector:
                 f"{type(inner).__name__}(n_permutations={n_perm}) can return, so it could never alarm; use "
                 f"n_permutations >= {int(np.ceil(1 / self.window_alpha))} or a closed-form test (ClassifierDetector)")
         self.name = f"sequential[{inner.name}]"
+        self.input_kind = inner.input_kind
         self.consecutive = 0
         self.n_checks = 0
 
@@ -90,17 +95,20 @@ class SequentialDetector:
 
     def check(self, current: Any) -> DriftResult:
         window = self.inner.check(current)
-        if window.p_value is None:
+        if window.p_value is None and not self.fixed_threshold:
             raise MonitorInputError(f"inner: {self.inner.name} returns no p-value (fixed-threshold method); "
-                                    "sequential alarms need a calibrated test such as MMDDetector")
-        rejected = window.p_value <= self.window_alpha
+                                    "sequential alarms need a calibrated test such as MMDDetector (or "
+                                    "fixed_threshold=True, which counts its decisions without any guarantee)")
+        rejected = window.drift if window.p_value is None else window.p_value <= self.window_alpha
         self.consecutive = self.consecutive + 1 if rejected else 0
         self.n_checks += 1
         alarm = self.consecutive >= self.k
         return DriftResult(
-            method=self.name, statistic=window.statistic, p_value=window.p_value, threshold=None, drift=alarm,
-            alpha=self.window_alpha, n_reference=window.n_reference, n_current=window.n_current,
-            params=frozen({"consecutive": self.k, "window_alpha": self.window_alpha, "horizon": self.horizon,
+            method=self.name, statistic=window.statistic, p_value=window.p_value, threshold=window.threshold,
+            drift=alarm, alpha=None if window.p_value is None else self.window_alpha,
+            n_reference=window.n_reference, n_current=window.n_current,
+            params=frozen({"consecutive": self.k, "window_alpha": None if window.p_value is None else self.window_alpha,
+                           "horizon": self.horizon,
                            "inner": window.method, "inner_params": window.params}),
             details=frozen({"consecutive": self.consecutive, "window_drift": rejected, "n_checks": self.n_checks,
                             "guarantee": self.guarantee, "window": window}),

@@ -41,6 +41,7 @@ class Top1SimilarityDetector:
     """KS test of the current window's top-1 similarities against the reference window's."""
 
     name = "top1_similarity"
+    input_kind = "similarities"
 
     def __init__(self, *, alpha: float = 0.05, alternative: Alternative = "lower", min_rows: int = 10) -> None:
         self.alpha = check_alpha(alpha)

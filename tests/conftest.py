@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Milvus Lite server on a free loopback port, settings pointing at it, the model."""
+"""Shared fixtures: the Milvus backends (Lite and a real server, see backends.py), settings, the model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from embguard import config
-from embguard.lite import LiteServer, free_port
+from embguard.lite import free_port
+
+from backends import Backend, MilvusWorld, backend_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,26 +32,41 @@ def make_settings(tmp: Path, port: int | None = None, **env: str) -> config.Sett
     return config.load(None, environ=settings_env(tmp, port, **env))
 
 
-@pytest.fixture(scope="session")
-def lite_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A Milvus Lite server shared by the session's integration tests (stopped at the end), as the
-    EMBGUARD_* environment that reaches it, so other processes can be pointed at the same server."""
-    env = settings_env(
-        tmp_path_factory.mktemp("lite"),
-        EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}, '
-                             '{name="kb", timestamp_field="ts", index_type="FLAT"}]',
-        EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2")
-    server = LiteServer.from_settings(config.load(None, environ=env))
-    server.start()
+@pytest.fixture(scope="session", params=backend_names())
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """Each Milvus backend in turn (see tests/backends.py): every test that asks for one runs on all."""
     try:
-        yield env
+        b = Backend(request.param, tmp_path_factory.mktemp(request.param))
+    except Exception as exc:  # noqa: BLE001 - say what failed, then fail every test of this backend
+        pytest.fail(f"could not start the {request.param!r} Milvus backend: {exc}")
+    try:
+        yield b
     finally:
-        server.stop()
+        b.close()
+
+
+@pytest.fixture()
+def milvus_world(backend: Backend, tmp_path: Path) -> Iterator[MilvusWorld]:
+    """A fresh, empty Milvus for one test on the current backend; ``milvus_world.env`` reaches it."""
+    with backend.world(tmp_path, EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2") as w:
+        yield w
 
 
 @pytest.fixture(scope="session")
-def lite_settings(lite_env: dict[str, str]) -> config.Settings:
-    return config.load(None, environ=lite_env)
+def milvus_env(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Milvus shared by the session's integration tests on the current backend, as the EMBGUARD_*
+    environment that reaches it, so other processes can be pointed at the same server."""
+    with backend.world(
+            tmp_path_factory.mktemp(f"shared-{backend.name}"),
+            EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}, '
+                                 '{name="kb", timestamp_field="ts", index_type="FLAT"}]',
+            EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2") as w:
+        yield w.env
+
+
+@pytest.fixture(scope="session")
+def milvus_settings(milvus_env: dict[str, str]) -> config.Settings:
+    return config.load(None, environ=milvus_env)
 
 
 @pytest.fixture(scope="session")

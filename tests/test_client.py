@@ -1,4 +1,4 @@
-"""embguard.Client, the tap, feedback, windows and references against a real Milvus Lite server.
+"""embguard.Client, the tap, feedback, windows and references on each backend (Lite and a real server).
 
 The application runs in its own process (tests/apps/app_searches.py); this test process plays the
 sidecar that reads what the application recorded, through the same server.
@@ -31,16 +31,16 @@ APP = Path(__file__).parent / "apps" / "app_searches.py"
 
 
 @pytest.fixture(scope="module")
-def kb(lite_settings: config.Settings, embedder):
+def kb(milvus_settings: config.Settings, embedder):
     """Alias ``kb`` -> ``kb__v1``: 240 real passages from four topics, embedded by the default model."""
-    m = Milvus.connect(lite_settings)
+    m = Milvus.connect(milvus_settings)
     groups = by_topic(stdlib_corpus())
     passages = [p for t in ("email", "asyncio", "logging", "xml") for p in groups[t][:60]]
     if not m.has_collection("kb__v1"):
-        m.create_collection(lite_settings.collection("kb"), embedder.dimension, name="kb__v1",
+        m.create_collection(milvus_settings.collection("kb"), embedder.dimension, name="kb__v1",
                             properties={MODEL_ID_PROPERTY: embedder.model_id})
         m.create_alias("kb__v1", "kb")
-        with Client(lite_settings) as c:
+        with Client(milvus_settings) as c:
             c.insert("kb", [{"id": p.id, "text": p.text[:400], "ts": 1000 + i} for i, p in enumerate(passages)])
     yield m, passages
     m.close()
@@ -53,12 +53,12 @@ def run_app(env: dict[str, str], **job) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def test_app_process_taps_at_the_configured_rate_and_feedback_round_trips(lite_env, kb) -> None:
+def test_app_process_taps_at_the_configured_rate_and_feedback_round_trips(milvus_env, kb) -> None:
     milvus, passages = kb
     rate, n = 0.3, 300
     queries = [p.query for p in passages] + [p.query for p in passages[:n - len(passages)]]
     t0 = int(time.time() * 1000)
-    out = run_app({**lite_env, "EMBGUARD_SAMPLING__QUERY_RATE": str(rate)}, alias="kb", queries=queries,
+    out = run_app({**milvus_env, "EMBGUARD_SAMPLING__QUERY_RATE": str(rate)}, alias="kb", queries=queries,
                   feedback_every=25, seed=11)
     t1 = int(time.time() * 1000) + 1
 
@@ -89,8 +89,8 @@ def test_app_process_taps_at_the_configured_rate_and_feedback_round_trips(lite_e
         assert row["signal"] == "click" and row["query_text"] == f["query"] and row["weight"] == 1.0
 
 
-def test_document_samples_are_uniform(lite_settings: config.Settings) -> None:
-    m = Milvus.connect(lite_settings)
+def test_document_samples_are_uniform(milvus_settings: config.Settings) -> None:
+    m = Milvus.connect(milvus_settings)
     spec = config.CollectionSettings(name="uniform", index_type="FLAT", timestamp_field="ts")
     rng = np.random.default_rng(0)
     if not m.has_collection("uniform"):
@@ -111,7 +111,7 @@ def test_document_samples_are_uniform(lite_settings: config.Settings) -> None:
     m.close()
 
 
-def test_references_are_versioned_and_refuse_another_model(lite_settings, kb, tmp_path: Path) -> None:
+def test_references_are_versioned_and_refuse_another_model(milvus_settings, kb, tmp_path: Path) -> None:
     milvus, _ = kb
     window = query_window(milvus, "kb", 0, int(time.time() * 1000) + 1)
     store = ReferenceStore(tmp_path)
@@ -128,19 +128,22 @@ def test_references_are_versioned_and_refuse_another_model(lite_settings, kb, tm
         check_model(v2, "finetuned-v2@0123456789ab", "kb")
 
 
-def test_search_follows_the_alias_to_the_right_model(lite_settings, kb, tmp_path: Path, embedder) -> None:
+def test_search_follows_the_alias_to_the_right_model(milvus_settings, kb, tmp_path: Path, embedder) -> None:
     milvus, passages = kb
     # A second registered model version: same weights, its own id, so the switch is observable.
-    store = Path(lite_settings.model.store_dir)
+    store = Path(milvus_settings.model.store_dir)
     v2 = store / "kb-v2"
     if not v2.exists():
         shutil.copytree(embedder.path, v2)
         (v2 / "embguard.json").write_text(json.dumps({"model_id": f"kb-v2@{models.content_hash(v2)}"}))
     v2_id = f"kb-v2@{models.content_hash(v2)}"
-    spec = lite_settings.collection("kb")
+    spec = milvus_settings.collection("kb")
     milvus.create_collection(spec, 384, name="kb__v2", properties={MODEL_ID_PROPERTY: v2_id})
+    uncached = milvus_settings.model_copy(update={"milvus": milvus_settings.milvus.model_copy(
+        update={"alias_cache_s": 0.0})})
     try:
-        with Client(lite_settings) as c:
+        with Client(uncached) as c, Client(milvus_settings) as cached:
+            assert cached.search("kb", [passages[0].query], limit=3).collection == "kb__v1"
             before = c.search("kb", [passages[0].query], limit=3)
             assert before.collection == "kb__v1" and before.model_id == embedder.model_id
             # Dual writes while kb__v2 is being built: new documents land in both, with each one's model.
@@ -154,15 +157,22 @@ def test_search_follows_the_alias_to_the_right_model(lite_settings, kb, tmp_path
             milvus.alter_alias("kb__v2", "kb")
             after = c.search("kb", [passages[0].query], limit=3)  # the very next search
             assert after.collection == "kb__v2" and after.model_id == v2_id
+            # A cached lookup may lag the switch by alias_cache_s, but never pairs a model with the other
+            # collection's vectors.
+            lagged = cached.search("kb", [passages[0].query], limit=3)
+            assert (lagged.collection, lagged.model_id) in {("kb__v1", embedder.model_id), ("kb__v2", v2_id)}
+            time.sleep(milvus_settings.milvus.alias_cache_s)
+            fresh = cached.search("kb", [passages[0].query], limit=3)
+            assert fresh.collection == "kb__v2" and fresh.model_id == v2_id
     finally:
         milvus.alter_alias("kb__v1", "kb")
-        milvus.client.drop_collection_properties("kb__v1", [DUAL_WRITE_PROPERTY])
+        milvus.drop_properties("kb__v1", [DUAL_WRITE_PROPERTY])
         milvus.drop_collection("kb__v2")
 
 
-def test_feedback_and_search_input_errors_are_clear(lite_settings, kb) -> None:
+def test_feedback_and_search_input_errors_are_clear(milvus_settings, kb) -> None:
     milvus, passages = kb
-    with Client(lite_settings) as c:
+    with Client(milvus_settings) as c:
         with pytest.raises(FeedbackError, match="query_id 'nope' is unknown to this client"):
             c.feedback("nope", 1)
         res = c.search("kb", [passages[1].query], limit=2)
@@ -175,36 +185,56 @@ def test_feedback_and_search_input_errors_are_clear(lite_settings, kb) -> None:
     spec = config.CollectionSettings(name="orphan", index_type="FLAT")
     if not milvus.has_collection("orphan"):
         milvus.create_collection(spec, 384)
-    with Client(lite_settings) as c, pytest.raises(MissingModelId, match="embguard adopt orphan --model default"):
+    with Client(milvus_settings) as c, pytest.raises(MissingModelId, match="embguard adopt orphan --model default"):
         c.search("orphan", ["hello"])
 
 
-def test_tap_never_fails_the_application(settings_for) -> None:
-    """A full buffer and a tap collection that rejects writes: searches succeed, drops are counted."""
-    from embguard.lite import LiteServer
+def test_tap_never_fails_the_application(backend, tmp_path: Path, caplog) -> None:
+    """A full buffer and a tap collection that rejects writes: searches succeed, drops are counted, the
+    failure is logged once (not once per flush) and recorded where `embguard status` reads it."""
+    from embguard.tap import tap_health
 
-    settings = settings_for(EMBGUARD_COLLECTIONS='[{name="t", index_type="FLAT"}]',
-                            EMBGUARD_SAMPLING__TAP_BUFFER_SIZE="5", EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="3600")
-    server = LiteServer.from_settings(settings)
-    server.start()
-    try:
+    with backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="t", index_type="FLAT"}]',
+                       EMBGUARD_SAMPLING__TAP_BUFFER_SIZE="5",
+                       EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="3600") as world:
+        settings = world.settings
         m = Milvus.connect(settings)
         m.create_collection(settings.collection("t"), 384, properties={
             MODEL_ID_PROPERTY: models.model_id_of("default")})
         # A squatter with the tap's name and the wrong schema: every tap write fails.
         m.create_collection(config.CollectionSettings(name="embguard_queries", index_type="FLAT"), 2)
+        caplog.set_level("WARNING", logger="embguard.tap")
         with Client(settings, query_rate=1.0) as c:
             c.insert("t", [{"id": i, "text": f"document number {i}"} for i in range(20)])
             for i in range(30):
-                assert len(c.search("t", [f"query {i}"], limit=3).hits[0]) == 3
+                assert len(c.search("t", [f"query {i}"], limit=3, consistency_level="Strong").hits[0]) == 3
             snap = c.tap_stats.snapshot()
             assert snap["sampled"] == 30 and snap["dropped_full"] == 25  # buffer of 5, never flushed yet
-            assert c.flush_tap() == 0
-            assert c.tap_stats.flush_errors >= 1 and c.tap_stats.last_error
+            for _ in range(5):
+                assert c.flush_tap() == 0
+            assert c.tap_stats.flush_errors >= 5 and c.tap_stats.last_error
             for i in range(3):
                 assert c.search("t", [f"after failure {i}"], limit=1).hits[0]
         final = c.tap_stats.snapshot()
         assert final["written"] == 0 and final["dropped_full"] + final["dropped_error"] == 33
+        tap_logs = [r for r in caplog.records if r.name == "embguard.tap"]
+        assert len(tap_logs) == 1, [r.getMessage() for r in tap_logs]  # loud once, not once per flush
+        health = tap_health(m, "t")
+        assert health is not None and not health["ok"] and health["error"]
         m.close()
-    finally:
-        server.stop()
+
+
+def test_insert_is_an_upsert_on_every_backend(milvus_world) -> None:
+    """Milvus Lite replaces a row inserted twice; a real server keeps both. Client.insert is an upsert."""
+    settings = milvus_world.settings
+    m = Milvus.connect(settings)
+    spec = config.CollectionSettings(name="u", index_type="FLAT")
+    m.create_collection(spec, 384, properties={MODEL_ID_PROPERTY: models.model_id_of("default")})
+    s2 = settings.model_copy(update={"collections": (spec,)})
+    with Client(s2) as c:
+        c.insert("u", [{"id": i, "text": f"first version {i}"} for i in range(10)])
+        c.insert("u", [{"id": i, "text": f"second version {i}"} for i in range(5)])
+    assert m.count("u") == 10
+    rows = {r["id"]: r["text"] for r in m.query("u", filter="id >= 0", output_fields=["text"])}
+    assert rows[0] == "second version 0" and rows[9] == "first version 9"
+    m.close()

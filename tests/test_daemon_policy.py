@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 from embguard import model as models
 from embguard import training
 from embguard.daemon import Daemon
-from embguard.lite import LiteServer
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.tap import FEEDBACK_COLLECTION, ensure_feedback_collection, feedback_row
@@ -37,11 +36,10 @@ class Recorder:
 
 
 @pytest.fixture()
-def setup(settings_for, embedder, monkeypatch):
-    settings = settings_for(EMBGUARD_COLLECTIONS='[{name="kb", index_type="FLAT"}]',
-                            EMBGUARD_RETRAIN__SUSTAINED_CHECKS="2", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="5")
-    server = LiteServer.from_settings(settings)
-    server.start()
+def setup(backend, tmp_path, embedder, monkeypatch):
+    world = backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="kb", index_type="FLAT"}]',
+                          EMBGUARD_RETRAIN__SUSTAINED_CHECKS="2", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="5")
+    settings = world.__enter__().settings
     m = Milvus.connect(settings)
     m.create_collection(settings.collection("kb"), 384, name="kb__v1",
                         properties={MODEL_ID_PROPERTY: embedder.model_id})
@@ -67,7 +65,7 @@ def setup(settings_for, embedder, monkeypatch):
     yield settings, m, daemon, notifier, built
     daemon.stop()
     m.close()
-    server.stop()
+    world.__exit__(None, None, None)
 
 
 def _drifting(daemon: Daemon, streak: int) -> None:

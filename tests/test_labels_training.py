@@ -10,7 +10,6 @@ import pytest
 from embguard import model as models
 from embguard.client import Client
 from embguard.errors import EmbguardError
-from embguard.lite import LiteServer
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.simulate import index, passages_for
@@ -21,13 +20,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def lab(settings_for):
-    settings = settings_for(EMBGUARD_COLLECTIONS='[{name="lab", index_type="FLAT"}]',
-                            EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
-                            EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40", EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
-                            EMBGUARD_RETRAIN__GUARD_QUERIES="0")
-    server = LiteServer.from_settings(settings)
-    server.start()
+def lab(backend, tmp_path):
+    world = backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="lab", index_type="FLAT"}]',
+                          EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
+                          EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40", EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
+                          EMBGUARD_RETRAIN__GUARD_QUERIES="0")
+    settings = world.__enter__().settings
     m = Milvus.connect(settings)
     m.create_collection(settings.collection("lab"), 384, name="lab__v1",
                         properties={MODEL_ID_PROPERTY: models.model_id_of("default")})
@@ -38,7 +36,7 @@ def lab(settings_for):
     yield settings, m, client, passages
     client.close()
     m.close()
-    server.stop()
+    world.__exit__(None, None, None)
 
 
 def _feedback_count(m: Milvus) -> int:

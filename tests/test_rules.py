@@ -56,7 +56,7 @@ LABEL_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     **{(m, "job"): JOBS for m in ("embguard_job_runs_total", "embguard_job_duration_seconds_bucket",
                                   "embguard_job_duration_seconds_sum", "embguard_job_duration_seconds_count",
                                   "embguard_job_last_success_timestamp_seconds")},
-    **{(m, "monitor"): ("mmd", "classifier", "retrieval", "ood", "top1")
+    **{(m, "monitor"): ("mmd", "classifier", "retrieval", "ood", "top1", "combined")
        for m in ("embguard_drift_statistic", "embguard_drift_p_value", "embguard_drift_detected",
                  "embguard_drift_sustained", "embguard_drift_consecutive_windows")},
 }

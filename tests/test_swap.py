@@ -1,4 +1,4 @@
-"""Approve and hot-swap on a real Milvus Lite server with the real default model.
+"""Approve and hot-swap on each backend (Lite and a real Milvus server) with the real default model.
 
 The candidate is the default model with its last transformer layer perturbed and registered as a new
 version: a genuinely different model (its own id, its own vectors) that still retrieves sensibly, so
@@ -7,6 +7,7 @@ the swap mechanics can be tested without paying for a training run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,11 +24,12 @@ import pytest
 from embguard import config
 from embguard import model as models
 from embguard.client import DUAL_WRITE_PROPERTY, Client
-from embguard.lite import LiteServer
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.simulate import index, passages_for
 from embguard.swap import SwapError, SwapLocked, SwapStore, Swapper
+
+from backends import Backend
 
 pytestmark = pytest.mark.integration
 APP = Path(__file__).parent / "apps" / "app_swap_load.py"
@@ -53,16 +55,16 @@ def candidate_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
 
 
 class World:
-    def __init__(self, tmp: Path, candidate_dir: Path, docs: int = 160, **env: str):
-        from embguard.lite import free_port
+    """A served collection ``kb`` -> ``kb__v1`` and a registered candidate, on ``backend`` (Lite by default)."""
 
-        self.env = {"EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
-                    "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
-                    "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "1.0",
-                    **env}
-        self.settings = config.load(None, environ=self.env)
-        self.server = LiteServer.from_settings(self.settings)
-        self.server.start()
+    def __init__(self, tmp: Path, candidate_dir: Path, docs: int = 160, backend: Backend | None = None, **env: str):
+        self._stack = contextlib.ExitStack()
+        backend = backend or Backend("lite", tmp)
+        self.world = self._stack.enter_context(backend.world(
+            tmp, **{"EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "1.0",
+                    **env}))
+        self.env = self.world.env
+        self.settings = self.world.settings
         self.milvus = Milvus.connect(self.settings)
         em = models.load()
         self.milvus.create_collection(self.settings.collection("kb"), 384, name="kb__v1",
@@ -80,12 +82,12 @@ class World:
     def close(self) -> None:
         self.client.close()
         self.milvus.close()
-        self.server.stop()
+        self._stack.close()
 
 
 @pytest.fixture()
-def world(tmp_path: Path, candidate_dir: Path):
-    w = World(tmp_path, candidate_dir)
+def world(tmp_path: Path, candidate_dir: Path, backend: Backend):
+    w = World(tmp_path, candidate_dir, backend=backend)
     yield w
     w.close()
 
@@ -160,8 +162,9 @@ def test_a_second_approve_is_refused_while_one_runs(world: World) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path, candidate_dir: Path) -> None:
-    w = World(tmp_path, candidate_dir, docs=300, EMBGUARD_SWAP__BATCH_SIZE="8")
+def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path, candidate_dir: Path,
+                                                                   backend: Backend) -> None:
+    w = World(tmp_path, candidate_dir, docs=300, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="8")
     try:
         cmd = [sys.executable, "-m", "embguard.cli", "retrain", "--approve", "--candidate", "v0001"]
         env = {**os.environ, **w.env}
@@ -199,8 +202,9 @@ def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Path, candidate_dir: Path) -> None:
-    w = World(tmp_path, candidate_dir, docs=200, EMBGUARD_SWAP__BATCH_SIZE="16")
+def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Path, candidate_dir: Path,
+                                                                   backend: Backend) -> None:
+    w = World(tmp_path, candidate_dir, docs=200, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="16")
     try:
         stop, ready = tmp_path / "stop", tmp_path / "ready"
         job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,

@@ -76,6 +76,34 @@ def test_retrieval_g_test_is_calibrated_with_sparse_bins() -> None:
     _assert_rate_is(det_alarms, trials, 0.05)
 
 
+def _topk_window(rng: np.random.Generator, n: int, k: int, n_docs: int, p_centre: np.ndarray) -> np.ndarray:
+    """Each query's k hits are neighbouring documents, so its hits share clusters: dependent, as in real search."""
+    centre = rng.choice(n_docs, n, p=p_centre)
+    return (centre[:, None] + np.arange(k)[None, :]) % n_docs
+
+
+def test_retrieval_top_k_permutation_test_is_calibrated_with_dependent_hits() -> None:
+    """Counting all k hits as independent draws would over-alarm; permuting whole queries keeps the level."""
+    rng = np.random.default_rng(5)
+    n_docs = 400
+    labels = np.arange(n_docs) // 10  # neighbouring documents share a cluster
+    w = rng.gamma(0.5, size=n_docs)
+    p_centre = w / w.sum()
+    alarms, naive, trials = 0, 0, 300
+    for t in range(trials):
+        ref = _topk_window(rng, 100, 10, n_docs, p_centre)
+        cur = _topk_window(rng, 100, 10, n_docs, p_centre)
+        # B = 199: p <= 0.05 exactly when at most 9 permutations reach the observed statistic, so the level is exact.
+        det = RetrievalClusterDetector(np.arange(n_docs), labels, alpha=0.05, n_permutations=199, seed=t)
+        res = det.fit(ref).check(cur)
+        assert "permutation" in res.params["test"]
+        alarms += res.drift
+        flat = RetrievalClusterDetector(np.arange(n_docs), labels, alpha=0.05)
+        naive += flat.fit(ref.ravel()).check(cur.ravel()).drift
+    _assert_rate_is(alarms, trials, 0.05)
+    assert naive > 2 * trials * 0.05  # the hit-level chi-square is not a valid test here
+
+
 def test_top1_similarity_ks_is_calibrated_and_sees_a_drop() -> None:
     rng = np.random.default_rng(4)
     alarms = sum(Top1SimilarityDetector().fit(rng.beta(8, 3, 200)).check(rng.beta(8, 3, 200)).drift
@@ -96,7 +124,7 @@ def test_knn_ood_flag_rate_is_the_quantile_and_window_test_is_calibrated(centres
     for t in range(trials):
         det = KNNOODDetector(k=10, quantile=0.95, holdout=0.2, alpha=0.05, seed=t)
         det.fit(unit_mixture(rng, 1000, centres[:30]))
-        res = det.check(unit_mixture(rng, 300, centres[:30]))
+        res = det.evaluate(unit_mixture(rng, 300, centres[:30]))
         rates.append(res.rate)
         alarms += res.drift
         assert res.expected_rate <= 0.05
@@ -120,6 +148,7 @@ class _UniformP:
     """A stand-in detector whose p-values are independent uniforms: the case the alpha^k guarantee assumes."""
 
     name = "uniform"
+    input_kind = "vectors"
     alpha = 0.2
 
     def __init__(self) -> None:

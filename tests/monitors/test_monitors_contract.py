@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import monitors
-from monitors import (ClassifierDetector, DriftResult, EvidentlyDetector, ExactMMDDetector, KNNOODDetector,
-                      MMDDetector, MonitorInputError, NotFittedError, OODResult, RetrievalClusterDetector,
-                      SequentialDetector, Top1SimilarityDetector)
+from monitors import (INPUT_KINDS, ClassifierDetector, CombinedDetector, Detector, DriftResult, EvidentlyDetector,
+                      ExactMMDDetector, KNNOODDetector, MMDDetector, MonitorInputError, NotFittedError,
+                      RetrievalClusterDetector, SequentialDetector, Top1SimilarityDetector)
 
 D = 16
 RNG = np.random.default_rng(0)
@@ -48,10 +48,23 @@ VECTOR_BAD: dict[str, tuple[Any, str]] = {
     "strings": (np.array(["a"] * 20), "not a real number type"),
 }
 IDS_BAD: dict[str, tuple[Any, str]] = {
-    "2-D": (np.zeros((20, 2), dtype=int), "expected a 1-D array"),
+    "3-D": (np.zeros((20, 2, 2), dtype=int), "expected a 1-D array"),
     "empty": (np.zeros(0, dtype=int), "0 ids, need at least"),
     "too-small": (np.arange(5), "5 ids, need at least 10"),
     "floats": (np.linspace(0, 1, 20), "not an id type"),
+}
+
+
+TOPK_BAD: dict[str, tuple[Any, str]] = {
+    "too-few-queries": ([[1, 2]] * 5, "5 queries with hits, need at least 10"),
+    "empty-hits": ([[]] * 20, "0 queries with hits"),
+    "float-ids": ([[0.5, 1.5]] * 20, "hit id 0.5 is not an id type"),
+    "float-matrix": (np.linspace(0, 1, 40).reshape(20, 2), "not an id type"),
+}
+COMBINED_BAD: dict[str, tuple[Any, str]] = {
+    "not-a-mapping": (CUR, "is not a mapping"),
+    "missing-member": ({"mmd": CUR}, "no input for member"),
+    "bad-member-input": ({"mmd": CUR[:5], "top1": RNG.uniform(0.3, 0.9, 50)}, "5 rows, need at least 10"),
 }
 
 
@@ -61,7 +74,7 @@ class Case:
     reference: Any
     current: Any
     bad: dict[str, tuple[Any, str]]
-    result_type: type = DriftResult
+    input_kind: str = "vectors"
 
 
 _DOCS = np.arange(40)
@@ -76,10 +89,17 @@ CASES: dict[str, Case] = {
     "sequential_mmd": Case(lambda: SequentialDetector(MMDDetector(n_permutations=99), consecutive=2), REF, CUR,
                            MATRIX_BAD),
     "knn_ood": Case(lambda: KNNOODDetector(k=3, quantile=0.9, holdout=0.3), REF, CUR,
-                    {k: v for k, v in MATRIX_BAD.items() if k != "ragged"}, OODResult),
-    "top1": Case(Top1SimilarityDetector, RNG.uniform(0.3, 0.9, 80), RNG.uniform(0.3, 0.9, 70), VECTOR_BAD),
+                    {k: v for k, v in MATRIX_BAD.items() if k != "ragged"}),
+    "top1": Case(Top1SimilarityDetector, RNG.uniform(0.3, 0.9, 80), RNG.uniform(0.3, 0.9, 70), VECTOR_BAD,
+                 "similarities"),
     "retrieval": Case(lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4), RNG.integers(0, 40, 200),
-                      RNG.integers(0, 40, 150), IDS_BAD),
+                      RNG.integers(0, 40, 150), IDS_BAD, "top_ids"),
+    "retrieval_topk": Case(lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4, n_permutations=99),
+                           RNG.integers(0, 40, (200, 5)), RNG.integers(0, 40, (150, 5)), TOPK_BAD, "top_ids"),
+    "combined": Case(lambda: CombinedDetector({"mmd": MMDDetector(n_permutations=99),
+                                               "top1": Top1SimilarityDetector()}),
+                     {"mmd": REF, "top1": RNG.uniform(0.3, 0.9, 60)}, {"mmd": CUR, "top1": RNG.uniform(0.3, 0.9, 50)},
+                     COMBINED_BAD, "inputs"),
 }
 
 
@@ -90,14 +110,18 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 def test_fit_check_returns_a_frozen_complete_result(case: Case) -> None:
     det = case.make()
+    assert isinstance(det, Detector)
     assert isinstance(det.name, str) and det.name
+    assert det.input_kind == case.input_kind and det.input_kind in INPUT_KINDS
     assert det.fit(case.reference) is det
     res = det.check(case.current)
-    assert isinstance(res, case.result_type)
+    assert type(res) is DriftResult
     assert isinstance(res.drift, bool)
-    assert res.n_current == len(case.current)
-    assert res.n_reference == len(case.reference)
-    assert np.isfinite(res.statistic) if isinstance(res, DriftResult) else np.isfinite(res.scores).all()
+    first = next(iter(case.current.values())) if isinstance(case.current, dict) else case.current
+    first_ref = next(iter(case.reference.values())) if isinstance(case.reference, dict) else case.reference
+    assert res.n_current == len(first)
+    assert res.n_reference == len(first_ref)
+    assert np.isfinite(res.statistic)
     if res.p_value is None:  # fixed-threshold method: the threshold replaces the test
         assert res.threshold is not None and res.alpha is None
     else:
@@ -126,7 +150,7 @@ def test_bad_current_window_is_a_clear_error(case_name: str, bad: str) -> None:
 
 def test_bad_reference_is_a_clear_error(case: Case) -> None:
     for name, (value, _) in case.bad.items():
-        if name == "dimension":  # any dimension is fine for a reference
+        if name in ("dimension", "bad-member-input"):  # any dimension is fine for a reference
             continue
         with pytest.raises(MonitorInputError):
             case.make().fit(value)
@@ -172,6 +196,10 @@ def test_constructor_arguments_are_validated() -> None:
         SequentialDetector(object())  # type: ignore[arg-type]
     with pytest.raises(MonitorInputError, match="returns no p-value"):
         SequentialDetector(EvidentlyDetector("distance"), window_alpha=0.05).fit(REF).check(CUR)
+    with pytest.raises(MonitorInputError, match="method='fisher' must be one of holm, cauchy"):
+        CombinedDetector({"mmd": MMDDetector()}, method="fisher")  # type: ignore[arg-type]
+    with pytest.raises(MonitorInputError, match="members: x not detectors"):
+        CombinedDetector({"x": object()})  # type: ignore[dict-item]
 
 
 def test_exact_mmd_refuses_windows_too_large_for_the_kernel_matrix() -> None:

@@ -77,12 +77,12 @@ def test_knn_ood_flags_injected_off_topic_queries(real: Any, pools: dict[str, An
     det = KNNOODDetector(k=10, quantile=0.95).fit(reference)
     queries = np.concatenate([real.query[held], real.query[off]])
     truth = np.r_[np.zeros(len(held)), np.ones(len(off))]
-    res = det.check(queries)
+    res = det.evaluate(queries)
     assert roc_auc_score(truth, res.scores) >= 0.9
     assert res.flags[truth == 1].mean() > 5 * res.flags[truth == 0].mean()
     assert res.drift
     # In-distribution queries alone: the flag rate stays near 1 - quantile.
-    clean = det.check(real.query[held])
+    clean = det.evaluate(real.query[held])
     assert clean.rate < 0.1
 
 
@@ -110,3 +110,44 @@ def test_top1_similarity_drops_when_the_corpus_cannot_answer(real: Any, pools: d
     assert res.drift and res.details["p5"] < res.details["reference_p5"]
     same_s, _ = top1_similarity(real.query[rng.choice(pools["a"], 1000)], corpus)
     assert not Top1SimilarityDetector().fit(ref_s).check(same_s).drift
+
+
+@pytest.fixture(scope="module")
+def families(real: Any) -> dict[str, Any]:
+    """Topics grouped into 12 families (k-means of topic centroids); a held-out family is a new topic."""
+    from sklearn.cluster import KMeans
+
+    topics = np.array(sorted(set(real.topics.tolist())))
+    cent = np.stack([real.query[real.topics == t].mean(0) for t in topics])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    fam_of = dict(zip(topics.tolist(), KMeans(12, n_init=5, random_state=0).fit_predict(cent).tolist()))
+    family = np.array([fam_of[t] for t in real.topics.tolist()])
+    sizes = np.bincount(family)
+    eligible = [f for f in range(12) if 0.03 <= sizes[f] / sizes.sum() <= 0.2]
+    sims = real.query @ real.text.T
+    return {"family": family, "eligible": eligible, "top": np.argsort(-sims, axis=1)[:, :10],
+            "labels": cluster_corpus(real.text, n_clusters=80, seed=0)}
+
+
+def test_retrieval_top_k_finds_a_20_percent_new_family_at_n_200(real: Any, families: dict[str, Any]) -> None:
+    """The issue's target: n = 200, a new topic family at 20%, detected in at least 2/3 of random windows and
+    splits, with the no-drift alarm rate at alpha."""
+    from monitors import clusters_for_window
+
+    assert clusters_for_window(200, 10) == 80
+    rng = np.random.default_rng(35)
+    n, trials, hits, alarms = 200, 30, 0, 0
+    splits = families["eligible"][:6]
+    for f in splits:
+        a = np.flatnonzero(families["family"] != f)
+        b = np.flatnonzero(families["family"] == f)
+        for t in range(trials):
+            det = RetrievalClusterDetector(np.arange(len(real.text)), families["labels"], alpha=0.05, seed=t)
+            det.fit(families["top"][rng.choice(a, n)])
+            cur = np.r_[rng.choice(a, n - 40), rng.choice(b, 40)]
+            hits += det.check(families["top"][cur]).drift
+            alarms += det.check(families["top"][rng.choice(a, n)]).drift
+    total = trials * len(splits)
+    assert hits / total >= 2 / 3, f"power {hits}/{total}"
+    ci = binomtest(alarms, total).proportion_ci(confidence_level=0.99, method="exact")
+    assert ci.low <= 0.05 <= ci.high, f"{alarms}/{total} false alarms"

@@ -53,7 +53,7 @@ def test_knn_scores_are_distances_and_scale_free(centres: np.ndarray) -> None:
     np.testing.assert_allclose(det.score(q), det.score(q * 7.0), atol=1e-5)  # normalised first
     far = det.score(unit_mixture(rng, 50, centres[20:22]))
     assert far.min() > det.threshold > 0 and far.max() <= 2.0
-    res = det.check(q)
+    res = det.evaluate(q)
     with pytest.raises(ValueError):
         res.scores[0] = 0.0  # read-only
 

@@ -1,0 +1,270 @@
+"""The Milvus backends every integration test runs on (qdrant-client's congruence pattern).
+
+- ``lite``: Milvus Lite, the embedded default, one loopback server per test world (it starts in < 1 s).
+- ``server``: the real Milvus standalone server shipped by the PyPI ``milvus`` package (2.3.5: Go/C++,
+  embedded etcd, local storage), started once per test session on free loopback ports. Each test world
+  gets a database of its own, so tests stay isolated without paying the server's start-up again (and the
+  non-default-database path, where Milvus 2.3's alias calls misbehave, is exercised by every test).
+- ``external``: ``EMBGUARD_TEST_MILVUS_URI=http://host:19530`` points the same suite at a Milvus someone
+  else runs (an operator's 2.4/2.5/2.6 cluster). Nothing is started; tests that must kill and restart
+  the server skip there. ``EMBGUARD_TEST_MILVUS_TOKEN`` passes credentials; the tests create and drop databases
+  named ``EMBGUARD_TEST_MILVUS_DB_<random>`` (default prefix ``embguard_test``), never touching others.
+
+``EMBGUARD_TEST_BACKENDS=lite`` (or ``server``) narrows the run to one backend while developing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from embguard import config
+from embguard.lite import LiteServer, free_port
+
+EXTERNAL_URI = os.environ.get("EMBGUARD_TEST_MILVUS_URI", "")
+EXTERNAL_TOKEN = os.environ.get("EMBGUARD_TEST_MILVUS_TOKEN", "")
+
+
+def backend_names() -> list[str]:
+    chosen = os.environ.get("EMBGUARD_TEST_BACKENDS", "")
+    names = [n.strip() for n in chosen.split(",") if n.strip()] or ["lite", "server"]
+    if EXTERNAL_URI:
+        names = ["external" if n == "server" else n for n in names]
+    return names
+
+
+class MilvusServerProcess:
+    """One real Milvus standalone process (``milvus`` package) on loopback, restartable on the same data.
+
+    Every port is chosen free, including embedded etcd's peer port (2380 by default, which is not a
+    template setting: an embedded-etcd config file moves it), so two servers can run on one machine.
+    """
+
+    def __init__(self, base_dir: Path):
+        self.base_dir = Path(base_dir)
+        self.port = free_port()
+        self._etcd_client, self._etcd_peer = free_port(), free_port()
+        self._server = None  # milvus.MilvusServer
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._server.server_proc if self._server else None
+        return proc.pid if proc else None
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        from milvus import MilvusServer, MilvusServerConfig
+
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        etcd_conf = self.base_dir / "embed-etcd.yaml"
+        peer, client = f"http://127.0.0.1:{self._etcd_peer}", f"http://127.0.0.1:{self._etcd_client}"
+        etcd_conf.write_text(f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+                             f"initial-cluster: default={peer}\nlisten-client-urls: {client}\n"
+                             f"advertise-client-urls: {client}\n")
+        server = MilvusServer(MilvusServerConfig(), wait_for_started=False)
+        server.set_base_dir(str(self.base_dir))
+        server.config.update(proxy_port=self.port, etcd_port=self._etcd_client)
+        write = server.config.write_config
+
+        def write_config() -> None:
+            write()
+            path = self.base_dir / "configs" / "milvus.yaml"
+            text = path.read_text()
+            text = text.replace("  use:\n    embed: true", f"  use:\n    embed: true\n  config:\n    path: {etcd_conf}", 1)
+            path.write_text(text)
+
+        server.config.write_config = write_config
+        # Its port check binds 127.0.0.1 without SO_REUSEADDR, so right after a kill it fails on ports whose
+        # connections sit in TIME_WAIT (for a minute), although the Go server reuses them fine. The server
+        # listens on every interface, so the check must bind the wildcard address to see other servers.
+        server.config.try_bind_port = _reusable_bind
+        server.start()
+        self._server = server
+        self._wait_ready(timeout_s)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        from pymilvus import MilvusClient
+
+        deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._server.server_proc.poll() is not None:
+                log = self.base_dir / "logs" / "milvus-stdout.log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"Milvus server exited with {self._server.server_proc.returncode}: {tail}")
+            try:
+                client = MilvusClient(uri=self.uri, timeout=5)
+                client.list_collections()
+                client.close()
+                return
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                last = exc
+                time.sleep(0.5)
+        raise TimeoutError(f"Milvus server at {self.uri} not ready after {timeout_s:.0f} s: {last}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (SIGTERM takes over a minute on this server)."""
+        proc = self._server.server_proc if self._server else None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self._server.server_proc = None
+        self._server.stop()  # closes its log files
+        self._server = None
+
+    def stop(self) -> None:
+        proc = self._server.server_proc if self._server else None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def _reusable_bind(port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+class MilvusWorld:
+    """The Milvus one test talks to, as the ``EMBGUARD_*`` environment that reaches it.
+
+    ``kill()``/``start()`` take the server down and up again (on ``server`` that is the shared process,
+    so a test that does it must leave it running).
+    """
+
+    def __init__(self, backend: str, env: dict[str, str], lite: LiteServer | None = None,
+                 server: MilvusServerProcess | None = None):
+        self.backend = backend
+        self.env = env
+        self._lite = lite
+        self._server = server
+
+    @property
+    def settings(self) -> config.Settings:
+        return config.load(None, environ=self.env)
+
+    @property
+    def restartable(self) -> bool:
+        return self.backend != "external"
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would, and wait until it is gone."""
+        if self._lite is not None:
+            pid = self._lite.status().pid
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            while self._lite.status().running:
+                time.sleep(0.05)
+        elif self._server is not None:
+            self._server.kill()
+
+    def start(self) -> None:
+        if self._lite is not None:
+            self._lite.start()
+        elif self._server is not None:
+            self._server.start()
+
+
+class Backend:
+    """A backend for the session: makes isolated ``MilvusWorld`` worlds on it."""
+
+    def __init__(self, name: str, base_dir: Path):
+        self.name = name
+        self.base_dir = base_dir
+        self.server: MilvusServerProcess | None = None
+        if name == "server":
+            self.server = MilvusServerProcess(base_dir / "milvus-server")
+            self.server.start()
+
+    @property
+    def uri(self) -> str:
+        if self.name == "external":
+            return EXTERNAL_URI
+        return self.server.uri if self.server else ""
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    @contextlib.contextmanager
+    def world(self, tmp: Path, **env: str) -> Iterator[MilvusWorld]:
+        """A fresh, empty Milvus for one test (or module): its own Lite server, or a database of its own."""
+        base = {"EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+                "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port())}
+        if self.name == "lite":
+            tm = MilvusWorld("lite", {**base, **env})
+            lite = LiteServer.from_settings(tm.settings)
+            lite.start()
+            tm._lite = lite
+            try:
+                yield tm
+            finally:
+                lite.stop()
+            return
+        db = f"{os.environ.get('EMBGUARD_TEST_MILVUS_DB', 'embguard_test')}_{uuid.uuid4().hex[:8]}"
+        base.update({"EMBGUARD_MILVUS__URI": self.uri, "EMBGUARD_MILVUS__DB_NAME": db})
+        if EXTERNAL_TOKEN:
+            base["EMBGUARD_MILVUS__TOKEN"] = EXTERNAL_TOKEN
+        _create_database(self.uri, db)
+        try:
+            yield MilvusWorld(self.name, {**base, **env}, server=self.server)
+        finally:
+            _drop_database(self.uri, db)
+
+
+def _client(uri: str, db: str = ""):
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=EXTERNAL_TOKEN, db_name=db, timeout=30)
+
+
+def _create_database(uri: str, db: str) -> None:
+    c = _client(uri)
+    try:
+        if db not in c.list_databases():
+            c.create_database(db)
+    finally:
+        c.close()
+
+
+def _drop_database(uri: str, db: str) -> None:
+    """Drop a test's database with its collections and aliases; best effort, since a test may have left
+    the server down."""
+    with contextlib.suppress(Exception):
+        c = _client(uri, db)
+        try:
+            for name in c.list_collections():
+                for alias in c.describe_collection(name).get("aliases") or []:
+                    c.drop_alias(alias)
+                c.drop_collection(name)
+        finally:
+            c.close()
+        c = _client(uri)
+        try:
+            c.drop_database(db)
+        finally:
+            c.close()

@@ -1,0 +1,147 @@
+"""The swap's backfill on Ray (``swap.engine = "ray"``) keeps the local engine's guarantees.
+
+Real Milvus Lite, real models, a real local Ray with 2 CPUs: an application keeps searching and inserting
+through the swap with no failed search; the target ends with exactly the source's ids and texts; a driver
+killed with -9 mid-backfill resumes from its per-range checkpoints when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embguard import model as models
+from embguard.swap import SwapStore
+
+from test_swap import APP, World, candidate_dir  # noqa: F401 - candidate_dir is a fixture used below
+
+pytest.importorskip("ray", reason="the Ray engine is an optional extra: pip install 'embguard[ray]'")
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+APPROVE = [sys.executable, "-m", "embguard.cli", "retrain", "--approve", "--candidate", "v0001"]
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def text_hashes(w: World, collection: str) -> dict[int, str]:
+    return {r["id"]: hashlib.sha256(r["text"].encode()).hexdigest()
+            for b in w.milvus.iterate(collection, ["id", "text"]) for r in b}
+
+
+def assert_exact_copy(w: World) -> None:
+    w.milvus.flush("kb__v0001")
+    src, dst = text_hashes(w, "kb__v1"), text_hashes(w, "kb__v0001")
+    assert src == dst  # same ids, same texts
+    assert w.milvus.count("kb__v0001") == len(dst)  # and no duplicate rows
+
+
+def test_ray_is_imported_by_one_embguard_module_only() -> None:
+    users = sorted(str(p.relative_to(REPO)) for pkg in ("embguard", "monitors", "retrain")
+                   for p in (REPO / pkg).rglob("*.py")
+                   if any(line.lstrip().startswith(("import ray", "from ray")) for line in p.read_text().splitlines()))
+    assert users == ["embguard/raybackfill.py"]
+
+
+@pytest.mark.slow
+def test_application_searches_and_inserts_through_a_ray_swap(tmp_path: Path, candidate_dir: Path,
+                                                             ray_address: str) -> None:
+    w = World(tmp_path, candidate_dir, docs=160, EMBGUARD_SWAP__BATCH_SIZE="16", EMBGUARD_SWAP__ENGINE="ray",
+              EMBGUARD_SWAP__RAY_ADDRESS=ray_address)
+    app = None
+    try:
+        stop, ready = tmp_path / "stop", tmp_path / "ready"
+        job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,
+               "queries": [p.query for p in w.passages[:50]]}
+        app = subprocess.Popen([sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        while not ready.exists():
+            assert app.poll() is None, app.stderr.read()
+            time.sleep(0.1)
+        res = subprocess.run(APPROVE, capture_output=True, text=True, timeout=600, env={**os.environ, **w.env})
+        assert res.returncode == 0, res.stderr[-3000:]
+        time.sleep(2)
+        stop.write_text("stop")
+        out, _ = app.communicate(timeout=120)
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["failures"] == [], report["failures"][:5]
+        assert report["searches"] > 20
+        assert set(report["served"]) == {"kb__v1", "kb__v0001"}  # it searched before and after the switch
+        st = SwapStore(w.settings.state.dir).load("kb")
+        assert st.phase == "done" and st.verify["ok"] and len(st.ranges) > 1 and all(r["done"] for r in st.ranges)
+        assert_exact_copy(w)
+        inserted = {int(k): v for k, v in report["inserted"].items()}
+        assert len(inserted) > 5
+        rows = w.milvus.query("kb__v0001", ids=list(inserted), output_fields=["id", "vector"])
+        assert {r["id"] for r in rows} == set(inserted)  # zero lost inserts
+        # Backfilled rows carry the candidate's vectors of their stored text, computed on the Ray actors.
+        cand = models.load_by_id(w.candidate.model_id, w.settings.model.store_dir)
+        some = [p.id for p in w.passages[::20]]
+        got = w.milvus.query("kb__v0001", ids=some, output_fields=["id", "text", "vector"])
+        assert np.allclose([r["vector"] for r in got], cand.encode([r["text"] for r in got]), atol=1e-5)
+    finally:
+        if app is not None and app.poll() is None:
+            app.kill()
+            app.wait()
+        w.close()
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_ray_backfill_resumes_from_its_ranges(tmp_path: Path, candidate_dir: Path,
+                                                                ray_address: str) -> None:
+    w = World(tmp_path, candidate_dir, docs=300, EMBGUARD_SWAP__BATCH_SIZE="8", EMBGUARD_SWAP__ENGINE="ray",
+              EMBGUARD_SWAP__RAY_ADDRESS=ray_address, EMBGUARD_SWAP__RAY_WORKERS="1")
+    try:
+        env = {**os.environ, **w.env}
+        proc = subprocess.Popen(APPROVE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        store = SwapStore(w.settings.state.dir)
+        deadline = time.monotonic() + 300
+        st = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            st = store.load("kb")
+            if st and st.ranges and sum(r["done"] for r in st.ranges) >= 2:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        st = store.load("kb")
+        done_before = [(r["lo"], r["hi"]) for r in st.ranges if r["done"]]
+        assert st.phase == "dual_write" and 0 < len(done_before) < len(st.ranges), st
+        # While nobody backfills, the application edits, deletes and inserts.
+        edited = [p.id for p in w.passages[:10]]
+        w.client.upsert("kb", [{"id": i, "text": f"edited text number {i} about sqlite"} for i in edited])
+        w.client.delete("kb", [p.id for p in w.passages[10:15]])
+        w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
+
+        res = subprocess.run(APPROVE, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "resuming the swap of kb to v0001" in res.stdout
+        st = store.load("kb")
+        assert st.phase == "done" and st.verify["ok"]
+        assert set(done_before) <= {(r["lo"], r["hi"]) for r in st.ranges}  # the plan was kept, not redone
+        assert_exact_copy(w)
+        assert 777 in text_hashes(w, "kb__v0001")
+        cand = models.load_by_id(w.candidate.model_id, w.settings.model.store_dir)
+        rows = w.milvus.query("kb__v0001", ids=edited, output_fields=["text", "vector"])
+        assert all(r["text"].startswith("edited text number") for r in rows)
+        assert np.allclose([r["vector"] for r in rows], cand.encode([r["text"] for r in rows]), atol=1e-5)
+        assert w.milvus.resolve("kb") == "kb__v0001"
+    finally:
+        w.close()
