@@ -263,11 +263,60 @@ def write(path: Path, rows: list[tuple[int, str, float | None]], det: dict[str, 
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+MMD_SECTION = "## RFF-MMD at 10,000 x 10,000 (time and memory)"
+
+
+def _mmd_child(n: int, repeats: int, queue: Any) -> None:
+    import resource
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    rng = np.random.default_rng(0)
+    c = _centres()
+    ref, cur = unit_mixture(rng, n, c[:30]), unit_mixture(rng, n, c[:30])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    det = MMDDetector().fit(ref)
+    det.check(cur)  # warm-up
+    t = _timed(lambda: det.check(cur), repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((t, (peak - base) / 1024, peak / 1024))
+
+
+def mmd_scaling(path: Path, n: int = 10_000, repeats: int = 5) -> str:
+    """Median check time and peak memory of the default MMD at n x n, in a fresh process; replaces its section."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_mmd_child, args=(n, repeats, queue))
+    load = os.getloadavg()[0]
+    proc.start()
+    t, grow_mb, peak_mb = queue.get()
+    proc.join()
+    lines = [MMD_SECTION, "",
+             f"`benchmarks/bench_monitors.py --mmd-only`: `MMDDetector()` (1,024 random features, 500 permutations), "
+             f"reference already fitted, d = {D}, torch threads = {min(2, os.cpu_count() or 1)}, median of "
+             f"{repeats} checks; 1-minute load {load:.1f} at start (shared machine).", "",
+             "| n | time per check (s) | peak RSS growth over the process before fit (MB) | peak RSS (MB) |",
+             "|---|---|---|---|", f"| {n:,} | {t:.3f} | {grow_mb:.0f} | {peak_mb:.0f} |", ""]
+    section = "\n".join(lines)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if MMD_SECTION in text:
+        head, _, rest = text.partition(MMD_SECTION)
+        tail = rest.split("\n## ", 1)
+        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+    return section
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer trials and n = 2,000 timing only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "monitors.md")
+    ap.add_argument("--mmd-only", action="store_true", help="only the RFF-MMD 10k x 10k time/memory section")
     args = ap.parse_args()
+    if args.mmd_only:
+        print(mmd_scaling(args.out))
+        return
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     rows = timing([2000] if args.quick else [2000, 10000], args.quick)
@@ -279,6 +328,8 @@ def main() -> None:
     seq = sequential_far(*seq_shape, 500)
     load = (load_start, os.getloadavg()[0])
     write(args.out, rows, det, shares, n_det, seq, seq_shape, time.perf_counter() - start, args.quick, load)
+    if not args.quick:
+        mmd_scaling(args.out)
     print(f"wrote {args.out}")
 
 

@@ -40,16 +40,18 @@ OUT = Path(__file__).parent / "results" / "swap.md"
 GATE = "<!-- bench_gate.py -->"
 
 
-def ray_table(local: EngineRun, ray_runs: dict[int, EngineRun], encode_rate: float) -> list[str]:
+def ray_table(local: EngineRun, ray_runs: dict[int, EngineRun], encode_rate: float, ray_start_s: float
+              ) -> list[str]:
     if not ray_runs:
         return []
     rows = [("local engine (one process, torch on all cores)", local)] + [
-        (f"Ray, {w} encoder actor{'s' if w > 1 else ''} (local Ray, started by the command)", r)
+        (f"Ray, {w} encoder actor{'s' if w > 1 else ''} (local Ray, {os.cpu_count()} CPUs)", r)
         for w, r in sorted(ray_runs.items())]
     out = ["Backfill engines on the same documents, one after the other (rollback between runs, a fresh "
            "candidate each time, no application load). *Steady* is docs/s between the first and the last "
-           "checkpoint; *start-up* is the time until the first batch is written (for Ray: starting Ray, "
-           "planning the primary-key ranges, starting the actors and loading the candidate in each).",
+           "checkpoint; *start-up* is the time until the first batch is written (for Ray: planning the "
+           "primary-key ranges, starting the actors and loading the candidate in each). Starting the local Ray "
+           f"itself took {ray_start_s:.1f} s more (once per command with `swap.ray_address = \"\"`).",
            "",
            "| engine | backfill docs/s (whole) | steady docs/s | steady / pure encode | start-up s | backfill s |",
            "|---|---:|---:|---:|---:|---:|"]
@@ -140,7 +142,15 @@ def main() -> None:
             local = engine_run(settings, m, version)
 
             # Runs on Ray, same documents: roll back, swap to a fresh candidate with 1, then 2 encoder actors.
-            ray_runs = {}
+            ray_runs: dict[int, EngineRun] = {}
+            ray_start_s = float("nan")
+            if args.ray_workers:
+                # One local Ray for both runs (what `swap.ray_address = ""` starts per command), timed apart.
+                import ray
+
+                t0 = time.perf_counter()
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
+                ray_start_s = time.perf_counter() - t0
             for workers in (args.ray_workers or ()):
                 Swapper(settings, m, say=lambda s: None).rollback(settings.collection("kb"))
                 cand_r = ModelRegistry(settings.model.store_dir).register(
@@ -215,7 +225,7 @@ def main() -> None:
         f"| shadow check | top-10 overlap {local.st.verify['top10_overlap']:.2f} on "
         f"{local.st.verify['shadow_queries']} queries |",
         "",
-        *ray_table(local, ray_runs, encode_rate),
+        *ray_table(local, ray_runs, encode_rate, ray_start_s),
         "Run 1 backfills with no other load; run 2 (after a rollback, to a second candidate) backfills while an "
         "application thread searches every 50 ms through embguard.Client:",
         "",

@@ -149,14 +149,18 @@ class Traffic:
 
 
 def window(corpus: Corpus, rows: np.ndarray, dedup: bool = False, cap: int | None = None,
-           seed: int = 0) -> Window:
+           seed: int = 0, ts: np.ndarray | None = None) -> Window:
+    ts = np.zeros(len(rows)) if ts is None else ts
     if dedup:
-        rows = np.unique(rows)  # one row per distinct query text in the window
+        rows, first = np.unique(rows, return_index=True)  # one row per distinct query text in the window
+        ts = ts[first]
     if cap is not None and len(rows) > cap:
-        rows = np.random.default_rng(seed).choice(rows, cap, replace=False)
+        pick = np.sort(np.random.default_rng(seed).choice(len(rows), cap, replace=False))
+        rows, ts = rows[pick], ts[pick]
     ids = corpus.ids
     return Window(kind="queries", collection="docs", model_id="m", start_ms=0, end_ms=1,
-                  ids=tuple(range(len(rows))), vectors=corpus.query[rows], timestamps_ms=np.zeros(len(rows)),
+                  ids=tuple(range(len(rows))), vectors=corpus.query[rows],
+                  timestamps_ms=(np.asarray(ts) * 1000).astype(np.int64),
                   top_ids=tuple(tuple(int(ids[j]) for j in corpus.top[r]) for r in rows),
                   top_scores=corpus.scores[rows])
 
@@ -171,14 +175,15 @@ def dedup_by_window(traffic: Traffic, t0: float, t1: float, window_s: int) -> np
     return np.concatenate(parts)
 
 
-def make_monitor(corpus: Corpus, drift: DriftSettings, reference: Window, doc_sample: int) -> CollectionMonitor:
+def make_monitor(corpus: Corpus, drift: DriftSettings, reference: Window, doc_sample: int,
+                 window_s: int = HOUR) -> CollectionMonitor:
     sample = np.random.default_rng(0).choice(len(corpus.ids), min(doc_sample, len(corpus.ids)), replace=False)
     docs = Window(kind="documents", collection="docs", model_id="m", start_ms=0, end_ms=1,
                   ids=tuple(int(i) for i in corpus.ids[sample]), vectors=corpus.text[sample],
                   timestamps_ms=np.zeros(len(sample)))
     by_id = dict(zip(corpus.ids.tolist(), corpus.text))
     return CollectionMonitor("docs", drift, reference, 1, corpus=docs,
-                             lookup=lambda ids: {i: by_id[i] for i in ids})
+                             lookup=lambda ids: {i: by_id[i] for i in ids}, window_s=window_s)
 
 
 def run_checks(mon: CollectionMonitor, traffic: Traffic, t0: float, t1: float, window_s: int, interval_s: int,
@@ -260,21 +265,22 @@ def no_drift(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: in
     """Day 0: reference; day 1: the reference's own null windows; days 2..: evaluation. Pages per variant."""
     traffic = Traffic(corpus, seed)
     t_eval, t_end = 2 * DAY, 2 * DAY + days * DAY
-    _, day0 = traffic.queries(0, DAY)
+    ts0, day0 = traffic.queries(0, DAY)
     _, hour0 = traffic.queries(10 * HOUR, 11 * HOUR)
     refs = {"hour reference": window(corpus, hour0),
             "day reference": window(corpus, day0, cap=ref_cap, seed=seed),
-            "day reference, deduplicated windows": window(corpus, dedup_by_window(traffic, 0, DAY, window_s),
-                                                          cap=ref_cap, seed=seed)}
+            # The daemon's drift.dedup_queries: the day is deduplicated window-long piece by piece.
+            "day reference, deduplicated windows": window(corpus, day0, seed=seed, ts=ts0)}
     runs: dict[str, list[dict[str, float | None]]] = {}
     taus: dict[str, float] = {}
     for name, ref in refs.items():
-        mon = make_monitor(corpus, drift, ref, doc_sample)
         dedup = "deduplicated" in name
+        settings = drift.model_copy(update={"dedup_queries": dedup})
+        mon = make_monitor(corpus, settings, ref, doc_sample, window_s)
         if name != "hour reference":
-            null = run_checks(mon, traffic, DAY, 2 * DAY, window_s, interval_s, dedup)
+            null = run_checks(mon, traffic, DAY, 2 * DAY, window_s, interval_s)
             taus[name] = empirical_threshold([r[f"p:{COMBINED}"] for r in null], drift.alpha)
-        runs[name] = run_checks(mon, traffic, t_eval, t_end, window_s, interval_s, dedup)
+        runs[name] = run_checks(mon, traffic, t_eval, t_end, window_s, interval_s)
     tau = taus["day reference"]
     k = drift.consecutive
     per_week = 7 / days
@@ -306,9 +312,12 @@ def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int,
     out: dict[tuple[str, float], list[int | None]] = {}
     for seed in range(seeds):
         base = Traffic(corpus, 100 + seed)
-        ref = window(corpus, dedup_by_window(base, 0, DAY, window_s), cap=ref_cap, seed=seed)
-        mon = make_monitor(corpus, drift, ref, doc_sample)
-        peer = Peers(ref, k, peers) if peers else None
+        ts0, day0 = base.queries(0, DAY)
+        # The daemon deduplicates (drift.dedup_queries); the peers get the same deduplicated inputs.
+        mon = make_monitor(corpus, drift.model_copy(update={"dedup_queries": True}),
+                           window(corpus, day0, ts=ts0), doc_sample, window_s)
+        peer_ref = window(corpus, dedup_by_window(base, 0, DAY, window_s), cap=ref_cap, seed=seed)
+        peer = Peers(peer_ref, k, peers) if peers else None
         for share in sizes:
             onset = 2 * DAY + (7 + 5 * seed) * HOUR
             traffic = Traffic(corpus, 100 + seed, shift_start=onset, shift_share=share, ramp_s=ramp_s)
@@ -316,7 +325,7 @@ def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int,
                 if d is not None:
                     d.reset()
             t0 = onset - before * interval_s
-            rows = run_checks(mon, traffic, t0, onset + after * interval_s, window_s, interval_s, dedup=True)
+            rows = run_checks(mon, traffic, t0, onset + after * interval_s, window_s, interval_s)
             p = [r[f"p:{COMBINED}"] for r in rows]
             out.setdefault(("combined (alpha)", share), []).append(delay(sustained_at(p, drift.alpha, k), before))
             out.setdefault(("combined (empirical null)", share), []).append(delay(sustained_at(p, tau, k), before))
@@ -332,6 +341,28 @@ def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int,
     return out
 
 
+def quiet_dedup(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int, days: float,
+                doc_sample: int, seed: int) -> dict[str, float]:
+    """A longer no-drift run of the default (deduplicating) daemon only: pages per monitor over ``days``."""
+    traffic = Traffic(corpus, seed)
+    ts0, day0 = traffic.queries(0, DAY)
+    mon = make_monitor(corpus, drift.model_copy(update={"dedup_queries": True}), window(corpus, day0, ts=ts0),
+                       doc_sample, window_s)
+    # Day 1 is the reference's own null (its combined p-values set tau); days 2.. are the evaluation.
+    null = run_checks(mon, traffic, DAY, 2 * DAY, window_s, interval_s)
+    tau = empirical_threshold([r[f"p:{COMBINED}"] for r in null], drift.alpha)
+    rows = run_checks(mon, traffic, 2 * DAY, 2 * DAY + days * DAY, window_s, interval_s)
+    out = {m: float(pages([bool(r[f"s:{m}"]) for r in rows])) for m in (*drift.monitors, COMBINED)
+           if f"s:{m}" in rows[0]}
+    p = [r[f"p:{COMBINED}"] for r in rows]
+    out["combined, empirical null"] = float(pages(sustained_at(p, tau, drift.consecutive)))
+    out["tau"] = tau
+    out["checks"] = float(len(rows))
+    out["window rejections"] = float(np.mean([bool(r[f"d:{COMBINED}"]) for r in rows]))
+    out["window rejections at tau"] = float(np.mean([v is not None and v <= tau for v in p]))
+    return out
+
+
 def _delay_cell(v: list[int | None], interval_s: int) -> str:
     hit = sorted(x for x in v if x is not None)
     if not hit:
@@ -343,7 +374,6 @@ def _delay_cell(v: list[int | None], interval_s: int) -> str:
 def write(path: Path, nd: dict[str, Any], sh: dict[tuple[str, float], list[int | None]],
           ramp: dict[tuple[str, float], list[int | None]], args: argparse.Namespace, drift: DriftSettings,
           window_s: int, interval_s: int, elapsed: float, load: tuple[float, float]) -> None:
-    sizes = sorted({s for _, s in sh})
     lines = ["# traffic benchmark: false pages per week and detection delay at the daemon's defaults", "",
              f"Generated by `benchmarks/traffic.py{' --quick' if args.quick else ''}` in {elapsed:.0f} s; "
              f"{platform.machine()}, {os.cpu_count()} CPUs visible, 1-minute load {load[0]:.1f}/{load[1]:.1f} "
@@ -367,14 +397,17 @@ def write(path: Path, nd: dict[str, Any], sh: dict[tuple[str, float], list[int |
         cells = [f"{row[c]:.1f}" if c in row else "-" for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('window rejections', 0):.3f} |")
     if "peers" in nd:
-        lines += ["", "Evidently's methods (fixed thresholds, day reference, same consecutive rule), false pages "
-                  "per week: " + ", ".join(f"{m} {v:.1f}" for m, v in nd["peers"].items())]
-    for title, table in (("sudden shift", sh), (f"gradual shift (ramped over {args.ramp_h:g} h)", ramp)):
+        lines += ["", "Evidently's methods (fixed thresholds, day reference without deduplication, same consecutive "
+                  "rule), false pages per week: " + ", ".join(f"{m} {v:.1f}" for m, v in nd["peers"].items())]
+    ramp_after = int(args.ramp_h * HOUR / interval_s) + 24
+    for title, table, after in (("sudden shift", sh, args.after),
+                                (f"gradual shift (ramped over {args.ramp_h:g} h)", ramp, ramp_after)):
         if not table:
             continue
+        sizes = sorted({s for _, s in table})
         lines += ["", f"## Detection delay, {title}: new topic family at share s (day reference, deduplicated "
                   "windows)", "",
-                  f"Cells: runs paged within {args.after} checks of the onset / runs, median delay in checks "
+                  f"Cells: runs paged within {after} checks of the onset / runs, median delay in checks "
                   "(minutes); windows are an hour long, so a sudden shift fills a window over 12 checks.", "",
                   "| method | " + " | ".join(f"s = {s:g}" for s in sizes) + " |",
                   "|---|" + "---|" * len(sizes)]
@@ -394,7 +427,25 @@ def main() -> None:
     ap.add_argument("--after", type=int, default=36, help="checks after a shift's onset")
     ap.add_argument("--ramp-h", type=float, default=6.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "traffic.md")
+    ap.add_argument("--quiet-days", type=float, default=0.0,
+                    help="only run this many more no-drift days of the default daemon (seed 1) and append them")
     args = ap.parse_args()
+    if args.quiet_days:
+        start = time.perf_counter()
+        drift, window_s = DriftSettings(), SamplingSettings().window_s
+        q = quiet_dedup(load_corpus(), drift, window_s, ScheduleSettings().check_interval_s, args.quiet_days,
+                        SamplingSettings().doc_sample_size, 1)
+        text = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        skip = ("checks", "window rejections", "tau", "window rejections at tau")
+        text += (f"\n## Longer no-drift run of the defaults (drift.dedup_queries = true; seed 1, day reference)\n\n"
+                 f"`benchmarks/traffic.py --quiet-days {args.quiet_days:g}` ({time.perf_counter() - start:.0f} s): "
+                 f"day 0 reference, day 1 empirical null (tau = {q['tau']:.2g}), then {q['checks']:.0f} checks over "
+                 f"{args.quiet_days:g} days; combined window rejection rate {q['window rejections']:.4f} at alpha, "
+                 f"{q['window rejections at tau']:.4f} at tau; pages in those {args.quiet_days:g} days (total, not "
+                 "per week): " + ", ".join(f"{m} {v:.0f}" for m, v in q.items() if m not in skip) + "\n")
+        args.out.write_text(text, encoding="utf-8")
+        print(text)
+        return
     if args.quick:
         args.days, args.seeds, args.after = 0.25, 1, 24
     import torch

@@ -206,6 +206,9 @@ class DriftSettings(_Section):
     min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(
         50, description="smallest window that is tested")
     monitors: tuple[str, ...] = Field(("mmd", "retrieval", "ood", "top1"), description="monitors to run")
+    dedup_queries: StrictBool = Field(
+        True, description="test each distinct query once per window (and per window-long piece of the reference); "
+                          "bursts of one repeated query otherwise page (benchmarks/results/traffic.md)")
 
     @field_validator("monitors")
     @classmethod

@@ -270,7 +270,8 @@ class Daemon:
                 self.metrics.window_size.labels(alias, "documents").set(st.corpus.size)
                 self.metrics.windows_total.labels(alias, "documents").inc()
             st.monitor = CollectionMonitor(alias, self.settings.drift, self.references.load(ref), ref.version,
-                                           corpus=st.corpus, lookup=self._lookup(served_by, st.spec))
+                                           corpus=st.corpus, lookup=self._lookup(served_by, st.spec),
+                                           window_s=self.settings.sampling.window_s)
         if st.window is None:
             return skipped("no query window sampled yet")
         return st.monitor.check(st.window, served_by)

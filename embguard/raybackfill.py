@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -136,21 +138,51 @@ def _write(batch: dict[str, np.ndarray], *, settings: Settings, target: str,
     return {"range": ranges, "n": counts, "range_total": np.array(totals, dtype=np.int64)}
 
 
-def _connect(ray: Any, address: str) -> bool:
-    """Join or start Ray; True when this process started (and so must stop) it."""
+# Runs in a fresh interpreter: starts a local Ray head, prints its address, and lives until its parent (the
+# swap's driver) is gone, so the head dies with the driver even after a kill -9.
+_HEAD = """
+import logging, os, time, ray
+parent = os.getppid()
+ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+print(ray.get_runtime_context().gcs_address, flush=True)
+while os.getppid() == parent:
+    time.sleep(0.5)
+"""
+
+
+def _connect(ray: Any, address: str) -> subprocess.Popen[str] | None:
+    """Join Ray at ``address``, or start a local head; returns the head's process when this call started it.
+
+    The head is started by a child interpreter, not by ``ray.init`` here: ``ray.init`` forks its head
+    processes from this (threaded) process with a Python ``preexec_fn``, which can deadlock in the child.
+    """
     if ray.is_initialized():
-        return False
-    # Workers inherit the driver's environment; the model store must resolve the same there.
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        return None
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    head = None
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-            return False
-        ray.init(address="local", **kwargs)
-        return True
+        if not address:
+            head = subprocess.Popen([sys.executable, "-c", _HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True)
+            address = (head.stdout.readline() if head.stdout else "").strip()
+            if not address:
+                raise RuntimeError(f"the local Ray head exited with code {head.wait()} before it started")
+        ray.init(address=address, **kwargs)
+        return head
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        _stop(head)
         raise SwapError(f"cannot reach the Ray cluster at swap.ray_address={address!r}: {exc}; start it "
                         "(`ray start --head`), fix the address, or leave it empty to start a local Ray") from None
+
+
+def _stop(head: subprocess.Popen[str] | None) -> None:
+    if head is not None and head.poll() is None:
+        head.terminate()
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
 
 
 def _workers(ray: Any, settings: Settings) -> tuple[int, dict[str, Any]]:
@@ -190,12 +222,14 @@ def backfill(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: S
     todo = [i for i, r in enumerate(st.ranges) if not r["done"]]
     if not todo:
         return
-    started = _connect(ray, settings.swap.ray_address)
+    joined = not ray.is_initialized()
+    head = _connect(ray, settings.swap.ray_address)
     try:
         _run(ray, settings, spec, st, fields, todo, checkpoint)
     finally:
-        if started:
+        if joined:
             ray.shutdown()
+        _stop(head)
 
 
 def _run(ray: Any, settings: Settings, spec: CollectionSettings, st: SwapState, fields: list[str],

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +35,9 @@ from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
-from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
+from .tap import FEEDBACK_COLLECTION, SIGNALS, new_id, now_ms, text_hash
+
+log = logging.getLogger(__name__)
 
 QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varchar (tap.py)
 EVAL_MAX_DOCS = 20_000
@@ -102,8 +106,31 @@ def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[lis
     rows = [r for b in milvus.iterate(FEEDBACK_COLLECTION, ["feedback_id", "query_text", "doc_id", "signal", "weight"],
                                       filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} and query_text != ""')
             for r in b]
-    return ([retrain.FeedbackRecord(query=r["query_text"], doc_id=json.loads(r["doc_id"]), signal=r["signal"],
-                                    weight=float(r["weight"])) for r in rows], [r["feedback_id"] for r in rows])
+    records, ids, bad = [], [], 0
+    for r in rows:
+        record = _record(r)
+        if record is None:
+            bad += 1
+            continue
+        records.append(record)
+        ids.append(r["feedback_id"])
+    if bad:  # rows written before validation existed, or by hand: skipped, never fatal
+        log.warning("skipped %d malformed feedback row(s) for %s (doc_id not an id, unknown signal or a bad "
+                    "weight); they stay in %s until pruned", bad, alias, FEEDBACK_COLLECTION)
+    return records, ids
+
+
+def _record(row: dict[str, Any]) -> retrain.FeedbackRecord | None:
+    try:
+        doc_id = json.loads(row["doc_id"])
+        weight = float(row["weight"])
+    except (TypeError, ValueError):
+        return None
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (int, str)) or row["signal"] not in SIGNALS:
+        return None
+    if not math.isfinite(weight) or weight <= 0:
+        return None
+    return retrain.FeedbackRecord(query=row["query_text"], doc_id=doc_id, signal=row["signal"], weight=weight)
 
 
 def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Sequence[Any]) -> dict[Any, str]:

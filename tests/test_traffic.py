@@ -59,17 +59,19 @@ def test_page_counting() -> None:
 
 
 def test_large_sudden_shift_pages_and_the_quiet_stream_does_not(corpus: tr.Corpus) -> None:
-    """Deduplicated windows against a day reference deduplicated window by window (bursts would page otherwise)."""
+    """The daemon's deduplication: windows and the day reference piece by piece (bursts would page otherwise)."""
     drift = DriftSettings(monitors=("mmd", "retrieval", "top1"))
     quiet = tr.Traffic(corpus, seed=3)
     shifted = tr.Traffic(corpus, seed=3, shift_start=2 * tr.DAY, shift_share=0.5)
-    ref = tr.window(corpus, tr.dedup_by_window(quiet, 0, tr.DAY, 3600), cap=600)
-    mon = tr.make_monitor(corpus, drift, ref, doc_sample=600)
+    ts, day0 = quiet.queries(0, tr.DAY)
+    # drift.dedup_queries (the default) deduplicates the day hour by hour and every window as a whole.
+    assert drift.dedup_queries
+    mon = tr.make_monitor(corpus, drift, tr.window(corpus, day0, ts=ts), doc_sample=600, window_s=3600)
     rows: dict[str, Any] = {}
     for name, stream in (("quiet", quiet), ("shifted", shifted)):
         for d in [*mon._detectors.values(), mon._page]:
             assert d is not None
             d.reset()
-        rows[name] = tr.run_checks(mon, stream, 2 * tr.DAY, 2 * tr.DAY + 12 * 300, 3600, 300, dedup=True)
+        rows[name] = tr.run_checks(mon, stream, 2 * tr.DAY, 2 * tr.DAY + 12 * 300, 3600, 300)
     assert tr.pages([bool(r["s:combined"]) for r in rows["quiet"]]) == 0
     assert tr.delay([bool(r["s:combined"]) for r in rows["shifted"]], 0) is not None
