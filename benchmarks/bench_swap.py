@@ -40,18 +40,16 @@ OUT = Path(__file__).parent / "results" / "swap.md"
 GATE = "<!-- bench_gate.py -->"
 
 
-def ray_table(local: EngineRun, ray_runs: dict[int, EngineRun], encode_rate: float, ray_start_s: float
-              ) -> list[str]:
+def ray_table(local: EngineRun, ray_runs: dict[int, EngineRun], encode_rate: float) -> list[str]:
     if not ray_runs:
         return []
     rows = [("local engine (one process, torch on all cores)", local)] + [
-        (f"Ray, {w} encoder actor{'s' if w > 1 else ''} (local Ray, {os.cpu_count()} CPUs)", r)
+        (f"Ray, {w} encoder actor{'s' if w > 1 else ''} (local Ray started by the swap, {os.cpu_count()} CPUs)", r)
         for w, r in sorted(ray_runs.items())]
     out = ["Backfill engines on the same documents, one after the other (rollback between runs, a fresh "
            "candidate each time, no application load). *Steady* is docs/s between the first and the last "
-           "checkpoint; *start-up* is the time until the first batch is written (for Ray: planning the "
-           "primary-key ranges, starting the actors and loading the candidate in each). Starting the local Ray "
-           f"itself took {ray_start_s:.1f} s more (once per command with `swap.ray_address = \"\"`).",
+           "checkpoint; *start-up* is the time until the first batch is written (for Ray: starting a local Ray, "
+           "planning the primary-key ranges, starting the actors and loading the candidate in each).",
            "",
            "| engine | backfill docs/s (whole) | steady docs/s | steady / pure encode | start-up s | backfill s |",
            "|---|---:|---:|---:|---:|---:|"]
@@ -101,13 +99,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--searches", type=int, default=150)
+    ap.add_argument("--batch-size", type=int, default=256, help="swap.batch_size")
     ap.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2],
                     help="encoder actors per Ray run (none: skip the Ray runs)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="embguard-bench-swap-"))
     env = {"EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
            "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
-           "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "0.5"}
+           "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "0.5",
+           "EMBGUARD_SWAP__BATCH_SIZE": str(args.batch_size)}
     settings = config.load(None, environ=env)
     passages = list(stdlib_corpus()[: args.docs])
     queries = [p.query for p in passages[:: max(1, len(passages) // 200)]]
@@ -143,14 +143,6 @@ def main() -> None:
 
             # Runs on Ray, same documents: roll back, swap to a fresh candidate with 1, then 2 encoder actors.
             ray_runs: dict[int, EngineRun] = {}
-            ray_start_s = float("nan")
-            if args.ray_workers:
-                # One local Ray for both runs (what `swap.ray_address = ""` starts per command), timed apart.
-                import ray
-
-                t0 = time.perf_counter()
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
-                ray_start_s = time.perf_counter() - t0
             for workers in (args.ray_workers or ()):
                 Swapper(settings, m, say=lambda s: None).rollback(settings.collection("kb"))
                 cand_r = ModelRegistry(settings.model.store_dir).register(
@@ -207,7 +199,8 @@ def main() -> None:
     lines = [
         "# Swap: backfill throughput and search latency during the backfill",
         "",
-        f"Command: `.venv/bin/python benchmarks/bench_swap.py --docs {args.docs} --searches {args.searches}`  ",
+        f"Command: `.venv/bin/python benchmarks/bench_swap.py --docs {args.docs} --searches {args.searches} "
+        f"--batch-size {args.batch_size}`  ",
         f"Machine: {os.cpu_count()} cores; Milvus Lite server on loopback; {len(texts)} passages (standard-library "
         f"docstrings, mean {np.mean([len(t) for t in texts]):.0f} characters); candidate = all-MiniLM-L6-v2 "
         "architecture; searches are single queries through embguard.Client, top-10.",
@@ -225,7 +218,7 @@ def main() -> None:
         f"| shadow check | top-10 overlap {local.st.verify['top10_overlap']:.2f} on "
         f"{local.st.verify['shadow_queries']} queries |",
         "",
-        *ray_table(local, ray_runs, encode_rate, ray_start_s),
+        *ray_table(local, ray_runs, encode_rate),
         "Run 1 backfills with no other load; run 2 (after a rollback, to a second candidate) backfills while an "
         "application thread searches every 50 ms through embguard.Client:",
         "",

@@ -98,6 +98,12 @@ class CheckReport:
         return f"{self.collection}: {self.n_current} queries vs reference v{self.reference_version:04d}: " + ", ".join(parts)
 
 
+def permutations_for(alpha: float, n_monitors: int) -> int:
+    """Permutations a permutation test needs so that its smallest p-value, 1/(B+1), can pass Holm's strictest
+    threshold alpha/m: with fewer, a small ``drift.alpha`` would make those monitors unable to ever fire."""
+    return int(np.ceil(max(n_monitors, 1) / alpha))
+
+
 class _Retrieval:
     """Where queries land in the corpus: clusters of a document sample, each query's top-k hits mapped to them.
 
@@ -111,7 +117,8 @@ class _Retrieval:
 
     def __init__(self, corpus_ids: Sequence[Any], corpus_vectors: np.ndarray,
                  lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]], alpha: float, n_queries: int,
-                 seed: int = 0):
+                 seed: int = 0, n_permutations: int = 999):
+        self.n_permutations = n_permutations
         n_clusters = monitors.clusters_for_window(max(n_queries, 1), RETRIEVAL_TOP_K, len(corpus_ids))
         labels = monitors.cluster_corpus(corpus_vectors, n_clusters=n_clusters, seed=seed)
         cent = np.stack([corpus_vectors[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
@@ -137,7 +144,7 @@ class _Retrieval:
             ids = list(self._known)
             self._det = monitors.RetrievalClusterDetector(
                 np.array(ids), np.array([self._known[i] for i in ids]), alpha=self.alpha, top_k=RETRIEVAL_TOP_K,
-                seed=self.seed).fit(self._reference)
+                n_permutations=self.n_permutations, seed=self.seed).fit(self._reference)
 
     def fit(self, reference_top_ids: Sequence[Sequence[Any]]) -> _Retrieval:
         self._reference = self._hits(reference_top_ids)
@@ -203,8 +210,9 @@ class CollectionMonitor:
         self.reference_version = reference_version
         self.model_id = reference.model_id
         a = drift.alpha
+        perms = permutations_for(a, len(drift.monitors))
         makers: dict[str, Callable[[], Any]] = {
-            "mmd": lambda: monitors.MMDDetector(alpha=a, seed=seed),
+            "mmd": lambda: monitors.MMDDetector(alpha=a, seed=seed, n_permutations=max(500, perms)),
             "classifier": lambda: monitors.ClassifierDetector(alpha=a, seed=seed),
             "top1": lambda: monitors.Top1SimilarityDetector(alpha=a),
             "ood": lambda: monitors.KNNOODDetector(k=drift.ood_k, quantile=drift.ood_quantile, alpha=a, seed=seed),
@@ -214,7 +222,8 @@ class CollectionMonitor:
             if name == "retrieval":
                 if corpus is None or lookup is None or corpus.size < 50:
                     continue  # needs a document sample; reported as not run
-                det: Any = _Retrieval(corpus.ids, corpus.vectors, lookup, a, reference.size, seed)
+                det: Any = _Retrieval(corpus.ids, corpus.vectors, lookup, a, reference.size, seed,
+                                      n_permutations=max(999, perms))
             elif name.startswith("evidently_"):
                 det = monitors.EvidentlyDetector(name.removeprefix("evidently_"))
             else:

@@ -8,8 +8,9 @@ here, as a Ray Data pipeline::
 - **plan**: one pass over the source's primary keys only (no text, no vectors) cuts them into ranges of
   about ``range_docs`` documents. The plan is stored in the swap state with a ``done`` flag per range; the
   first range is open below and the last open above, so the ranges cover every id whatever the scan order.
-- **read**: each range is read by a Ray task straight from Milvus (``iterate`` with a filter built from
-  validated ints), streamed in ``swap.batch_size`` batches.
+- **read**: each range is read by a Ray task straight from Milvus, in one query (a filter built from
+  validated ints; a range never exceeds ``RANGE_READ_MAX`` documents), cut into blocks of at most
+  4 encoder batches, so that even a single range spreads over every actor.
 - **encode**: an actor pool; each actor loads the candidate once (on a GPU when ``model.device = "cuda"``).
 - **upsert**: Ray tasks write the re-embedded rows into the target; the driver only receives per-range
   counts, and marks a range done (a durable checkpoint) once all its rows are written. Killed anywhere and
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -39,8 +41,9 @@ from .milvus import Milvus
 from .swap import SwapError, SwapState
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_RANGES = 4096  # keeps the plan (rewritten at every checkpoint) small: ~150 KB at most
+MAX_RANGES = 8192  # keeps the plan (rewritten at every checkpoint) small: ~300 KB at most
 RANGE_BATCHES = 2  # a range is this many backfill batches unless that gives more than MAX_RANGES ranges
+RANGE_READ_MAX = 16_384  # Milvus' largest query result: a range is read by one query, so never bigger
 INSTALL_HINT = "pip install 'embguard[ray]'"
 
 
@@ -67,7 +70,7 @@ def plan(milvus: Milvus, source: str, id_field: str, range_docs: int, after: int
     n = seen = 0
     start = INT64_MIN if after is None else int(after)
     for batch in milvus.iterate(source, [id_field], filter=range_filter(id_field, start, INT64_MAX),
-                                batch_size=max(range_docs, 1000)):
+                                batch_size=RANGE_READ_MAX):
         for row in batch:
             n += 1
             seen += 1
@@ -95,17 +98,17 @@ def _milvus(settings: Settings) -> Milvus:
 
 def _read(batch: dict[str, np.ndarray], *, settings: Settings, source: str, id_field: str, text_field: str,
           fields: list[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Stream each range's rows; the last batch of a range carries the range's row count."""
+    """Read each range with one query; its last batch carries the range's row count."""
     m = _milvus(settings)
     for r, lo, hi in zip(batch["range"], batch["lo"], batch["hi"]):
-        pending: list[dict[str, Any]] | None = None
-        total = 0
-        for rows in m.iterate(source, fields, filter=range_filter(id_field, lo, hi), batch_size=batch_size):
-            if pending:
-                yield _block(int(r), pending, -1, text_field)
-            pending, total = rows, total + len(rows)
-        if pending:
-            yield _block(int(r), pending, total, text_field)
+        rows = m.query(source, filter=range_filter(id_field, lo, hi), output_fields=fields, limit=RANGE_READ_MAX)
+        if len(rows) >= RANGE_READ_MAX:
+            raise SwapError(f"primary-key range ({lo}, {hi}] of {source!r} holds {RANGE_READ_MAX}+ documents, "
+                            "more than one query returns; the range plan is stale: abort the swap and start it "
+                            "again")
+        for i in range(0, len(rows), batch_size):
+            yield _block(int(r), rows[i:i + batch_size], len(rows) if i + batch_size >= len(rows) else -1,
+                         text_field)
 
 
 def _block(r: int, rows: list[dict[str, Any]], total: int, text_field: str) -> dict[str, np.ndarray]:
@@ -144,7 +147,7 @@ _HEAD = """
 import logging, os, time, ray
 parent = os.getppid()
 ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
-print(ray.get_runtime_context().gcs_address, flush=True)
+print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
 while os.getppid() == parent:
     time.sleep(0.5)
 """
@@ -164,9 +167,11 @@ def _connect(ray: Any, address: str) -> subprocess.Popen[str] | None:
         if not address:
             head = subprocess.Popen([sys.executable, "-c", _HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, text=True)
-            address = (head.stdout.readline() if head.stdout else "").strip()
+            address, _, auth = (head.stdout.readline() if head.stdout else "").strip().partition(" ")
             if not address:
                 raise RuntimeError(f"the local Ray head exited with code {head.wait()} before it started")
+            if auth:  # a new local head turns on token auth; a client must ask for it too
+                os.environ.setdefault("RAY_AUTH_MODE", auth)
         ray.init(address=address, **kwargs)
         return head
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -209,10 +214,14 @@ def backfill(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: S
         raise SwapError(f"swap.engine = 'ray' splits {st.source!r} by primary-key ranges and needs an INT64 "
                         f"primary key; {spec.id_field!r} is {id_type}. Set swap.engine = 'local' for this "
                         "collection. Nothing was changed")
+    if not settings.swap.ray_address and "ray" not in sys.modules:
+        # The local head started below turns token auth on, and a client reads the mode once, at import.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray = _import_ray()
     st.total = milvus.count(st.source)
     if not st.ranges:
-        range_docs = max(settings.swap.batch_size * RANGE_BATCHES, math.ceil(st.total / MAX_RANGES))
+        range_docs = min(max(settings.swap.batch_size * RANGE_BATCHES, math.ceil(st.total / MAX_RANGES)),
+                         RANGE_READ_MAX // 2)
         # A local backfill that ran before leaves a cursor: everything at or below it is already copied.
         after = int(st.cursor) if isinstance(st.cursor, int) else None
         st.ranges = plan(milvus, st.source, spec.id_field, range_docs, after)
@@ -249,12 +258,14 @@ def _run(ray: Any, settings: Settings, spec: CollectionSettings, st: SwapState, 
           # Reads and writes wait on Milvus, not on a core: they take no CPU slot from the encoders.
           .map_batches(_read, batch_size=1, compute=io_tasks, num_cpus=0, fn_kwargs={
               "settings": wsettings, "source": st.source, "id_field": spec.id_field, "text_field": spec.text_field,
-              "fields": fields, "batch_size": batch_size})
+              "fields": fields, "batch_size": min(batch_size, settings.model.batch_size * 4)})
           # Ray Data restarts a dead actor and retries its batch (max_restarts defaults to -1).
-          .map_batches(_Encoder, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=n_workers),
+          # Encoded and written in model-sized batches, so every actor gets work even from a single range.
+          .map_batches(_Encoder, batch_size=settings.model.batch_size,
+                       compute=ray.data.ActorPoolStrategy(size=n_workers),
                        fn_constructor_args=(st.candidate_model_id, str(wsettings.model.store_dir),
                                             settings.model.device, settings.model.batch_size), **resources)
-          .map_batches(_write, batch_size=batch_size, compute=io_tasks, num_cpus=0, fn_kwargs={
+          .map_batches(_write, batch_size=settings.model.batch_size, compute=io_tasks, num_cpus=0, fn_kwargs={
               "settings": wsettings, "target": st.target, "vector_field": spec.vector_field}))
     written: dict[int, int] = {}
     totals: dict[int, int] = {}

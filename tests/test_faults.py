@@ -19,7 +19,7 @@ from embguard.client import Client
 from embguard.daemon import Daemon
 from embguard.lite import free_port
 from embguard.simulate import index, passages_for, traffic
-from test_hardening_alerts import Hook, _daemon_settings, _restart
+from test_hardening_alerts import Hook, _daemon_settings, _restart, _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WATCH_S = 0.5
@@ -74,11 +74,3 @@ def test_daemon_recovers_from_every_restart_and_pages_once_per_outage(milvus_wor
     assert hook.of("milvus") == ["trigger", "resolve"] * outages
     assert len(recovery) == outages and max(recovery) <= 2 * WATCH_S + 1.0, recovery
 
-
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")

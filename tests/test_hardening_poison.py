@@ -118,3 +118,15 @@ def test_poison_rows_already_stored_are_skipped_not_fatal(world) -> None:
     c.feedback(res.query_ids[2], res.hits[2][0].id, query_text="document number 2")
     records, ids = feedback_records(m, "scratch")
     assert len(records) == 1 and records[0].doc_id == res.hits[2][0].id and bad["feedback_id"] not in ids
+
+
+def test_a_forced_tap_from_feedback_counts_as_sampled(world) -> None:
+    """Feedback force-taps its query; counting it as written but not sampled made the drop ratio read high."""
+    s, _, m = world
+    with Client(s, query_rate=0.0) as c:
+        res = c.search("scratch", ["document number 7"], limit=3, consistency_level="Strong")
+        assert c.tap_stats.snapshot()["sampled"] == 0
+        c.feedback(res.query_ids[0], res.hits[0][0].id)
+        c.flush_tap()
+        snap = c.tap_stats.snapshot()
+    assert snap["sampled"] == 1 and snap["written"] == 1 and snap["dropped_full"] + snap["dropped_error"] == 0
