@@ -404,19 +404,26 @@ class Milvus:
                 batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
         """Batches of rows in primary-key order, streamed (the whole collection is never held in memory).
 
-        Pages by primary key (``pk > last`` with a limit), which is what pymilvus' query_iterator does,
-        but through plain queries: on Milvus 2.3 query_iterator returns nothing outside the default
+        Pages by primary key (``pk > last`` with a limit, asking for key order as pymilvus' query_iterator
+        does), but through plain queries: on Milvus 2.3 query_iterator returns nothing outside the default
         database. Pass a concrete collection, not an alias: an iteration on an alias straddles a switch.
         """
         self.ensure_loaded(collection)
         pk, int_keys = self.primary_key(collection)
         fields = list(output_fields) + ([] if pk in output_fields else [pk])
+        # A server reads an iterator-flagged query at its own timestamp, ignoring the consistency level: one
+        # small Strong read first makes every write acknowledged so far visible to the pages that follow.
+        self._loaded(collection, f"query on {collection!r}", lambda: self._client.query(
+            collection, filter=filter, output_fields=[pk], limit=1, consistency_level=STRONG))
         last: int | str | None = None
         while True:
             after = "" if last is None else f"{pk} > {last if int_keys else literal(str(last))}"
             cond = " and ".join(f"({c})" for c in (filter, after) if c)
+            # The iterator flags make the server return the *smallest* keys past ``last`` (what query_iterator
+            # asks for); without them Lite returns any ``limit`` matching rows, and paging would skip rows.
             rows = self._loaded(collection, f"query on {collection!r}", lambda: self._client.query(
-                collection, filter=cond, output_fields=fields, limit=batch_size, consistency_level=STRONG))
+                collection, filter=cond, output_fields=fields, limit=batch_size, consistency_level=STRONG,
+                iterator="True", reduce_stop_for_best="True"))
             if not rows:
                 return
             batch = sorted((dict(r) for r in rows), key=lambda r: r[pk])
