@@ -65,6 +65,7 @@ class CheckReport:
     clusters: tuple[Mapping[str, Any], ...] = ()
     skipped: str = ""
     carried_by: tuple[str, ...] = ()  # monitors the combined decision rejected (Holm), strongest first
+    not_run: Mapping[str, str] = field(default_factory=dict)  # monitor -> why it could not run
 
     @property
     def combined(self) -> MonitorOutcome | None:
@@ -95,6 +96,7 @@ class CheckReport:
             mark = "SUSTAINED" if o.sustained else ("drift" if o.drift else "ok")
             carried = f" ({', '.join(self.carried_by)})" if o.monitor == COMBINED and self.carried_by else ""
             parts.append(f"{o.monitor} {p} {mark}{carried}")
+        parts += [f"{name} not run" for name in self.not_run]
         return f"{self.collection}: {self.n_current} queries vs reference v{self.reference_version:04d}: " + ", ".join(parts)
 
 
@@ -218,6 +220,7 @@ class CollectionMonitor:
             "ood": lambda: monitors.KNNOODDetector(k=drift.ood_k, quantile=drift.ood_quantile, alpha=a, seed=seed),
         }
         self._detectors: dict[str, monitors.SequentialDetector] = {}
+        self.not_run: dict[str, str] = {}
         for name in drift.monitors:
             if name == "retrieval":
                 if corpus is None or lookup is None or corpus.size < 50:
@@ -230,7 +233,12 @@ class CollectionMonitor:
                 det = makers[name]()
             seq = monitors.SequentialDetector(det, consecutive=drift.consecutive, window_alpha=a,
                                               fixed_threshold=name not in CALIBRATED)
-            self._detectors[name] = seq.fit(INPUTS[det.input_kind](reference))
+            try:
+                self._detectors[name] = seq.fit(INPUTS[det.input_kind](reference))
+            except monitors.MonitorInputError as exc:
+                # A reference too small for one monitor (the OOD threshold needs ~100 distinct queries) must
+                # not stop the others: that monitor is reported as not run, with the reason.
+                self.not_run[name] = str(exc)
         self._calibrated = {n: d for n, d in self._detectors.items() if n in CALIBRATED}
         self._page: monitors.SequentialDetector | None = None
         if self._calibrated:
@@ -296,7 +304,7 @@ class CollectionMonitor:
         q = {}
         if window.top1_scores.size:
             q = dict(zip(("0.05", "0.5", "0.95"), map(float, np.quantile(window.top1_scores, [0.05, 0.5, 0.95]))))
-        return CheckReport(**base, outcomes=tuple(outcomes),
+        return CheckReport(**base, outcomes=tuple(outcomes), not_run=dict(self.not_run),
                            ood_rate=None if ood is None else float(ood.details["rate"]),
                            ood_expected_rate=None if ood is None else float(ood.details["expected_rate"]),
                            top1_quantiles=q, clusters=clusters, carried_by=carried)

@@ -209,6 +209,7 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
         restored = False
         if swap_ok:
             swapper.rollback(s.collection(ALIAS))
+            time.sleep(s.milvus.alias_cache_s)  # a client reuses its alias lookup for that long
             back = client.search(ALIAS, [q for q, _ in report.held_out[:5]], limit=3)
             restored = back.collection == f"{ALIAS}__v1" and back.model_id == em.model_id
             say(f"      {ALIAS} is served by {back.collection} ({back.model_id}) again; "

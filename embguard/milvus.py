@@ -428,8 +428,8 @@ class Milvus:
                 return
             batch = sorted((dict(r) for r in rows), key=lambda r: r[pk])
             yield batch
-            if len(batch) < batch_size:
-                return
+            # Only an empty page ends it: with reduce_stop_for_best a server may return a short page (the
+            # best rows of the segments it merged) while more rows follow.
             last = batch[-1][pk]
 
     def flush(self, collection: str) -> None:

@@ -386,6 +386,10 @@ class Swapper:
         self._last_rows = len(rows)  # rows seen, to tell duplicates from distinct ids in the same pass
         return dict(rows)
 
+    def _hashes_of(self, collection: str, spec: CollectionSettings, ids: set[Any]) -> dict[Any, str]:
+        rows = self.milvus.query(collection, ids=sorted(ids), output_fields=[spec.id_field, spec.text_field])
+        return {r[spec.id_field]: _hash(r[spec.text_field]) for r in rows}
+
     def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
         """Ids whose target copy is missing or differs from the source, and ids only the target has."""
         self.milvus.flush(st.target)
@@ -443,26 +447,38 @@ class Swapper:
         m.flush(st.target)
         m.wait_index(st.target, spec.vector_field)
         m.ensure_loaded(st.target)
-        for attempt in range(4):  # writes in flight settle within moments; a real gap stays
-            src = self._hashes(st.source, spec)
-            dst = self._hashes(st.target, spec)
-            dst_rows = self._last_rows
-            missing = [i for i in src if i not in dst]
-            extra = [i for i in dst if i not in src]
-            changed = [i for i, h in src.items() if i in dst and dst[i] != h]
-            if not (missing or extra or changed) and dst_rows == len(dst):
+        # Writers keep going (source first, then the target): an id can be in flight between the reads. Each
+        # difference is re-checked by id after a pause, so only a gap that stays is a problem.
+        src = self._hashes(st.source, spec)
+        dst = self._hashes(st.target, spec)
+        dst_rows, dst_ids = self._last_rows, len(dst)  # more rows than ids in one read: duplicates
+        suspects = {i for i in src if dst.get(i) != src[i]} | {i for i in dst if i not in src}
+        for attempt in range(4):
+            if not suspects:
                 break
             time.sleep(0.5 * (attempt + 1))
-            m.flush(st.target)
+            now_src, now_dst = self._hashes_of(st.source, spec, suspects), self._hashes_of(st.target, spec, suspects)
+            src.update(now_src)
+            dst.update(now_dst)
+            for i in suspects - set(now_src):
+                src.pop(i, None)
+            for i in suspects - set(now_dst):
+                dst.pop(i, None)
+            suspects = {i for i in suspects if src.get(i) != dst.get(i)}
+        missing = [i for i in src if i not in dst]
+        extra = [i for i in dst if i not in src]
+        changed = [i for i, h in src.items() if i in dst and dst[i] != h]
         n_src, n_dst = len(src), len(dst)
         if n_src != n_dst:
             problems.append(f"count mismatch: {st.source} has {n_src} documents, {st.target} has {n_dst}")
         if missing:
             problems.append(f"{len(missing)} id(s) missing from {st.target}, e.g. {missing[:5]}")
+        if extra:
+            problems.append(f"{len(extra)} id(s) in {st.target} that {st.source} lacks, e.g. {extra[:5]}")
         if changed:
             problems.append(f"{len(changed)} document(s) differ from the source, e.g. {changed[:5]}")
-        if dst_rows != len(dst):
-            problems.append(f"{st.target} holds duplicate ids ({dst_rows} rows for {len(dst)} ids)")
+        if dst_rows != dst_ids:
+            problems.append(f"{st.target} holds duplicate ids ({dst_rows} rows for {dst_ids} ids)")
         old = models.load_by_id(st.source_model_id, self.settings.model.store_dir, self.settings.model.device)
         texts = self._shadow_texts(spec, self.settings.swap.shadow_queries)
         overlap = top1_old = top1_new = float("nan")

@@ -112,6 +112,11 @@ class MilvusServerProcess:
                 time.sleep(0.5)
         raise TimeoutError(f"Milvus server at {self.uri} not ready after {timeout_s:.0f} s: {last}")
 
+    @property
+    def alive(self) -> bool:
+        proc = self._server.server_proc if self._server else None
+        return proc is not None and proc.poll() is None
+
     def kill(self) -> None:
         """SIGKILL, as a crash would (SIGTERM takes over a minute on this server)."""
         proc = self._server.server_proc if self._server else None
@@ -170,6 +175,12 @@ class MilvusWorld:
     def restartable(self) -> bool:
         return self.backend != "external"
 
+    @property
+    def alive(self) -> bool:
+        if self._lite is not None:
+            return self._lite.status().running
+        return self._server.alive if self._server is not None else True
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would, and wait until it is gone."""
         if self._lite is not None:
@@ -225,6 +236,8 @@ class Backend:
             finally:
                 lite.stop()
             return
+        if self.server is not None and not self.server.alive:
+            self.server.start()  # a test that killed it and failed before restarting must not fail the rest
         db = f"{os.environ.get('EMBGUARD_TEST_MILVUS_DB', 'embguard_test')}_{uuid.uuid4().hex[:8]}"
         base.update({"EMBGUARD_MILVUS__URI": self.uri, "EMBGUARD_MILVUS__DB_NAME": db})
         if EXTERNAL_TOKEN:

@@ -107,6 +107,7 @@ def test_swap_rollback_and_gc(world: World) -> None:
     assert DUAL_WRITE_PROPERTY not in world.milvus.properties("kb__v1")
     assert world.registry.get("v0001").status == "active"
 
+    time.sleep(world.settings.milvus.alias_cache_s)
     after = world.client.search("kb", queries, limit=10)
     assert after.collection == "kb__v0001" and after.model_id == world.candidate.model_id
     # The new collection's vectors are the candidate's, re-embedded from the stored text.
@@ -123,11 +124,16 @@ def test_swap_rollback_and_gc(world: World) -> None:
 
     Swapper(world.settings, world.milvus, say=lambda s: None).rollback(spec)
     world.client.delete("kb", [424242])
+    time.sleep(world.settings.milvus.alias_cache_s)  # the client may reuse its alias lookup that long
     rolled = world.client.search("kb", queries, limit=10)
     assert rolled.collection == "kb__v1"
-    assert [[h.id for h in r] for r in rolled.hits] == [[h.id for h in r] for r in before.hits]
-    assert np.allclose([[h.score for h in r] for r in rolled.hits], [[h.score for h in r] for r in before.hits],
-                       atol=1e-5)
+    # The same collection and model as before the swap: the same answers. A server searched its growing
+    # segment exactly before and searches the sealed HNSW index now, so ranks 2-10 are compared as a set.
+    for r, b in zip(rolled.hits, before.hits):
+        assert r[0].id == b[0].id
+        assert len({h.id for h in r} & {h.id for h in b}) >= 8
+        same = {h.id: h.score for h in b}
+        assert all(abs(h.score - same[h.id]) < 1e-5 for h in r if h.id in same)
     assert world.registry.get("v0001").status == "rolled_back"
 
     sw = Swapper(world.settings, world.milvus, say=lambda s: None)
@@ -205,8 +211,9 @@ def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path
 def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Path, candidate_dir: Path,
                                                                    backend: Backend) -> None:
     w = World(tmp_path, candidate_dir, docs=200, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="16")
+    app = None
+    stop, ready = tmp_path / "stop", tmp_path / "ready"
     try:
-        stop, ready = tmp_path / "stop", tmp_path / "ready"
         job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,
                "queries": [p.query for p in w.passages[:50]]}
         app = subprocess.Popen([sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE,
@@ -237,6 +244,10 @@ def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Pa
         assert np.allclose(got, want, atol=1e-5)  # with the new model's vectors
         assert sorted(w.ids("kb__v1")) == sorted(w.ids("kb__v0001"))
     finally:
+        stop.write_text("stop")
+        if app is not None and app.poll() is None:  # a failed assertion must not leave the app running
+            app.kill()
+            app.wait()
         w.close()
 
 
