@@ -24,6 +24,10 @@ from .errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Client": ("embguard.client", "Client"),
+    "SearchResponse": ("embguard.client", "SearchResponse"),
+    "FeedbackError": ("embguard.client", "FeedbackError"),
+    "InvalidInput": ("embguard.errors", "InvalidInput"),
     "Milvus": ("embguard.milvus", "Milvus"),
     "LiteServer": ("embguard.lite", "LiteServer"),
     "load_model": ("embguard.model", "load"),

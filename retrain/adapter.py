@@ -13,11 +13,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .errors import ConfigError, DataError, ModelDirError
 from .retrieval import normalize
+
+if TYPE_CHECKING:
+    import torch
 
 ADAPTER_FILE = "adapter.npy"
 ADAPTER_META = "adapter.json"
@@ -90,6 +94,8 @@ def apply_adapter(query_vecs: np.ndarray, adapter: Adapter | np.ndarray) -> np.n
 def train_adapter(query_vecs: np.ndarray, positive_vecs: np.ndarray, config: AdapterConfig = AdapterConfig(),
                   base_model_id: str = "") -> Adapter:
     """Train ``W`` so that normalize(q W) ranks its own positive above the other positives in the batch."""
+    import torch  # here, not at import: `import retrain` stays cheap (no torch) for the sidecar's other paths
+
     q = torch.from_numpy(normalize(query_vecs))
     p = torch.from_numpy(normalize(positive_vecs))
     if q.shape != p.shape or len(q) < 2:
@@ -105,6 +111,8 @@ def train_adapter(query_vecs: np.ndarray, positive_vecs: np.ndarray, config: Ada
 
 
 def _fit(q: torch.Tensor, p: torch.Tensor, config: AdapterConfig, base_model_id: str) -> Adapter:
+    import torch
+
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(config.seed)
     eye = torch.eye(q.shape[1])

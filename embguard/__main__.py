@@ -1,0 +1,6 @@
+"""``python -m embguard``: the same CLI as the ``embguard`` command."""
+
+from embguard.cli import main
+
+if __name__ == "__main__":
+    main()
