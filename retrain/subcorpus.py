@@ -24,7 +24,7 @@ of the gain, so keep that bias small next to ``gate_margin``: raise ``k`` if the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np

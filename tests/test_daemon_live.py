@@ -25,7 +25,6 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
-from embguard import config
 from embguard import model as models
 from embguard.client import Client
 from embguard.lite import free_port

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -83,6 +82,15 @@ class World:
         self.client.close()
         self.milvus.close()
         self._stack.close()
+
+
+def edit_while_down(w: World) -> list[int]:
+    """While nobody backfills, the application edits and deletes documents already copied, and inserts one."""
+    edited = [p.id for p in w.passages[:10]]
+    w.client.upsert("kb", [{"id": i, "text": f"edited text number {i} about sqlite"} for i in edited])
+    w.client.delete("kb", [p.id for p in w.passages[10:15]])
+    w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
+    return edited
 
 
 @pytest.fixture()
@@ -186,11 +194,7 @@ def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path
         proc.wait()
         st = store.load("kb")
         assert st.phase == "dual_write" and 0 < st.done < st.total, st
-        # While nobody is backfilling, the application edits and deletes documents already copied.
-        edited = [p.id for p in w.passages[:10]]
-        w.client.upsert("kb", [{"id": i, "text": f"edited text number {i} about sqlite"} for i in edited])
-        w.client.delete("kb", [p.id for p in w.passages[10:15]])
-        w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
+        edited = edit_while_down(w)
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
         assert "resuming the swap of kb to v0001" in res.stdout

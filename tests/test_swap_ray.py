@@ -22,7 +22,7 @@ import pytest
 from embguard import model as models
 from embguard.swap import SwapStore
 
-from test_swap import APP, World, candidate_dir  # noqa: F401 - candidate_dir is a fixture used below
+from test_swap import APP, World, candidate_dir, edit_while_down  # noqa: F401 - candidate_dir is a fixture
 
 pytest.importorskip("ray", reason="the Ray engine is an optional extra: pip install 'embguard[ray]'")
 pytestmark = pytest.mark.integration
@@ -124,11 +124,7 @@ def test_driver_killed_mid_ray_backfill_resumes_from_its_ranges(tmp_path: Path, 
         st = store.load("kb")
         done_before = [(r["lo"], r["hi"]) for r in st.ranges if r["done"]]
         assert st.phase == "dual_write" and 0 < len(done_before) < len(st.ranges), st
-        # While nobody backfills, the application edits, deletes and inserts.
-        edited = [p.id for p in w.passages[:10]]
-        w.client.upsert("kb", [{"id": i, "text": f"edited text number {i} about sqlite"} for i in edited])
-        w.client.delete("kb", [p.id for p in w.passages[10:15]])
-        w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
+        edited = edit_while_down(w)
 
         res = subprocess.run(APPROVE, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
