@@ -48,6 +48,7 @@ from .config import CollectionSettings, Settings
 from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
+from .retention import Pins
 
 PHASES = ("planned", "created", "dual_write", "backfilled", "reconciled", "verified", "switched", "done")
 CREATED_PROPERTY = "embguard.created_at"
@@ -269,6 +270,8 @@ class Swapper:
                 raise
             if self.registry.get(candidate.version).status != "active":
                 self.registry.set_status(candidate.version, "active")
+            # The candidate is decided: its training labels no longer need protecting from pruning.
+            Pins(self.settings.state.dir).release(candidate.version)
             prev = self.registry.by_model_id(state.source_model_id)
             if prev is not None and prev.status == "active":
                 self.registry.set_status(prev.version, "approved")
@@ -545,6 +548,7 @@ class Swapper:
             rolled = self.registry.by_model_id(last["to_model"])
             if rolled is not None:
                 self.registry.set_status(rolled.version, "rolled_back")
+                Pins(self.settings.state.dir).release(rolled.version)
             restored = self.registry.by_model_id(last["from_model"])
             if restored is not None:
                 self.registry.set_status(restored.version, "active")

@@ -26,6 +26,7 @@ from embguard.client import DUAL_WRITE_PROPERTY, Client
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.simulate import index, passages_for
+from embguard.retention import Pins
 from embguard.swap import SwapError, SwapLocked, SwapStore, Swapper
 
 from backends import Backend
@@ -103,10 +104,13 @@ def world(tmp_path: Path, candidate_dir: Path, backend: Backend):
 def test_swap_rollback_and_gc(world: World) -> None:
     spec = world.settings.collection("kb")
     queries = [p.query for p in world.passages[:25]]
+    pins = Pins(world.settings.state.dir)
+    pins.pin(world.candidate.version, ["fb-used-for-v0001"], [])  # as build_candidate pins its labels
     before = world.client.search("kb", queries, limit=10)
     assert before.collection == "kb__v1"
 
     st = Swapper(world.settings, world.milvus, say=lambda s: None).approve(spec, world.candidate)
+    assert pins.ids() == (set(), set())  # approved: the candidate's labels are released for pruning
     assert st.phase == "done" and st.target == "kb__v0001" and st.verify["ok"]
     assert st.verify["source_count"] == st.verify["target_count"] == len(world.passages)
     assert world.milvus.resolve("kb") == "kb__v0001"
