@@ -3,11 +3,12 @@ FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 WORKDIR /opt/embguard
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY embguard ./embguard
 COPY monitors ./monitors
 COPY retrain ./retrain
-RUN pip install . && useradd --system --home /var/lib/embguard embguard \
+# The sidecar: daemon, trainer and Evidently reports (the core install is only the application-side client).
+RUN pip install '.[serve,train,evidently]' && useradd --system --home /var/lib/embguard embguard \
     && mkdir -p /var/lib/embguard/models /var/lib/embguard/state && chown -R embguard /var/lib/embguard
 USER embguard
 EXPOSE 9464

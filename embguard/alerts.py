@@ -78,11 +78,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # the core install is the application-side client only
+    raise ModuleNotFoundError("alert delivery needs httpx, which is not installed; "
+                              "run: pip install 'embguard[serve]'", name=exc.name) from exc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .config import AlertTarget, secret
-from .errors import EmbguardError
+from .errors import AlertConfigError, AlertError
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +106,6 @@ _SLACK_EXAMPLES = 3
 _EXAMPLE_MAX = 200
 _BODY_SNIPPET = 200
 _TOKEN_MIN = 16  # URL path/query pieces this long are treated as tokens and redacted on their own
-
-
-class AlertError(EmbguardError):
-    """An alert could not be built or sent as asked."""
-
-
-class AlertConfigError(AlertError):
-    """An ``[[alerts]]`` target is unusable (no URL, no routing key, a duplicate name)."""
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 import tomli_w
 
+from . import __version__
 from . import config as config_mod
 from .errors import EmbguardError
-
-
-def _version() -> str:
-    try:
-        return version("embguard")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 class _Group(click.Group):
@@ -33,6 +26,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EmbguardError as exc:
             raise click.ClickException(config_mod.redact_uri(str(exc))) from None
+        except ModuleNotFoundError as exc:
+            if "pip install" not in str(exc):  # only an optional extra's import site says how to install it
+                raise
+            raise click.ClickException(str(exc)) from None
 
 
 class _Settings:
@@ -53,7 +50,7 @@ def _settings(ctx: click.Context) -> config_mod.Settings:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), "--version", prog_name="embguard")
+@click.version_option(__version__, "--version", prog_name="embguard")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=config_mod.CONFIG_ENV,
               help="Config file (TOML). Default: $EMBGUARD_CONFIG, else ./embguard.toml if present.")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")

@@ -28,20 +28,12 @@ import numpy as np
 from . import model as models
 from .config import CollectionSettings, Settings
 from .config import load as load_settings
-from .errors import EmbguardError, InvalidInput, MilvusError
+from .errors import ConfigError, FeedbackError, InvalidInput, MilvusError, MissingModelId
 from .milvus import MODEL_ID_PROPERTY, Milvus, check_ids
 from .tap import (_MAX_TEXT, FEEDBACK_COLLECTION, SIGNALS, QueryTap, TapStats, ensure_feedback_collection,
                   feedback_row, finite_vector, new_id, tap_row)
 
 DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
-
-
-class MissingModelId(EmbguardError):
-    """A collection does not record which model made its vectors."""
-
-
-class FeedbackError(EmbguardError):
-    """Feedback could not be recorded (bad input or Milvus refused it)."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +316,7 @@ class Client:
     def _rows(self, alias: str, collection: str, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         spec = self._spec(alias)
         if not spec.text_field:
-            raise EmbguardError(f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
+            raise ConfigError(f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
                                 "and keeps it so the collection can be re-embedded later")
         bad = [i for i, d in enumerate(documents) if not isinstance(d, Mapping) or spec.id_field not in d
                or not isinstance(d.get(spec.text_field), str)]

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from apscheduler.schedulers.background import BackgroundScheduler
+
+try:
+    from apscheduler.schedulers.background import BackgroundScheduler
+except ModuleNotFoundError as exc:  # the core install is the application-side client only
+    raise ModuleNotFoundError("the embguard daemon needs APScheduler, which is not installed; "
+                              "run: pip install 'embguard[serve]'", name=exc.name) from exc
 from prometheus_client import CollectorRegistry
 
 from . import __version__

@@ -1,4 +1,39 @@
-"""The exception tree. Every message names the object, the value and the fix; the CLI shows it on one line."""
+"""The exception tree: every exception embguard raises on purpose is defined here.
+
+Every message names the object, the value and the fix; the CLI shows it on one line (exit code 1)::
+
+    EmbguardError
+    ├── ConfigError                 the config file or an EMBGUARD_* variable is wrong
+    ├── InvalidInput (ValueError)   an argument cannot be used as given; nothing was written
+    ├── MilvusError                 a Milvus call failed for a reason the user can act on
+    │   ├── MilvusUnavailable       Milvus cannot be reached at the configured URI
+    │   ├── UnsupportedIndex        the backend cannot build the index type
+    │   └── CollectionExists        a collection or alias of that name is already there
+    ├── MissingModelId              a collection does not record which model made its vectors
+    ├── AdoptError                  a collection cannot be recorded as made by a model
+    ├── LiteServerError             the local Milvus Lite server could not be started, stopped or found
+    ├── ModelError                  a model could not be loaded or used
+    │   └── ModelNotFound           the model is not on disk (embguard never downloads one)
+    ├── RegistryError               a model version is missing, malformed or in the wrong state
+    ├── FeedbackError               feedback could not be recorded
+    ├── LabelError                  labels could not be exported or imported
+    ├── NotEnoughFeedback           too little feedback to train and evaluate a candidate
+    ├── TrainingError               the training subprocess failed
+    ├── WindowError                 a sampling window could not be built
+    ├── ReferenceMissing            a reference window is missing
+    │   └── ReferenceCorrupt        a reference file exists but cannot be read
+    ├── ReferenceMismatch           a reference was about to be compared with another model's vectors
+    ├── StateFileError              a file under state.dir is unreadable
+    │   └── PinError                a training pin is unreadable (pruning stops until it is fixed)
+    ├── SwapError                   a swap cannot start, continue or finish; nothing irreversible was done
+    │   └── SwapLocked              another swap of the same alias is running
+    ├── AlertError                  an alert could not be built or sent as asked
+    │   └── AlertConfigError        an [[alerts]] target is unusable
+    └── MetricsServerError          the metrics endpoint could not be served
+
+The modules that raise an exception also re-export it (``from embguard.swap import SwapError`` keeps working);
+``embguard`` exports the whole tree.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +46,12 @@ class ConfigError(EmbguardError):
     """The configuration file or an ``EMBGUARD_*`` variable is wrong."""
 
 
-class MilvusError(EmbguardError):
-    """A Milvus call failed for a reason the user can act on."""
-
-
 class InvalidInput(EmbguardError, ValueError):
     """An argument (an id, a name, a vector, a text) cannot be used as given; nothing was written."""
+
+
+class MilvusError(EmbguardError):
+    """A Milvus call failed for a reason the user can act on."""
 
 
 class MilvusUnavailable(MilvusError):
@@ -25,6 +60,18 @@ class MilvusUnavailable(MilvusError):
 
 class UnsupportedIndex(MilvusError):
     """The index type cannot be built by the configured backend."""
+
+
+class CollectionExists(MilvusError):
+    """A collection or alias of that name already exists; nothing was created."""
+
+
+class MissingModelId(EmbguardError):
+    """A collection does not record which model made its vectors."""
+
+
+class AdoptError(EmbguardError):
+    """A collection cannot be recorded as made by a model (it records another, or the dimension differs)."""
 
 
 class LiteServerError(EmbguardError):
@@ -37,3 +84,67 @@ class ModelError(EmbguardError):
 
 class ModelNotFound(ModelError):
     """The model is not on disk; embguard never downloads one."""
+
+
+class RegistryError(EmbguardError):
+    """A model version is missing, malformed or in the wrong state."""
+
+
+class FeedbackError(EmbguardError):
+    """Feedback could not be recorded (bad input or Milvus refused it)."""
+
+
+class LabelError(EmbguardError):
+    """Labels could not be exported for annotation or imported; nothing was imported."""
+
+
+class NotEnoughFeedback(EmbguardError):
+    """Too little feedback to train and evaluate a candidate."""
+
+
+class TrainingError(EmbguardError):
+    """Training a candidate failed; the active model and the registry are unchanged."""
+
+
+class WindowError(EmbguardError):
+    """A window could not be built (nothing sampled, unknown collection, no model id)."""
+
+
+class ReferenceMissing(EmbguardError):
+    """A reference is missing or unreadable."""
+
+
+class ReferenceCorrupt(ReferenceMissing):
+    """A reference file exists but cannot be read (a check treats it like a missing reference)."""
+
+
+class ReferenceMismatch(EmbguardError):
+    """A reference made by one model was about to be compared with another model's vectors."""
+
+
+class StateFileError(EmbguardError):
+    """A file under the state directory is unreadable."""
+
+
+class PinError(StateFileError):
+    """A training pin is unreadable; pruning stops until it is fixed."""
+
+
+class SwapError(EmbguardError):
+    """A swap cannot start, continue or finish; nothing irreversible was done."""
+
+
+class SwapLocked(SwapError):
+    """Another swap of the same alias is running."""
+
+
+class AlertError(EmbguardError):
+    """An alert could not be built or sent as asked."""
+
+
+class AlertConfigError(AlertError):
+    """An ``[[alerts]]`` target is unusable (no URL, no routing key, a duplicate name)."""
+
+
+class MetricsServerError(EmbguardError):
+    """The metrics endpoint could not be served (the port is taken or not allowed)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .errors import EmbguardError
+from .errors import MetricsServerError
 
 
 class Exporter:
@@ -46,7 +46,7 @@ class Exporter:
         try:
             self._server = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
-            raise EmbguardError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; set metrics.port "
+            raise MetricsServerError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; set metrics.port "
                                 "(or EMBGUARD_METRICS__PORT) to a free port") from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="embguard-exporter", daemon=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from . import model as models
 from .config import CollectionSettings, Settings
-from .errors import EmbguardError, InvalidInput, MilvusError, MilvusUnavailable
+from .errors import CollectionExists, EmbguardError, InvalidInput, MilvusError, MilvusUnavailable
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .registry import ModelRegistry
 from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
@@ -51,12 +51,12 @@ def create(settings: Settings, milvus: Milvus, name: str, model_spec: str = "def
     spec = spec_for(settings, name, index_type)
     milvus.check_index_type(spec.index_type)
     if _exists(milvus, name):
-        raise EmbguardError(f"a collection or alias named {name!r} already exists on {milvus.uri}; pick another "
+        raise CollectionExists(f"a collection or alias named {name!r} already exists on {milvus.uri}; pick another "
                             f"name, or record its model with `embguard adopt {name} --model {model_spec}`")
     model = _serving_model(settings, model_spec, name)
     target = f"{name}__{FIRST_VERSION}"
     if milvus.has_collection(target):
-        raise EmbguardError(f"collection {target!r} already exists on {milvus.uri} without the alias {name!r}; "
+        raise CollectionExists(f"collection {target!r} already exists on {milvus.uri} without the alias {name!r}; "
                             f"serve it with `embguard adopt` after creating the alias, or drop it")
     milvus.create_collection(spec, model.dimension, name=target, properties={MODEL_ID_PROPERTY: model.model_id})
     try:

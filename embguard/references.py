@@ -23,20 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EmbguardError
+from .errors import ReferenceCorrupt, ReferenceMismatch, ReferenceMissing
 from .sampling import Window
-
-
-class ReferenceMissing(EmbguardError):
-    """A reference is missing or unreadable."""
-
-
-class ReferenceCorrupt(ReferenceMissing):
-    """A reference file exists but cannot be read (a check treats it like a missing reference)."""
-
-
-class ReferenceMismatch(EmbguardError):
-    """A reference made by one model was about to be compared with another model's vectors."""
 
 
 @dataclass(frozen=True)

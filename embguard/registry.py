@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from . import model as models
-from .errors import EmbguardError
+from .errors import RegistryError
 
 STATUSES = ("candidate", "awaiting_approval", "rejected", "approved", "active", "rolled_back", "retired", "failed")
 _VERSION = re.compile(r"^v(\d{4,})$")
-
-
-class RegistryError(EmbguardError):
-    """A model version is missing, malformed or in the wrong state."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmbguardError
+from .errors import PinError
 from .milvus import Milvus, literal
 from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
 
@@ -56,7 +56,7 @@ class Pins:
                     q.update(str(i) for i in d.get("query_ids", []))
                 except (OSError, ValueError, TypeError, AttributeError) as exc:  # UnicodeDecodeError: ValueError
                     # Pruning without knowing what is pinned could delete a pending training set's labels.
-                    raise EmbguardError(
+                    raise PinError(
                         f"training pin {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); pruning is "
                         "stopped until it is fixed: restore it, or remove it if its training set is no longer "
                         "pending (`embguard models list`)") from None

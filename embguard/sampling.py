@@ -18,13 +18,9 @@ from typing import Any
 import numpy as np
 
 from .config import CollectionSettings
-from .errors import EmbguardError
+from .errors import WindowError
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .tap import read_tap, tap_collection_name
-
-
-class WindowError(EmbguardError):
-    """A window could not be built (nothing sampled, unknown collection, no model id)."""
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ import numpy as np
 from . import model as models
 from .client import DUAL_WRITE_PROPERTY
 from .config import CollectionSettings, Settings
-from .errors import EmbguardError
+from .errors import EmbguardError, SwapError, SwapLocked
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
@@ -53,14 +53,6 @@ from .retention import Pins
 PHASES = ("planned", "created", "dual_write", "backfilled", "reconciled", "verified", "switched", "done")
 CREATED_PROPERTY = "embguard.created_at"
 SOURCE_PROPERTY = "embguard.reindexed_from"
-
-
-class SwapError(EmbguardError):
-    """A swap cannot start, continue or finish; nothing irreversible was done."""
-
-
-class SwapLocked(SwapError):
-    """Another swap of the same alias is running."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ import retrain
 
 from . import model as models
 from .config import CollectionSettings, Settings
-from .errors import EmbguardError
+from .errors import EmbguardError, LabelError, NotEnoughFeedback, TrainingError
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 
 QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varchar (tap.py)
 EVAL_MAX_DOCS = 20_000
-
-
-class NotEnoughFeedback(EmbguardError):
-    """Too little feedback to train and evaluate a candidate."""
 
 
 @dataclass(frozen=True)
@@ -275,7 +271,7 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
         result = retrain.run_training_subprocess(config, retrain.TrainData(pairs=tuple(train_pairs)), out,
                                                  timeout_s=rs.timeout_s, progress=progress)
     except retrain.RetrainError as exc:
-        raise EmbguardError(f"training a candidate for {spec.name} failed; the active model and the registry are "
+        raise TrainingError(f"training a candidate for {spec.name} failed; the active model and the registry are "
                             f"untouched: {exc}") from None
     seconds = time.time() - t0
 
@@ -326,7 +322,7 @@ def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
                     ["query_id", "text", "top_ids", "top_scores", "vector"])
     rows = list({text_hash(r["text"]): r for r in rows}.values())
     if not rows:
-        raise EmbguardError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
+        raise LabelError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
                             "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow")
     scores = [r["top_scores"] or [0.0, 0.0] for r in rows]
     pool = retrain.Pool(embeddings=np.array([r["vector"] for r in rows], dtype=np.float32),
@@ -351,7 +347,7 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise EmbguardError(f"{path}: not UTF-8 text (byte {exc.start}); nothing imported. Save it as UTF-8") from None
+        raise LabelError(f"{path}: not UTF-8 text (byte {exc.start}); nothing imported. Save it as UTF-8") from None
     cleaned = []
     too_long: list[tuple[int, str]] = []  # the feedback collection's varchar limit, caught before any insert
     for n, line in enumerate(lines, start=1):  # exported helper fields are allowed back; the validator sees labels
@@ -372,12 +368,12 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     if errors:
         shown = "; ".join(f"line {n}: {msg}" for n, msg in errors[:10])
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise EmbguardError(f"{path}: {len(errors)} bad line(s), nothing imported: {shown}{more}")
+        raise LabelError(f"{path}: {len(errors)} bad line(s), nothing imported: {shown}{more}")
     served = milvus.resolve(spec.name)
     known = _texts(milvus, served, spec, [r.doc_id for r in records])
     unknown = sorted({r.doc_id for r in records if r.doc_id not in known}, key=str)
     if unknown:
-        raise EmbguardError(f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
+        raise LabelError(f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
                             "ids (they must be the collection's primary keys)")
     ensure_feedback_collection(milvus)
     model_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")

@@ -10,19 +10,38 @@ an Evidently detector or report is used.
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .base import INPUT_KINDS, Detector, InputKind
-from .classifier import ClassifierDetector
 from .combine import CombinedDetector, cauchy_p_value, combine, holm_adjusted
 from .errors import MissingDependencyError, MonitorError, MonitorInputError, NotFittedError
 from .evidently_methods import EvidentlyDetector
-from .explain import ClusterExplanation, explain_ood
-from .mmd import ExactMMDDetector, MMDDetector
-from .ood import KNNOODDetector, OODResult
 from .report import build_report, report_html, save_report
 from .result import DriftResult
 from .retrieval import UNKNOWN, RetrievalClusterDetector, cluster_corpus, clusters_for_window
 from .sequential import SequentialDetector
-from .top1 import Top1SimilarityDetector, top1_similarity
+
+if TYPE_CHECKING:
+    from .classifier import ClassifierDetector
+    from .explain import ClusterExplanation, explain_ood
+    from .mmd import ExactMMDDetector, MMDDetector
+    from .ood import KNNOODDetector, OODResult
+    from .top1 import Top1SimilarityDetector, top1_similarity
+
+# These modules import torch (~1.5 s); they load on first use so `import monitors` stays cheap for callers
+# that only need the other detectors, results or errors.
+_TORCH_BACKED = {
+    "ClassifierDetector": "classifier",
+    "ClusterExplanation": "explain",
+    "explain_ood": "explain",
+    "ExactMMDDetector": "mmd",
+    "MMDDetector": "mmd",
+    "KNNOODDetector": "ood",
+    "OODResult": "ood",
+    "Top1SimilarityDetector": "top1",
+    "top1_similarity": "top1",
+}
 
 __all__ = [
     "ClassifierDetector",
@@ -56,3 +75,11 @@ __all__ = [
     "save_report",
     "top1_similarity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_BACKED:
+        value = getattr(import_module(f".{_TORCH_BACKED[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'monitors' has no attribute {name!r}")

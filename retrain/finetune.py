@@ -30,7 +30,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
+
+try:
+    from datasets import Dataset  # noqa: E402
+except ModuleNotFoundError as exc:  # the training stack is optional for the sidecar (embguard[train])
+    raise ModuleNotFoundError("fine-tuning needs the 'datasets' package, which is not installed; run: pip install "
+                              "'embguard[train]' (or 'datasets>=4' 'accelerate>=1.10')", name=exc.name) from exc
 from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers  # noqa: E402
 from sentence_transformers.sentence_transformer.losses import (  # noqa: E402

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import ast
 import subprocess
 import sys
 import tomllib
@@ -68,3 +68,53 @@ def test_heavy_dependencies_are_imported_in_one_module_per_package(dep: str) -> 
         assert len(users) <= 1, f"{dep} is imported by {users}; keep it behind one module"
         if pkg == "embguard" and dep in OWNERS:
             assert users == [OWNERS[dep]]
+
+
+def _imports_in_a_fresh_interpreter(code: str, blocked: tuple[str, ...] = ()) -> list[str]:
+    """Run ``code`` in a new interpreter (``blocked`` modules made uninstallable) and list the heavy modules loaded."""
+    heavy = ("torch", "apscheduler", "evidently", "click", "httpx", "datasets", "accelerate", "ray", "sklearn")
+    prog = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n{code}\n"
+            f"print([m for m in {heavy!r} if sys.modules.get(m) is not None])")
+    res = subprocess.run([sys.executable, "-c", prog], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return ast.literal_eval(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("package", ["monitors", "retrain"])
+def test_the_pure_packages_import_without_torch(package: str) -> None:
+    # Both promise a cheap import (the sidecar imports them on every start); torch alone costs seconds.
+    assert "torch" not in _imports_in_a_fresh_interpreter(f"import {package}")
+
+
+def test_torch_loads_when_a_torch_backed_monitor_is_used() -> None:
+    # The lazy names are real: asking for one loads its module (and torch) on first use.
+    loaded = _imports_in_a_fresh_interpreter("import monitors; monitors.MMDDetector; monitors.top1_similarity")
+    assert "torch" in loaded
+
+
+# What the core install (no extras) lacks: `embguard[serve]`, `[train]`, `[evidently]`, `[ray]`.
+EXTRAS_ONLY = ("apscheduler", "httpx", "datasets", "accelerate", "evidently", "ray")
+
+
+def test_the_application_client_works_on_the_core_install() -> None:
+    loaded = _imports_in_a_fresh_interpreter(
+        "import embguard, embguard.client\nfrom embguard import Client, load_config\nassert Client and load_config",
+        blocked=EXTRAS_ONLY)
+    # The client pulls none of the daemon's, the trainer's or the CLI's dependencies.
+    assert loaded == []
+
+
+def test_a_missing_extra_is_one_line_naming_the_install_command(tmp_path: Path) -> None:
+    prog = (f"import sys\nfor m in {EXTRAS_ONLY!r}: sys.modules[m] = None\n"
+            "from embguard.cli import main\nsys.argv = ['embguard', 'serve', '--once']\nmain()")
+    res = subprocess.run([sys.executable, "-c", prog], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "Error: the embguard daemon needs APScheduler, which is not installed; run: pip install 'embguard[serve]'"]
+
+
+def test_every_public_name_resolves_and_import_embguard_stays_cheap() -> None:
+    code = "import embguard\nmissing = [n for n in embguard.__all__ if not hasattr(embguard, n)]\nassert not missing"
+    assert _imports_in_a_fresh_interpreter("import embguard") == []
+    _imports_in_a_fresh_interpreter(code)  # the child fails (and so this test) if a lazy name does not resolve

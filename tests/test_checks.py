@@ -20,6 +20,9 @@ from embguard.checks import COMBINED, CollectionMonitor  # noqa: E402
 from embguard.config import DriftSettings  # noqa: E402
 from embguard.sampling import Window  # noqa: E402
 
+# Loads the real model to embed the stdlib corpus (about a minute on 2 cores) unless .cache/monitors holds it.
+pytestmark = pytest.mark.integration
+
 NEW_TOPICS = ["tkinter", "turtle"]
 
 

@@ -68,6 +68,7 @@ def test_collection_create_and_list(milvus_world, model_256: Path) -> None:
 @pytest.mark.slow
 def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path, model_256: Path) -> None:
     from embguard.daemon import Daemon
+    from embguard.retention import Pins
     from embguard.swap import Swapper
     from embguard.training import build_candidate, import_labels
     from prometheus_client import CollectorRegistry
@@ -76,6 +77,7 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
                        EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
                        EMBGUARD_DRIFT__MIN_WINDOW="20", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
                        EMBGUARD_RETRAIN__MIN_HELD_OUT="10", EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+                       EMBGUARD_RETRAIN__GATE_MARGIN="1.0",  # no candidate gains a whole nDCG point: rejected
                        EMBGUARD_SWAP__GRACE_S="0.5", EMBGUARD_SWAP__SHADOW_QUERIES="10") as world:
         s = world.settings
         spec = s.collection("small")
@@ -106,9 +108,11 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
         labels.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[:60]) + "\n")
         assert import_labels(s, m, spec, labels) == 60
         cand = build_candidate(s, m, spec, say=lambda _: None, max_steps=3)
+        # Rejected at the gate is decided: none of its training labels stay pinned against pruning.
+        assert cand.version.status == "rejected" and Pins(s.state.dir).ids() == (set(), set())
         registry = ModelRegistry(s.model.store_dir)
         version = cand.version
-        if version.status != "awaiting_approval":  # three steps rarely beat the base: approve it anyway
+        if version.status != "awaiting_approval":  # the gate rejected it: approve it anyway
             version = registry.set_status(version.version, "awaiting_approval")
         Swapper(s, m, say=lambda _: None).approve(spec, version)
         served = m.resolve("small")

@@ -134,7 +134,9 @@ def test_swap_rollback_and_gc(world: World) -> None:
     world.milvus.flush("kb__v1")
     assert world.milvus.query("kb__v1", ids=[424242], output_fields=["text"])
 
+    pins.pin(world.candidate.version, ["fb-used-for-v0001"], [])  # as an earlier embguard left it after approve
     Swapper(world.settings, world.milvus, say=lambda s: None).rollback(spec)
+    assert pins.ids() == (set(), set())  # rolled back: nothing stays pinned for the candidate
     world.client.delete("kb", [424242])
     time.sleep(world.settings.milvus.alias_cache_s)  # the client may reuse its alias lookup that long
     rolled = world.client.search("kb", queries, limit=10)

@@ -58,6 +58,7 @@ def test_page_counting() -> None:
     assert tr.empirical_threshold([0.5] * 99 + [0.0001], 0.01) <= 0.01
 
 
+@pytest.mark.integration  # ~6 s of windows: not the fast tier
 def test_large_sudden_shift_pages_and_the_quiet_stream_does_not(corpus: tr.Corpus) -> None:
     """The daemon's deduplication: windows and the day reference piece by piece (bursts would page otherwise)."""
     drift = DriftSettings(monitors=("mmd", "retrieval", "top1"))

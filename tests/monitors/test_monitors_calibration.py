@@ -178,6 +178,7 @@ def test_k_consecutive_rule_meets_its_independent_window_guarantee() -> None:
     assert "0.008" in det.guarantee
 
 
+@pytest.mark.integration  # ~5 s of simulated windows: not the fast tier
 def test_sequential_modes_with_one_fixed_reference(centres: np.ndarray) -> None:
     """The daemon's case: dependent windows. k-in-a-row stays below a single check; Bonferroni stays silent."""
     rng = np.random.default_rng(21)

@@ -66,6 +66,7 @@ def test_training_changes_weights_is_seeded_and_never_touches_the_base(
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # two training children (~10 s): not the fast tier
 def test_crash_leaves_nothing_then_rerun_resumes_and_publishes_atomically(
         tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]) -> None:
     before = tree_hash(tiny_model)
@@ -94,6 +95,7 @@ def test_crash_leaves_nothing_then_rerun_resumes_and_publishes_atomically(
         run_training_subprocess(c, TrainData(PAIRS), out)
 
 
+@pytest.mark.integration  # a training child that loads sentence-transformers (~8 s): not the fast tier
 def test_corrupt_model_fails_cleanly_in_the_child(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
