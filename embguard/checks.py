@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,9 @@ import monitors
 from monitors.combine import Method
 
 from .config import DriftSettings
+from .reports import CALIBRATED, COMBINED, CheckReport, MonitorOutcome
 from .sampling import Window
 
-CALIBRATED = ("mmd", "classifier", "retrieval", "ood", "top1")
-COMBINED = "combined"  # the monitor label of the collection's one decision (metrics, alerts, status)
 COMBINE_METHOD: Method = "holm"
 RETRIEVAL_TOP_K = 10
 
@@ -36,68 +34,6 @@ INPUTS: Mapping[str, Callable[[Window], Any]] = {
     "top_ids": lambda w: w.top_ids,
     "similarities": lambda w: w.top1_scores,
 }
-
-
-@dataclass(frozen=True)
-class MonitorOutcome:
-    monitor: str
-    statistic: float
-    p_value: float | None
-    drift: bool  # this window, at alpha (or Evidently's fixed threshold)
-    consecutive: int
-    sustained: bool  # drift in `consecutive` windows in a row
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    collection: str
-    served_by: str
-    model_id: str
-    reference_version: int
-    n_reference: int
-    n_current: int
-    checked_at: float
-    outcomes: tuple[MonitorOutcome, ...] = ()
-    ood_rate: float | None = None
-    ood_expected_rate: float | None = None
-    top1_quantiles: Mapping[str, float] = field(default_factory=dict)
-    clusters: tuple[Mapping[str, Any], ...] = ()
-    skipped: str = ""
-    carried_by: tuple[str, ...] = ()  # monitors the combined decision rejected (Holm), strongest first
-    not_run: Mapping[str, str] = field(default_factory=dict)  # monitor -> why it could not run
-
-    @property
-    def combined(self) -> MonitorOutcome | None:
-        return next((o for o in self.outcomes if o.monitor == COMBINED), None)
-
-    @property
-    def drift(self) -> bool:
-        c = self.combined
-        return c.drift if c is not None else any(o.drift for o in self.outcomes)
-
-    @property
-    def sustained(self) -> bool:
-        c = self.combined
-        return c.sustained if c is not None else any(o.sustained for o in self.outcomes if o.monitor in CALIBRATED)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["drift"] = self.drift
-        d["sustained"] = self.sustained
-        return d
-
-    def summary(self) -> str:
-        if self.skipped:
-            return f"{self.collection}: check skipped: {self.skipped}"
-        parts = []
-        for o in self.outcomes:
-            p = f"p={o.p_value:.2g}" if o.p_value is not None else f"stat={o.statistic:.3g}"
-            mark = "SUSTAINED" if o.sustained else ("drift" if o.drift else "ok")
-            carried = f" ({', '.join(self.carried_by)})" if o.monitor == COMBINED and self.carried_by else ""
-            parts.append(f"{o.monitor} {p} {mark}{carried}")
-        parts += [f"{name} not run" for name in self.not_run]
-        return f"{self.collection}: {self.n_current} queries vs reference v{self.reference_version:04d}: " + ", ".join(parts)
 
 
 def permutations_for(alpha: float, n_monitors: int) -> int:
@@ -125,7 +61,7 @@ class _Retrieval:
         labels = monitors.cluster_corpus(corpus_vectors, n_clusters=n_clusters, seed=seed)
         cent = np.stack([corpus_vectors[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
         self._centroids = cent / np.linalg.norm(cent, axis=1, keepdims=True)
-        self._known: dict[Any, int] = dict(zip(corpus_ids, labels.tolist()))
+        self._known: dict[Any, int] = dict(zip(corpus_ids, labels.tolist(), strict=True))
         self._lookup = lookup
         self.alpha = alpha
         self.seed = seed
@@ -174,9 +110,9 @@ def distinct_queries(window: Window, span_s: float | None = None) -> Window:
     ts = window.timestamps_ms
     piece = np.zeros(window.size, dtype=np.int64) if not span_s else (ts - ts.min()) // int(span_s * 1000)
     keys = np.ascontiguousarray(window.vectors).view(np.dtype((np.void, window.vectors.shape[1] * 4))).ravel()
-    seen: set[tuple[int, bytes]] = set()
+    seen: set[tuple[int, Any]] = set()
     keep = []
-    for i, (p, k) in enumerate(zip(piece.tolist(), keys.tolist())):
+    for i, (p, k) in enumerate(zip(piece.tolist(), keys.tolist(), strict=True)):
         if (p, k) not in seen:
             seen.add((p, k))
             keep.append(i)
@@ -228,7 +164,8 @@ class CollectionMonitor:
                 det: Any = _Retrieval(corpus.ids, corpus.vectors, lookup, a, reference.size, seed,
                                       n_permutations=max(999, perms))
             elif name.startswith("evidently_"):
-                det = monitors.EvidentlyDetector(name.removeprefix("evidently_"))
+                method: Any = name.removeprefix("evidently_")  # one of Evidently's methods: the config validates it
+                det = monitors.EvidentlyDetector(method)
             else:
                 det = makers[name]()
             seq = monitors.SequentialDetector(det, consecutive=drift.consecutive, window_alpha=a,
@@ -260,9 +197,9 @@ class CollectionMonitor:
 
     def check(self, window: Window, served_by: str) -> CheckReport:
         now = time.time()
-        base = dict(collection=self.collection, served_by=served_by, model_id=window.model_id,
-                    reference_version=self.reference_version, n_reference=self.reference.size,
-                    n_current=window.size, checked_at=now)
+        base: dict[str, Any] = dict(collection=self.collection, served_by=served_by, model_id=window.model_id,
+                                    reference_version=self.reference_version, n_reference=self.reference.size,
+                                    n_current=window.size, checked_at=now)
         if window.model_id != self.model_id:
             return CheckReport(**base, skipped=f"window model {window.model_id} differs from the reference's "
                                                f"{self.model_id}; capture a new baseline")
@@ -298,12 +235,14 @@ class CollectionMonitor:
         ood = results["ood"].details["window"] if "ood" in results else None
         clusters: tuple[Mapping[str, Any], ...] = ()
         if ood is not None and any(o.drift for o in outcomes) and ood.details["n_flagged"]:
-            expl = monitors.explain_ood(self._detectors["ood"].inner, window.vectors, list(range(window.size)))
+            ood_detector: Any = self._detectors["ood"].inner  # the kNN detector, by the monitor table
+            expl = monitors.explain_ood(ood_detector, window.vectors, list(range(window.size)))
             clusters = tuple({"size": e.size, "share": e.share, "distance": e.centroid_distance,
                               "rows": list(e.representative_ids)} for e in expl)
         q = {}
         if window.top1_scores.size:
-            q = dict(zip(("0.05", "0.5", "0.95"), map(float, np.quantile(window.top1_scores, [0.05, 0.5, 0.95]))))
+            levels = {"0.05": 0.05, "0.5": 0.5, "0.95": 0.95}
+            q = {k: float(np.quantile(window.top1_scores, v)) for k, v in levels.items()}
         return CheckReport(**base, outcomes=tuple(outcomes), not_run=dict(self.not_run),
                            ood_rate=None if ood is None else float(ood.details["rate"]),
                            ood_expected_rate=None if ood is None else float(ood.details["expected_rate"]),

@@ -4,23 +4,24 @@ Jobs run on intervals from ``[schedule]``; APScheduler never runs a job alongsid
 (``max_instances=1``) and folds missed runs into one (``coalesce``). Every job runs inside a wrapper that
 times it, counts its outcome and swallows its exception (logged), so one failing tick never takes the
 daemon down and the next tick simply tries again. Milvus going away is expected: ``milvus_watch`` notices,
-reports it (``embguard_milvus_up``, ``/readyz``), reconnects with exponential backoff, and the other jobs
+reports it (``embguard_milvus_up``, ``/readyz``), reconnects (:mod:`embguard.connection`), and the other jobs
 skip until it is back.
+
+This module only schedules, connects, exports and handles signals. What the jobs do lives in plain
+functions: sampling and checking in :mod:`embguard.checking`, the retrain rule in :mod:`embguard.policy`,
+what pages and its wording in :mod:`embguard.pages`, files in :mod:`embguard.state`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import numpy as np
 
 try:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,37 +30,21 @@ except ModuleNotFoundError as exc:  # the core install is the application-side c
                               "run: pip install 'embguard[serve]'", name=exc.name) from exc
 from prometheus_client import CollectorRegistry
 
-from . import __version__
-from .checks import CheckReport, CollectionMonitor
-from .config import CollectionSettings, Settings, redact_uri
+from . import __version__, pages, policy
+from .checking import Watched, check_collection, publish_stored, sample_queries
+from .config import Settings, redact_uri
+from .connection import Connection
 from .errors import EmbguardError, MilvusUnavailable
 from .exporter import Exporter
-from .metrics import REINDEX_STATES, RETRAIN_STATES, Metrics
-from .milvus import MODEL_ID_PROPERTY, Milvus, literal
-from .references import ReferenceMissing, ReferenceStore
+from .metrics import Metrics
+from .milvus import Milvus
+from .references import ReferenceStore
+from .reports import CheckReport
 from .retention import Pins, prune
-from .sampling import Window, query_window, sample_documents
-from .tap import FEEDBACK_COLLECTION, SIGNALS
+from .state import StateDir
 
 log = logging.getLogger(__name__)
-CORPUS_MAX_AGE_S = 6 * 3600
 JOBS = ("milvus_watch", "sample", "check", "prune", "retrain_policy")
-
-
-@dataclass
-class _Collection:
-    spec: CollectionSettings
-    window: Window | None = None
-    monitor: CollectionMonitor | None = None
-    corpus: Window | None = None
-    corpus_at: float = 0.0
-    report: CheckReport | None = None
-    # Whether a check with a sampled window ran since start: until then a remembered drift alert is neither
-    # confirmed nor cleared, so it must not be resolved (item: spurious resolve on every restart).
-    evaluated: bool = False
-    # (report, cluster descriptions) of the last alert built, so alerts re-evaluated every watch tick do not
-    # query Milvus for example texts each time.
-    clusters: tuple[Any, tuple[Any, ...]] | None = None
 
 
 class Daemon:
@@ -71,15 +56,12 @@ class Daemon:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.metrics.build_info.labels(__version__).set(1)
+        self.state = StateDir(settings.state.dir)
         self.references = ReferenceStore(settings.state.dir)
         self.pins = Pins(settings.state.dir)
         self.notifier = notifier if notifier is not None else self._default_notifier()
-        self._collections = {c.name: _Collection(c) for c in settings.collections}
-        self._milvus: Milvus | None = None
-        self._milvus_lock = threading.Lock()
-        self._backoff_s = 1.0
-        self._next_connect = 0.0
-        self._down_logged = 0.0
+        self._collections = {c.name: Watched(c) for c in settings.collections}
+        self.connection = Connection(settings, self.metrics.milvus_up, milvus_watch_s)
         self._milvus_watch_s = milvus_watch_s
         self._watched = False  # milvus_watch ran at least once: MilvusDown is known either way
         self._registry_ok = True
@@ -87,22 +69,7 @@ class Daemon:
         self._started_at = time.time()
         self._scheduler: BackgroundScheduler | None = None
         self._exporter: Exporter | None = None
-        self.metrics.milvus_up.set(0)
-        for c in self._collections:
-            self.metrics.drift_alpha.labels(c).set(settings.drift.alpha)
-            self.metrics.set_state(self.metrics.retrain_state, c, "idle", RETRAIN_STATES)
-            self.metrics.candidate_awaiting.labels(c).set(0)
-            # Every per-collection series exists from the start, so dashboards and alert rules never see
-            # "no data" where the truthful answer is "nothing happening".
-            self.metrics.set_state(self.metrics.reindex_state, c, "idle", REINDEX_STATES)
-            self.metrics.reindex_progress.labels(c).set(0)
-            self.metrics.reindex_rate.labels(c).set(0)
-            self.metrics.reindex_last_progress.labels(c).set(0)
-            for outcome in ("ok", "error", "skipped"):
-                self.metrics.checks_total.labels(c, outcome)
-        for job in JOBS:
-            for outcome in ("success", "failure", "skipped"):
-                self.metrics.job_runs.labels(job, outcome)
+        self.metrics.init_series(self._collections, JOBS, settings.drift.alpha)
 
     def _default_notifier(self) -> Any:
         if not self.settings.alerts:
@@ -110,82 +77,39 @@ class Daemon:
         from .alerts import Notifier
 
         # Background delivery: a webhook host that never answers must not hold up checks or the watch.
-        return Notifier(self.settings.alerts, state_path=self.settings.state.dir / "alerts.json",
+        return Notifier(self.settings.alerts, state_path=self.state.alerts,
                         registry=self.registry, background=True)
 
     # --- Milvus connection ----------------------------------------------------------------------------------
 
     @property
     def milvus_up(self) -> bool:
-        return self._milvus is not None
+        return self.connection.is_up
 
     def milvus(self) -> Milvus:
-        m = self._milvus
-        if m is None:
-            raise MilvusUnavailable(f"Milvus at {self.settings.milvus_uri} is not connected; waiting to reconnect")
-        return m
-
-    def _lost(self, exc: BaseException, conn: Milvus | None) -> None:
-        """A job found Milvus gone on ``conn``, the connection it started with. Only that one is closed: the
-        watch may have reconnected meanwhile, and closing its fresh connection would undo every recovery
-        (with short intervals the daemon then never came back)."""
-        with self._milvus_lock:
-            if self._milvus is not None and self._milvus is conn:
-                log.warning("lost Milvus at %s: %s", self.settings.milvus_uri, exc)
-                self._milvus.close()
-                self._milvus = None
-                self._next_connect = time.monotonic()
-            self.metrics.milvus_up.set(0)
+        return self.connection.get()
 
     def job_milvus_watch(self) -> None:
-        with self._milvus_lock:
-            if self._milvus is not None:
-                if self._milvus.ping():
-                    self.metrics.milvus_up.set(1)
-                    return
-                log.warning("Milvus at %s stopped answering", self.settings.milvus_uri)
-                self._milvus.close()
-                self._milvus = None
-                self._next_connect = time.monotonic()
-            self.metrics.milvus_up.set(0)
-            if time.monotonic() < self._next_connect:
-                return
-            try:
-                self._milvus = Milvus.connect(self.settings)
-            except MilvusUnavailable as exc:
-                # The watch period is the back-off: one connect attempt per tick costs nothing, and a longer
-                # back-off would keep /readyz at 503 long after Milvus is back.
-                self._backoff_s = min(self._backoff_s * 2, self._milvus_watch_s)
-                self._next_connect = time.monotonic() + self._backoff_s
-                now = time.monotonic()
-                if now - self._down_logged >= 60.0:
-                    self._down_logged = now
-                    log.warning("%s (retrying every %.0f s; logged once a minute)", redact_uri(str(exc)),
-                                self._milvus_watch_s)
-                return
-            self._backoff_s = 1.0
-            self._down_logged = 0.0
-            self.metrics.milvus_up.set(1)
-            log.info("connected to Milvus at %s (%s)", self.settings.milvus_uri, self._milvus.server_version)
+        self.connection.watch()
 
     # --- jobs ------------------------------------------------------------------------------------------------
 
     def _run(self, name: str, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
         outcome = "success"
-        conn = self._milvus
+        conn = self.connection.current
         try:
             fn()
             self.metrics.job_last_success.labels(name).set(time.time())
         except MilvusUnavailable as exc:
             outcome = "skipped"
             if name != "milvus_watch":
-                self._lost(exc, conn)
+                self.connection.lost(exc, conn)
             log.info("job %s skipped: %s", name, exc)
         except EmbguardError as exc:  # a known condition (a corrupt state file...): its message names the fix
             outcome = "failure"
             log.error("job %s failed: %s", name, redact_uri(str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a failing job must never take the daemon down
+        except Exception as exc:  # a failing job must never take the daemon down
             outcome = "failure"
             log.exception("job %s failed: %s", name, exc)
         finally:
@@ -200,190 +124,59 @@ class Daemon:
     def _publish_swaps(self) -> None:
         from .swap import SwapStore
 
-        phase_to_state = {"planned": "backfilling", "created": "backfilling", "dual_write": "backfilling",
-                          "backfilled": "verifying", "reconciled": "verifying", "verified": "switching",
-                          "switched": "switching", "done": "done"}
         try:
             states = SwapStore(self.settings.state.dir).all()
         except EmbguardError as exc:  # a corrupt swap state must not stop sampling; say which file, once a tick
             log.error("%s", exc)
             return
-        for st in states:
-            if st.alias not in self._collections:
-                continue
-            state = "failed" if st.error else phase_to_state.get(st.phase, "idle")
-            self.metrics.set_state(self.metrics.reindex_state, st.alias, state, REINDEX_STATES)
-            self.metrics.reindex_progress.labels(st.alias).set(st.done / st.total if st.total else 0.0)
-            self.metrics.reindex_rate.labels(st.alias).set(st.rate if state == "backfilling" else 0.0)
-            self.metrics.reindex_last_progress.labels(st.alias).set(st.updated_at)
+        self.metrics.publish_swaps(states, self._collections)
 
     def job_sample(self) -> None:
         self._publish_swaps()
         m = self.milvus()
         now = int(time.time() * 1000)
-        for alias, st in self._collections.items():
+        for alias, w in self._collections.items():
             if self._stop.is_set():
                 return
-            window = self._sample(alias, st, now - self.settings.sampling.window_s * 1000, now)
-            tap = window.meta["tap_collection"]
-            if m.has_collection(tap):
-                self.metrics.tap_stored.labels(alias).set(m.count(tap, filter=f'alias == {literal(alias)}'))
-            if m.has_collection(FEEDBACK_COLLECTION):
-                for sig in SIGNALS:
-                    self.metrics.feedback_stored.labels(alias, sig).set(
-                        m.count(FEEDBACK_COLLECTION, filter=f'alias == {literal(alias)} and signal == {literal(sig)}'))
+            window = sample_queries(m, w, now - self.settings.sampling.window_s * 1000, now, self.metrics)
+            publish_stored(m, alias, window.meta["tap_collection"], self.metrics)
 
-    def _sample(self, alias: str, st: _Collection, start_ms: int, end_ms: int) -> Window:
-        st.window = query_window(self.milvus(), alias, start_ms, end_ms)
-        self.metrics.window_size.labels(alias, "queries").set(st.window.size)
-        self.metrics.windows_total.labels(alias, "queries").inc()
-        return st.window
-
-    def _lookup(self, collection: str, spec: CollectionSettings) -> Callable[[Sequence[Any]], dict[Any, np.ndarray]]:
-        def lookup(ids: Sequence[Any]) -> dict[Any, np.ndarray]:
-            rows = self.milvus().query(collection, ids=list(ids), output_fields=[spec.id_field, spec.vector_field])
-            return {r[spec.id_field]: np.asarray(r[spec.vector_field], dtype=np.float32) for r in rows}
-
-        return lookup
-
-    def _check_one(self, alias: str, st: _Collection) -> CheckReport:
-        m = self.milvus()
-        served_by = m.resolve(alias)
-        model_id = m.properties(served_by).get(MODEL_ID_PROPERTY, "")
-        self.metrics.set_active_model(alias, model_id or "unknown", served_by)
-        now = time.time()
-
-        def skipped(reason: str) -> CheckReport:
-            return CheckReport(collection=alias, served_by=served_by, model_id=model_id, reference_version=0,
-                               n_reference=0, n_current=st.window.size if st.window else 0, checked_at=now,
-                               skipped=reason)
-
-        try:
-            ref = self.references.latest(alias, "queries")
-        except ReferenceMissing as exc:
-            return skipped(str(exc))
-        self.metrics.reference_age.labels(alias).set(ref.age_s)
-        self.metrics.reference_size.labels(alias).set(ref.size)
-        if ref.model_id != model_id:
-            return skipped(f"reference v{ref.version:04d} was made by {ref.model_id}, but {alias} is served by "
-                           f"{model_id}; capture a new baseline with `embguard baseline capture {alias}`")
-        if st.monitor is None or st.monitor.reference_version != ref.version or st.monitor.model_id != model_id:
-            if "retrieval" in self.settings.drift.monitors and (st.corpus is None or st.corpus.collection != served_by
-                                                                 or now - st.corpus_at > CORPUS_MAX_AGE_S):
-                st.corpus = sample_documents(m, st.spec, self.settings.sampling.doc_sample_size, with_text=False)
-                st.corpus_at = now
-                self.metrics.window_size.labels(alias, "documents").set(st.corpus.size)
-                self.metrics.windows_total.labels(alias, "documents").inc()
-            st.monitor = CollectionMonitor(alias, self.settings.drift, self.references.load(ref), ref.version,
-                                           corpus=st.corpus, lookup=self._lookup(served_by, st.spec),
-                                           window_s=self.settings.sampling.window_s)
-        if st.window is None:
-            return skipped("no query window sampled yet")
-        return st.monitor.check(st.window, served_by)
+    def _check_one(self, w: Watched) -> CheckReport:
+        return check_collection(self.settings, self.milvus, w, self.references, self.metrics)
 
     def check_window(self, alias: str, start_ms: int, end_ms: int) -> CheckReport:
         """Sample ``[start_ms, end_ms)`` for ``alias`` and check it now (demos, tests, backfills of history)."""
         self._run("milvus_watch", self.job_milvus_watch)
-        st = self._collections[alias]
-        self._sample(alias, st, start_ms, end_ms)
-        return self._record(st, self._check_one(alias, st))
+        w = self._collections[alias]
+        sample_queries(self.milvus(), w, start_ms, end_ms, self.metrics)
+        return self._record(w, self._check_one(w))
 
-    def _record(self, st: _Collection, report: CheckReport) -> CheckReport:
-        st.report = report
-        st.evaluated = st.evaluated or st.window is not None
-        self._publish(report)
-        self._write_report(report)
+    def _record(self, w: Watched, report: CheckReport) -> CheckReport:
+        w.record(report)
+        self.metrics.publish_report(report)
+        self.state.write_check_report(report)
         return report
 
-    def _publish(self, report: CheckReport) -> None:
-        alias = report.collection
-        mt = self.metrics
-        mt.checks_total.labels(alias, "skipped" if report.skipped else "ok").inc()
-        if report.skipped:
-            return
-        for o in report.outcomes:
-            mt.drift_statistic.labels(alias, o.monitor).set(o.statistic)
-            if o.p_value is not None:
-                mt.drift_p_value.labels(alias, o.monitor).set(max(o.p_value, 1e-300))
-            mt.drift_detected.labels(alias, o.monitor).set(int(o.drift))
-            mt.drift_sustained.labels(alias, o.monitor).set(int(o.sustained))
-            mt.drift_consecutive.labels(alias, o.monitor).set(o.consecutive)
-        if report.ood_rate is not None:
-            mt.ood_rate.labels(alias).set(report.ood_rate)
-            mt.ood_expected.labels(alias).set(report.ood_expected_rate or 0.0)
-        for q, v in report.top1_quantiles.items():
-            mt.top1.labels(alias, q).set(v)
-        mt.last_check.labels(alias).set(report.checked_at)
-
-    def _write_report(self, report: CheckReport) -> None:
-        d = self.settings.state.dir / "checks"
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{report.collection}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(report.to_json(), indent=2, default=str))
-        tmp.replace(path)
-
     def job_check(self) -> None:
-        for alias, st in self._collections.items():
+        for alias, w in self._collections.items():
             if self._stop.is_set():
                 return
             try:
-                report = self._check_one(alias, st)
+                report = self._check_one(w)
             except MilvusUnavailable:
                 raise
             except EmbguardError as exc:
                 log.warning("check of %s failed: %s", alias, exc)
                 self.metrics.checks_total.labels(alias, "error").inc()
                 continue
-            log.info("%s", self._record(st, report).summary())
+            log.info("%s", self._record(w, report).summary())
         self._notify()
 
     def alerts(self) -> list[Any]:
         """The alerts active now, from the latest reports (the notifier dedups and resolves)."""
-        from .alerts import Alert
-
-        out = []
-        awaiting = self._awaiting_by_alias()
-        if not self.milvus_up:
-            out.append(Alert(key="milvus", name="MilvusDown", collection="", severity="critical",
-                             summary=f"embguard cannot reach Milvus at {redact_uri(self.settings.milvus_uri)}",
-                             next_command="embguard status"))
-        for alias, st in self._collections.items():
-            r = st.report
-            if r is None or r.skipped:
-                continue
-            numbers = {o.monitor: {"p_value": o.p_value, "statistic": o.statistic, "consecutive": o.consecutive}
-                       for o in r.outcomes}
-            numbers.update({"window_queries": r.n_current, "reference_queries": r.n_reference,
-                            "ood_rate": r.ood_rate, "ood_expected_rate": r.ood_expected_rate})
-            if st.clusters is None or st.clusters[0] is not r:
-                st.clusters = (r, tuple(self._describe_cluster(st, c) for c in r.clusters[:3]))
-            clusters = st.clusters[1]
-            if r.sustained:
-                hits = ", ".join(f"{o.monitor} p={o.p_value:.2g}" for o in r.outcomes if o.sustained and o.p_value
-                                 is not None)
-                carried = getattr(r, "carried_by", ())  # the combined page names the monitors that carried it
-                if carried:
-                    hits += f"; carried by {', '.join(carried)}"
-                out.append(Alert(key=f"drift:{alias}", name="EmbeddingDriftSustained", collection=alias,
-                                 severity="warning",
-                                 summary=f"{alias}: query drift sustained over {self.settings.drift.consecutive} "
-                                         f"checks ({hits})", details=numbers, clusters=clusters,
-                                 next_command=f"embguard retrain --collection {alias}"))
-            for v in awaiting.get(alias, []):
-                out.append(Alert(key=f"candidate:{alias}:{v.version}", name="CandidateAwaitingApproval",
-                                 collection=alias, severity="info",
-                                 summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
-                                         f"{v.verdict.get('base_mean', 0):.3f} -> {v.verdict.get('candidate_mean', 0):.3f})",
-                                 details={"reasons": list(v.verdict.get("reasons", []))},
-                                 next_command=f"embguard retrain --approve --candidate {v.version} --collection {alias}"))
-            ood = next((o for o in r.outcomes if o.monitor == "ood"), None)
-            if ood is not None and ood.sustained and r.ood_rate and r.ood_expected_rate:
-                out.append(Alert(key=f"ood:{alias}", name="OODRateHigh", collection=alias, severity="warning",
-                                 summary=f"{alias}: {100 * r.ood_rate:.0f}% of queries out of distribution "
-                                         f"(expected {100 * r.ood_expected_rate:.0f}%)", details=numbers,
-                                 clusters=clusters, next_command="embguard status"))
-        return out
+        return pages.active_alerts(milvus_up=self.milvus_up, milvus_uri=self.settings.milvus_uri,
+                                   watched=self._collections, awaiting=self._awaiting_by_alias(),
+                                   consecutive=self.settings.drift.consecutive, describe=self._describe_cluster)
 
     def _awaiting_by_alias(self) -> dict[str, list[Any]]:
         from .registry import ModelRegistry
@@ -400,33 +193,17 @@ class Daemon:
         return out
 
     def _settled(self, key: str) -> bool:
-        """Whether the condition behind alert ``key`` has been evaluated since this daemon started."""
-        kind, _, rest = key.partition(":")
-        if kind == "milvus":
-            return self._watched
-        if kind in ("drift", "ood"):
-            st = self._collections.get(rest)
-            return st is None or st.evaluated  # a collection no longer watched: resolve what it left open
-        if kind == "candidate":
-            return self._registry_ok
-        return True
+        return pages.settled(key, watched_milvus=self._watched, watched=self._collections,
+                             registry_ok=self._registry_ok)
 
-    def _describe_cluster(self, st: _Collection, cluster: dict[str, Any]) -> dict[str, Any]:
-        w = st.window
-        examples: list[str] = []
-        if w is not None:
-            for row in cluster.get("rows", []):
-                if row < len(w.texts) and w.texts[row]:
-                    examples.append(w.texts[row][:160])
-            if not examples and st.spec.text_field:
-                ids = [w.top1_ids[r] for r in cluster.get("rows", []) if r < w.size and w.top1_ids[r] is not None]
-                try:
-                    rows = self.milvus().query(w.collection, ids=ids, output_fields=[st.spec.text_field])
-                    examples = [f"near: {str(x[st.spec.text_field])[:160]}" for x in rows]
-                except EmbguardError:
-                    pass
-        return {"size": cluster["size"], "share": cluster["share"], "distance": cluster["distance"],
-                "examples": examples}
+    def _describe_cluster(self, w: Watched, cluster: Any) -> dict[str, Any]:
+        def texts_of(collection: str, ids: list[Any], field: str) -> list[str]:
+            try:
+                return [str(r[field]) for r in self.milvus().query(collection, ids=ids, output_fields=[field])]
+            except EmbguardError:  # examples are a courtesy: a page without them still goes out
+                return []
+
+        return pages.describe_cluster(w, cluster, texts_of)
 
     def _notify(self) -> None:
         if self.notifier is None:
@@ -439,7 +216,7 @@ class Daemon:
                 self.notifier.update(active, settled=self._settled)
             else:  # an injected notifier (tests, embedding apps) gets the plain level signal
                 self.notifier.update(active)
-        except Exception:  # noqa: BLE001 - alerting problems are logged, never fatal
+        except Exception:  # alerting problems are logged, never fatal
             log.exception("sending alerts failed")
 
     def job_prune(self) -> None:
@@ -451,53 +228,7 @@ class Daemon:
 
     def job_retrain_policy(self) -> None:
         """Build a candidate when drift has been sustained and enough feedback arrived since the last model."""
-        from .registry import ModelRegistry
-        from .training import NotEnoughFeedback, build_candidate, feedback_records
-
-        rs = self.settings.retrain
-        registry = ModelRegistry(self.settings.model.store_dir)
-        waiting = {v.extra.get("alias") for v in registry.awaiting()}
-        for alias, st in self._collections.items():
-            if self._stop.is_set():
-                return
-            self.metrics.candidate_awaiting.labels(alias).set(int(alias in waiting))
-            if alias in waiting:
-                self.metrics.set_state(self.metrics.retrain_state, alias, "awaiting_approval", RETRAIN_STATES)
-                continue
-            if st.monitor is None or st.report is None or st.report.skipped:
-                continue
-            streak = max(st.monitor.consecutive.values(), default=0)
-            if streak < rs.sustained_checks:
-                continue
-            m = self.milvus()
-            served = m.resolve(alias)
-            current = registry.by_model_id(m.properties(served).get(MODEL_ID_PROPERTY, ""))
-            since_ms = int(current.created_at * 1000) if current else 0
-            records, _ = feedback_records(m, alias, since_ms)
-            if len(records) < rs.min_feedback_pairs:
-                log.info("%s: drift sustained for %d checks but only %d feedback events since the last model "
-                         "(need %d); not retraining yet", alias, streak, len(records), rs.min_feedback_pairs)
-                continue
-            self.metrics.set_state(self.metrics.retrain_state, alias, "training", RETRAIN_STATES)
-            try:
-                report = build_candidate(self.settings, m, st.spec, say=log.info, since_ms=since_ms)
-            except NotEnoughFeedback as exc:
-                log.info("%s", exc)
-                self.metrics.set_state(self.metrics.retrain_state, alias, "idle", RETRAIN_STATES)
-                continue
-            except EmbguardError:
-                self.metrics.set_state(self.metrics.retrain_state, alias, "failed", RETRAIN_STATES)
-                raise
-            log.warning("%s", report)
-            if report.promoted and rs.auto_approve:
-                from .swap import Swapper
-
-                Swapper(self.settings, m, say=log.info).approve(st.spec, report.version)
-                self.metrics.set_state(self.metrics.retrain_state, alias, "idle", RETRAIN_STATES)
-                continue
-            state = "awaiting_approval" if report.promoted else "rejected"
-            self.metrics.set_state(self.metrics.retrain_state, alias, state, RETRAIN_STATES)
-            self.metrics.candidate_awaiting.labels(alias).set(int(report.promoted))
+        policy.run(self.settings, self.milvus(), self._collections, self.metrics, stop=self._stop)
         self._notify()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -555,12 +286,9 @@ class Daemon:
         if self.notifier is not None:
             try:
                 self.notifier.close()
-            except Exception:  # noqa: BLE001
-                pass
-        with self._milvus_lock:
-            if self._milvus is not None:
-                self._milvus.close()
-                self._milvus = None
+            except Exception:  # shutting down: an undeliverable alert is already logged by the notifier
+                log.debug("closing the notifier failed", exc_info=True)
+        self.connection.close()
 
     def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""
@@ -571,9 +299,7 @@ class Daemon:
         host, port = self._exporter.address if self._exporter else ("-", 0)
         log.warning("embguard %s serving metrics on http://%s:%d/metrics, watching %s", __version__, host, port,
                     ", ".join(self._collections) or "no collections")
-        pid_file = self.settings.state.dir / "daemon.pid"
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(str(os.getpid()))
+        pid_file = self.state.write_daemon_pid(os.getpid())
         try:
             while not stop.wait(0.5):
                 pass
@@ -583,7 +309,5 @@ class Daemon:
             pid_file.unlink(missing_ok=True)
 
 
-def _utcnow_plus(seconds: float) -> Any:
-    from datetime import datetime, timedelta, timezone
-
-    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+def _utcnow_plus(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)

@@ -8,12 +8,23 @@ The application-side client exports its own few (``embguard_client_*``, ``embgua
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .reports import CheckReport
+
+if TYPE_CHECKING:
+    from .swap import SwapState
+
 RETRAIN_STATES = ("idle", "training", "awaiting_approval", "rejected", "failed")
 REINDEX_STATES = ("idle", "backfilling", "verifying", "switching", "done", "failed")
+# A swap's phases as the reindex_state metric shows them.
+SWAP_PHASE_STATES = {"planned": "backfilling", "created": "backfilling", "dual_write": "backfilling",
+                     "backfilled": "verifying", "reconciled": "verifying", "verified": "switching",
+                     "switched": "switching", "done": "done"}
 
 
 @dataclass(frozen=True)
@@ -95,22 +106,71 @@ class Metrics:
 
     def set_active_model(self, collection: str, model_id: str, served_by: str) -> None:
         # Keep one series per collection: drop older model ids so the info metric shows the live one.
-        for labels in list(self.active_model._metrics):  # noqa: SLF001 - prometheus_client has no public API
+        for labels in list(self.active_model._metrics):  # prometheus_client has no public way to list series
             if labels[0] == collection and labels[1:] != (model_id, served_by):
                 self.active_model.remove(*labels)
         self.active_model.labels(collection, model_id, served_by).set(1.0)
 
 
+    def init_series(self, collections: Iterable[str], jobs: Iterable[str], alpha: float) -> None:
+        """Create every per-collection and per-job series at start, so dashboards and alert rules never see
+        "no data" where the truthful answer is "nothing happening"."""
+        for c in collections:
+            self.drift_alpha.labels(c).set(alpha)
+            self.set_state(self.retrain_state, c, "idle", RETRAIN_STATES)
+            self.candidate_awaiting.labels(c).set(0)
+            self.set_state(self.reindex_state, c, "idle", REINDEX_STATES)
+            self.reindex_progress.labels(c).set(0)
+            self.reindex_rate.labels(c).set(0)
+            self.reindex_last_progress.labels(c).set(0)
+            for outcome in ("ok", "error", "skipped"):
+                self.checks_total.labels(c, outcome)
+        for job in jobs:
+            for outcome in ("success", "failure", "skipped"):
+                self.job_runs.labels(job, outcome)
+
+    def publish_report(self, report: CheckReport) -> None:
+        """One check's outcome as metrics (a skipped check only counts)."""
+        alias = report.collection
+        self.checks_total.labels(alias, "skipped" if report.skipped else "ok").inc()
+        if report.skipped:
+            return
+        for o in report.outcomes:
+            self.drift_statistic.labels(alias, o.monitor).set(o.statistic)
+            if o.p_value is not None:
+                self.drift_p_value.labels(alias, o.monitor).set(max(o.p_value, 1e-300))
+            self.drift_detected.labels(alias, o.monitor).set(int(o.drift))
+            self.drift_sustained.labels(alias, o.monitor).set(int(o.sustained))
+            self.drift_consecutive.labels(alias, o.monitor).set(o.consecutive)
+        if report.ood_rate is not None:
+            self.ood_rate.labels(alias).set(report.ood_rate)
+            self.ood_expected.labels(alias).set(report.ood_expected_rate or 0.0)
+        for q, v in report.top1_quantiles.items():
+            self.top1.labels(alias, q).set(v)
+        self.last_check.labels(alias).set(report.checked_at)
+
+    def publish_swaps(self, states: Iterable[SwapState], watched: Iterable[str]) -> None:
+        """The reindex gauges of every watched alias with a swap on record."""
+        names = set(watched)
+        for st in states:
+            if st.alias not in names:
+                continue
+            state = "failed" if st.error else SWAP_PHASE_STATES.get(st.phase, "idle")
+            self.set_state(self.reindex_state, st.alias, state, REINDEX_STATES)
+            self.reindex_progress.labels(st.alias).set(st.done / st.total if st.total else 0.0)
+            self.reindex_rate.labels(st.alias).set(st.rate if state == "backfilling" else 0.0)
+            self.reindex_last_progress.labels(st.alias).set(st.updated_at)
+
 def catalogue() -> list[MetricDoc]:
     """Every daemon metric with its type, labels and help (for docs and tests)."""
     m = Metrics(CollectorRegistry())
     docs: list[MetricDoc] = []
-    for collector in m.registry._collector_to_names:  # noqa: SLF001
-        name = collector._name  # type: ignore[attr-defined]  # noqa: SLF001
-        kind = collector._type  # type: ignore[attr-defined]  # noqa: SLF001
+    for collector in m.registry._collector_to_names:
+        name = collector._name  # type: ignore[attr-defined]
+        kind = collector._type  # type: ignore[attr-defined]
         full = f"{name}_total" if kind == "counter" else name
-        docs.append(MetricDoc(full, kind, tuple(collector._labelnames),  # type: ignore[attr-defined]  # noqa: SLF001
-                              collector._documentation))  # type: ignore[attr-defined]  # noqa: SLF001
+        docs.append(MetricDoc(full, kind, tuple(collector._labelnames),  # type: ignore[attr-defined]
+                              collector._documentation))  # type: ignore[attr-defined]
     return sorted(docs, key=lambda d: d.name)
 
 

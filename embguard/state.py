@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import StateFileError
+from .reports import CheckReport
 
 
 def write_atomic(path: Path, data: bytes | str | Callable[[IO[bytes]], None]) -> Path:
@@ -114,3 +115,32 @@ class StateDir:
     @property
     def demo(self) -> Path:
         return self.root / "demo"
+
+    # --- typed files -----------------------------------------------------------------------------------------
+
+    def write_check_report(self, report: CheckReport) -> Path:
+        return write_json(self.check_report(report.collection), report.to_json())
+
+    def read_check_report(self, alias: str) -> CheckReport | None:
+        """The daemon's latest report for ``alias``; ``None`` before its first check."""
+        path = self.check_report(alias)
+        data = read_json(path)
+        if data is None:
+            return None
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("checked_at"), (int, float)):
+                raise TypeError("not a check report")
+            return CheckReport.from_json(data)
+        except (TypeError, ValueError) as exc:
+            raise StateFileError(f"last check report {path} is unreadable ({exc}); the daemon rewrites it after its "
+                                 "next check, or remove it") from None
+
+    def write_daemon_pid(self, pid: int) -> Path:
+        return write_atomic(self.daemon_pid, str(pid))
+
+    def read_daemon_pid(self) -> int | None:
+        """The pid the daemon recorded; ``None`` if none is recorded or the file is unreadable."""
+        try:
+            return int(self.daemon_pid.read_text().strip())
+        except (OSError, ValueError):
+            return None

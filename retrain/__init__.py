@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .adapter import Adapter, AdapterConfig, apply_adapter, load_adapter, train_adapter
 from .bootstrap import Interval, bootstrap_mean, paired_difference
 from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult
+from .drift_selection import NO_CLUSTER, DriftSelection, DriftSignals, select_drift
 from .errors import (
     ConfigError,
     DataError,
@@ -56,13 +57,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Adapter", "AdapterConfig", "ConfigError", "DataError", "DiversitySelection", "Encoder", "ExactRetriever",
+    "Adapter", "AdapterConfig", "ConfigError", "DataError", "DiversitySelection", "DriftSelection",
+    "DriftSignals", "NO_CLUSTER", "Encoder", "ExactRetriever",
     "FeedbackRecord", "GateConfig", "GateVerdict", "Interval", "LabelValidationError", "LeakageError",
     "MarginSelection", "MiningConfig", "MixedSelection", "ModelDirError", "NoveltySelection", "Pair",
     "PerQueryScores", "Pool", "Progress", "QuerySplit", "RESULT_FILE", "RandomSelection", "RetrainError",
     "Retriever", "TrainConfig", "TrainData", "TrainResult", "TrainingFailed", "TrainingPairs", "apply_adapter",
     "assert_disjoint", "bootstrap_mean", "build_pairs", "decide", "default_strategy", "encode", "evaluate_embeddings",
     "k_center_greedy", "load_adapter", "mine_hard_negatives", "mrr_at_k", "ndcg_at_k", "paired_difference",
-    "rank_by_cosine", "recall_at_k", "run_training_subprocess", "score_rankings", "split_pairs",
+    "rank_by_cosine", "recall_at_k", "run_training_subprocess", "score_rankings", "select_drift", "split_pairs",
     "split_queries", "train", "train_adapter", "validate_labels", "with_explicit_negatives",
 ]

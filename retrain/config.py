@@ -37,6 +37,10 @@ class TrainConfig:
     save_steps: int = 0                  # 0: no intermediate checkpoints
     resume: bool = True                  # resume from the latest checkpoint in checkpoint_dir if present
     max_steps: int = -1                  # >0 caps the run (tests, smoke runs)
+    # Data-parallel training: one process per device (torchrun); each takes batch_size pairs per step, and
+    # MNRL's in-batch negatives are gathered across processes, so the effective batch is processes*batch_size.
+    processes: int = 1
+    device: str = "cpu"                  # "cpu" (processes talk over gloo) or "cuda" (one GPU per process, nccl)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -54,6 +58,11 @@ class TrainConfig:
                               "task_weight must be > 0 and anchor_weight >= 0")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"TrainConfig.warmup={self.warmup} is a fraction of steps in [0, 1), e.g. 0.1")
+        if self.processes < 1:
+            raise ConfigError(f"TrainConfig.processes={self.processes}: use 1 (one process) or the number of "
+                              "devices to train on in parallel")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"TrainConfig.device={self.device!r}; use 'cpu' or 'cuda'")
         if any(d <= 0 for d in self.matryoshka_dims):
             raise ConfigError(f"TrainConfig.matryoshka_dims={self.matryoshka_dims}: dimensions must be > 0")
 
@@ -107,6 +116,7 @@ class TrainResult:
     tsdae_steps: int
     resumed_from: str | None
     config: TrainConfig | None = field(repr=False, default=None)
+    processes: int = 1  # data-parallel processes that trained it
 
     def to_dict(self) -> dict:
         return asdict(self)

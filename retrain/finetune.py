@@ -133,12 +133,18 @@ def _args(config: TrainConfig, output_dir: str, **overrides: object) -> Sentence
         save_total_limit=2,
         logging_steps=1,
         report_to="none",
-        use_cpu=True,
+        use_cpu=config.device == "cpu",
+        # Set by torchrun in each process; the Trainer then wraps the model in DDP over this backend.
+        ddp_backend=("gloo" if config.device == "cpu" else "nccl") if _world_size() > 1 else None,
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
     kw.update(overrides)
     return SentenceTransformerTrainingArguments(**kw)  # type: ignore[arg-type]
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _noise(text: str, rng: random.Random, keep: float = 0.4) -> str:
@@ -183,11 +189,13 @@ def _teacher_margins(teacher_dir: str, pairs: Sequence[Pair]) -> list[float]:
 
 def _base_loss(model: SentenceTransformer, config: TrainConfig) -> torch.nn.Module:
     if config.loss == "cached_mnrl":
-        loss: torch.nn.Module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+        loss: torch.nn.Module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size,
+                                                                   gather_across_devices=_world_size() > 1)
     elif config.loss == "margin_mse":
         loss = MarginMSELoss(model)
     else:
-        loss = MultipleNegativesRankingLoss(model)
+        # Across processes, every process's pairs are negatives for every other's: the batch grows with them.
+        loss = MultipleNegativesRankingLoss(model, gather_across_devices=_world_size() > 1)
     if config.matryoshka_dims:
         dim = model.get_embedding_dimension()
         if dim and max(config.matryoshka_dims) > dim:
@@ -258,14 +266,17 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
         trainer = SentenceTransformerTrainer(model=model, args=_args(config, ckpt_dir), train_dataset=train_ds,
                                              loss=loss, callbacks=[_ProgressCallback("train", progress, losses)])
         result = trainer.train(resume_from_checkpoint=last)
-        out.mkdir(parents=True, exist_ok=True)
-        model.max_seq_length = serving_max_len
-        model.save_pretrained(str(out))
         res = TrainResult(model_dir=str(out), base_model=config.base_model, steps=int(result.global_step),
                           epochs=float(trainer.state.epoch or 0.0), seconds=time.perf_counter() - t0,
                           final_loss=losses[-1] if losses else None, losses=tuple(losses),
                           n_pairs=len(data.pairs), n_anchor_pairs=len(data.anchor_pairs),
-                          tsdae_steps=tsdae_steps, resumed_from=last, config=replace(config))
+                          tsdae_steps=tsdae_steps, resumed_from=last, config=replace(config),
+                          processes=_world_size())
+        if not trainer.is_world_process_zero():
+            return res  # data-parallel: every process holds the same weights; the first one saves them
+        out.mkdir(parents=True, exist_ok=True)
+        model.max_seq_length = serving_max_len
+        model.save_pretrained(str(out))
         write_json(out / RESULT_FILE, res.to_dict())
         return res
     finally:

@@ -33,6 +33,16 @@ def default_checkpoint_dir(out_dir: str | Path) -> Path:
     return out.with_name(out.name + ".checkpoints")
 
 
+def worker_command(config: TrainConfig, job: Path, python: str = sys.executable) -> list[str]:
+    """The child's command line: the worker itself, or torchrun starting one worker per device.
+
+    torchrun's ``--standalone`` rendezvous picks a free local port, so concurrent trainings never collide."""
+    worker = ["-m", "retrain.worker", str(job)]
+    if config.processes == 1:
+        return [python, *worker]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.processes}", *worker]
+
+
 def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str | Path, *,
                             timeout_s: float | None = None, progress: ProgressFn | None = None,
                             env: Mapping[str, str] | None = None, python: str = sys.executable,
@@ -63,7 +73,7 @@ def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str |
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PKG_PARENT, child_env.get("PYTHONPATH")]))
         child_env.setdefault("HF_HUB_OFFLINE", "1")
         with open(job / "train.log", "w") as log, subprocess.Popen(
-            [python, "-m", "retrain.worker", str(job)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            worker_command(config, job, python), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env=child_env, cwd=str(job),
         ) as proc:
             def pump() -> None:

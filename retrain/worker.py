@@ -45,8 +45,11 @@ def main(argv: list[str]) -> int:
 
     fail_at = int(os.environ.get(FAIL_ENV, "0") or 0)
 
+    first = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks for all
+
     def report(p: Progress) -> None:
-        print("PROGRESS " + json.dumps(asdict(p)), flush=True)
+        if first:
+            print("PROGRESS " + json.dumps(asdict(p)), flush=True)
         if fail_at and p.stage == "train" and p.step >= fail_at:
             print(f"injected failure at step {p.step} ({FAIL_ENV}={fail_at})", file=sys.stderr, flush=True)
             os._exit(3)  # a hard death, like an OOM kill: no cleanup, no exception handlers

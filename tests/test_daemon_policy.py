@@ -6,18 +6,18 @@ Training itself is exercised for real by the demo test and tests/test_labels_tra
 
 from __future__ import annotations
 
-import json
 import shutil
+import time
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from embguard import model as models
 from embguard import training
 from embguard.daemon import Daemon
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
+from embguard.reports import CheckReport, MonitorOutcome
 from embguard.tap import FEEDBACK_COLLECTION, ensure_feedback_collection, feedback_row
 
 pytestmark = pytest.mark.integration
@@ -71,8 +71,9 @@ def setup(backend, tmp_path, embedder, monkeypatch):
 def _drifting(daemon: Daemon, streak: int) -> None:
     st = daemon._collections["kb"]
     st.monitor = SimpleNamespace(consecutive={"mmd": streak, "top1": 0})
-    st.report = SimpleNamespace(skipped="", sustained=streak >= 2, drift=True, outcomes=(), clusters=(),
-                                n_current=100, n_reference=100, ood_rate=None, ood_expected_rate=None)
+    st.report = CheckReport(collection="kb", served_by="kb__v1", model_id="x", reference_version=1, n_reference=100,
+                            n_current=100, checked_at=time.time(),
+                            outcomes=(MonitorOutcome("mmd", 1.0, 0.001, True, streak, streak >= 2),))
 
 
 def _feedback(m: Milvus, n: int) -> None:
