@@ -215,8 +215,8 @@ def main() -> None:
         f"| read + upsert only, no encoding (the I/O ceiling) | {io_rate:.0f} docs/s |",
         f"| primary keys only (the Ray engine's range-planning scan) | {id_rate:.0f} ids/s |",
         f"| whole swap (create, backfill, reconcile, verify, switch, grace) | {local.total_s:.1f} s |",
-        f"| shadow check | top-10 overlap {local.st.verify['top10_overlap']:.2f} on "
-        f"{local.st.verify['shadow_queries']} queries |",
+        f"| shadow check | top-10 overlap {local.st.verify.top10_overlap:.2f} on "
+        f"{local.st.verify.shadow_queries} queries |",
         "",
         *ray_table(local, ray_runs, encode_rate),
         "Run 1 backfills with no other load; run 2 (after a rollback, to a second candidate) backfills while an "

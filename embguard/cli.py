@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import tomli_w
 
-from . import __version__
+from . import __version__, commands
 from . import config as config_mod
 from .errors import EmbguardError
+
+if TYPE_CHECKING:
+    from .milvus import Milvus
 
 
 class _Group(click.Group):
@@ -140,7 +142,7 @@ def lite_status(ctx: click.Context) -> None:
 
 # --- collections, baselines, retention ------------------------------------------------------------------
 
-def _milvus(ctx: click.Context) -> Any:
+def _milvus(ctx: click.Context) -> Milvus:
     from .milvus import Milvus
 
     milvus = Milvus.connect(_settings(ctx))
@@ -185,16 +187,8 @@ def collection_create(ctx: click.Context, name: str, model_spec: str, index_type
 @click.pass_context
 def collection_list(ctx: click.Context) -> None:
     """Show alias -> collection -> model -> rows for every collection on the Milvus."""
-    from .managed import list_collections
-
-    rows = list_collections(_milvus(ctx))
-    if not rows:
-        click.echo("no collections")
-        return
-    click.echo(f"{'alias':<20} {'collection':<28} {'dim':>5} {'rows':>10}  model")
-    for r in rows:
-        click.echo(f"{r.alias or '-':<20} {r.collection:<28} {r.dimension:>5} {r.rows:>10}  "
-                   f"{r.model_id or '- (run embguard adopt)'}")
+    for line in commands.collection_lines(_milvus(ctx)):
+        click.echo(line)
 
 
 @cli.group("baseline")
@@ -213,20 +207,7 @@ def baseline_group() -> None:
 @click.pass_context
 def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | None, size: int | None) -> None:
     """Freeze the current window of ALIAS as its reference (earlier references are kept)."""
-    import time
-
-    from .references import ReferenceStore
-    from .sampling import query_window, sample_documents
-
-    settings = _settings(ctx)
-    milvus = _milvus(ctx)
-    if kind == "queries":
-        end = int(time.time() * 1000)
-        window = query_window(milvus, alias, end - 1000 * (window_s or settings.sampling.window_s), end)
-    else:
-        window = sample_documents(milvus, settings.collection(alias), size or settings.sampling.doc_sample_size,
-                                  with_text=False)
-    info = ReferenceStore(settings.state.dir).capture(alias, window, min_size=settings.drift.min_window)
+    info = commands.capture_baseline(_settings(ctx), _milvus(ctx), alias, kind, window_s, size)
     click.echo(f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
                f"model {info.model_id}, {info.path}")
 
@@ -236,13 +217,8 @@ def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | 
 @click.pass_context
 def baseline_list(ctx: click.Context, alias: str | None) -> None:
     """List stored references (all aliases, or ALIAS)."""
-    from .references import ReferenceStore
-
-    refs = ReferenceStore(_settings(ctx).state.dir).list(alias)
-    if not refs:
-        click.echo("no references yet; capture one with `embguard baseline capture ALIAS`")
-    for r in refs:
-        click.echo(f"{r.alias}\t{r.kind}\tv{r.version:04d}\t{r.size} rows\t{r.model_id}\tage {r.age_s:.0f} s")
+    for line in commands.baseline_lines(_settings(ctx), alias):
+        click.echo(line)
 
 
 @cli.command("prune")
@@ -274,8 +250,8 @@ def serve_cmd(ctx: click.Context, once: bool) -> None:
     daemon = Daemon(settings)
     if once:
         daemon.run_once()
-        for alias, st in daemon._collections.items():  # noqa: SLF001 - the CLI is part of the package
-            click.echo(st.report.summary() if st.report else f"{alias}: not checked")
+        for alias, report in daemon.reports().items():
+            click.echo(report.summary() if report else f"{alias}: not checked")
         daemon.stop()
         return
     daemon.serve()
@@ -303,15 +279,8 @@ def models_group() -> None:
 @click.pass_context
 def models_list(ctx: click.Context) -> None:
     """List registered model versions."""
-    from .registry import ModelRegistry
-
-    versions = ModelRegistry(_settings(ctx).model.store_dir).list()
-    if not versions:
-        click.echo("no model versions registered yet (the default model serves until a candidate is approved)")
-    for v in versions:
-        gate = v.verdict.get("promote")
-        gate_s = "" if gate is None else (" gate: pass" if gate else " gate: FAIL")
-        click.echo(f"{v.version}\t{v.status}\t{v.model_id}{gate_s}")
+    for line in commands.model_lines(_settings(ctx)):
+        click.echo(line)
 
 
 @models_group.command("show")
@@ -326,33 +295,6 @@ def models_show(ctx: click.Context, version: str) -> None:
     v = ModelRegistry(_settings(ctx).model.store_dir).get(version)
     click.echo(json.dumps({k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2,
                           default=str))
-
-
-def _specs(settings: config_mod.Settings, collection: str | None) -> list[config_mod.CollectionSettings]:
-    if collection:
-        return [settings.collection(collection)]
-    if not settings.collections:
-        raise click.ClickException("no watched collections: add [[collections]] to the config")
-    return list(settings.collections)
-
-
-def _progress_printer() -> Any:
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def show(st: Any) -> None:
-        if st.phase == "created" or not st.total:
-            return
-        bar = bars.get(st.alias)
-        if bar is None:
-            bar = bars[st.alias] = tqdm(total=st.total, desc=f"backfill {st.alias}", unit="doc", initial=st.done)
-        bar.n = st.done
-        bar.refresh()
-        if st.phase in ("backfilled", "done"):
-            bar.close()
-
-    return show
 
 
 @cli.command("retrain")
@@ -370,7 +312,7 @@ def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collec
     if abort:
         from .swap import Swapper
 
-        for spec in _specs(settings, collection):
+        for spec in commands.specs(settings, collection):
             st = Swapper(settings, _milvus(ctx)).abort(spec)
             click.echo(f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
                        "collection written")
@@ -378,30 +320,16 @@ def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collec
     if not approve:
         from .training import build_candidate
 
-        for spec in _specs(settings, collection):
+        for spec in commands.specs(settings, collection):
             report = build_candidate(settings, _milvus(ctx), spec, say=click.echo, max_steps=max_steps)
             click.echo(str(report))
         return
-    from .registry import ModelRegistry
     from .swap import Swapper
 
-    registry = ModelRegistry(settings.model.store_dir)
-    if candidate is None:
-        waiting = registry.awaiting()
-        if len(waiting) != 1:
-            names = ", ".join(v.version for v in waiting) or "none"
-            raise click.ClickException(f"{len(waiting)} candidates await approval ({names}); name one with "
-                                       "--candidate VERSION")
-        version = waiting[0]
-    else:
-        version = registry.get(candidate)
-    swapper = Swapper(settings, _milvus(ctx), say=click.echo, progress=_progress_printer())
-    for spec in _specs(settings, collection):
-        st = swapper.approve(spec, version, force=force)
-        v = st.verify
-        click.echo(f"{spec.name}: now served by {st.target} ({st.candidate_model_id}); verified {v.get('target_count')} "
-                   f"documents, shadow top-10 overlap {v.get('top10_overlap', float('nan')):.2f} on "
-                   f"{v.get('shadow_queries')} queries. Roll back with `embguard rollback --collection {spec.name}`")
+    version = commands.candidate(settings, candidate)
+    swapper = Swapper(settings, _milvus(ctx), say=click.echo, progress=commands.progress_printer())
+    for spec in commands.specs(settings, collection):
+        click.echo(commands.switched_line(swapper.approve(spec, version, force=force)))
 
 
 @cli.command("rollback")
@@ -412,9 +340,9 @@ def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
     from .swap import Swapper
 
     swapper = Swapper(_settings(ctx), _milvus(ctx), say=click.echo)
-    for spec in _specs(_settings(ctx), collection):
+    for spec in commands.specs(_settings(ctx), collection):
         e = swapper.rollback(spec)
-        click.echo(f"{spec.name}: rolled back to {e['to']} ({e['to_model']}); {e['from']} is kept and receives "
+        click.echo(f"{spec.name}: rolled back to {e.target} ({e.target_model}); {e.source} is kept and receives "
                    "dual writes until `embguard gc`")
 
 
@@ -491,4 +419,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

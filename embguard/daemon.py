@@ -172,6 +172,10 @@ class Daemon:
             log.info("%s", self._record(w, report).summary())
         self._notify()
 
+    def reports(self) -> dict[str, CheckReport | None]:
+        """The latest check report of every watched collection (``None`` before its first check)."""
+        return {alias: w.report for alias, w in self._collections.items()}
+
     def alerts(self) -> list[Any]:
         """The alerts active now, from the latest reports (the notifier dedups and resolves)."""
         return pages.active_alerts(milvus_up=self.milvus_up, milvus_uri=self.settings.milvus_uri,
@@ -184,7 +188,7 @@ class Daemon:
         out: dict[str, list[Any]] = {}
         try:
             for v in ModelRegistry(self.settings.model.store_dir).awaiting():
-                out.setdefault(v.extra.get("alias"), []).append(v)
+                out.setdefault(str(v.extra.get("alias", "")), []).append(v)
             self._registry_ok = True
         except EmbguardError as exc:  # a corrupt manifest: candidate alerts stay as they were, named in the log
             if self._registry_ok:

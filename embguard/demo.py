@@ -238,8 +238,9 @@ def _swap_and_roll_back(r: _Run, report: Any) -> dict[str, Any]:
     if report.promoted:
         st = swapper.approve(r.spec, report.version)
         swap_ok = st.phase == "done"
-        v = st.verify
-        r.say(f"      verified: {v['target_count']} documents, shadow top-10 overlap {v['top10_overlap']:.2f}")
+        if st.verify is not None:
+            v = st.verify
+            r.say(f"      verified: {v.target_count} documents, shadow top-10 overlap {v.top10_overlap:.2f}")
     stop.set()
     th.join()
     ndcg_after = _ndcg10(r.client, ALIAS, report.held_out)

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,8 @@ def plan(milvus: Milvus, source: str, id_field: str, range_docs: int, after: int
     if len(bounds) > 2 and bounds[-2] == bounds[-1]:
         bounds.pop(-2)
     sizes = [range_docs] * (len(bounds) - 2) + [seen - range_docs * (len(bounds) - 2)]
-    return [{"lo": lo, "hi": hi, "n": max(k, 0), "done": False} for lo, hi, k in zip(bounds, bounds[1:], sizes)]
+    spans = zip(bounds[:-1], bounds[1:], sizes, strict=True)
+    return [{"lo": lo, "hi": hi, "n": max(k, 0), "done": False} for lo, hi, k in spans]
 
 
 _connections: dict[str, Milvus] = {}
@@ -100,7 +102,7 @@ def _read(batch: dict[str, np.ndarray], *, settings: Settings, source: str, id_f
           fields: list[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Read each range with one query; its last batch carries the range's row count."""
     m = _milvus(settings)
-    for r, lo, hi in zip(batch["range"], batch["lo"], batch["hi"]):
+    for r, lo, hi in zip(batch["range"], batch["lo"], batch["hi"], strict=True):
         rows = m.query(source, filter=range_filter(id_field, lo, hi), output_fields=fields, limit=RANGE_READ_MAX)
         if len(rows) >= RANGE_READ_MAX:
             raise SwapError(f"primary-key range ({lo}, {hi}] of {source!r} holds {RANGE_READ_MAX}+ documents, "
@@ -124,7 +126,7 @@ class _Encoder:
     def __init__(self, model_id: str, store_dir: str, device: str, batch_size: int):
         from . import model as models
 
-        self.model = models.load_by_id(model_id, store_dir, device)
+        self.model = models.load_by_id(model_id, Path(store_dir), device)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -134,7 +136,7 @@ class _Encoder:
 
 def _write(batch: dict[str, np.ndarray], *, settings: Settings, target: str,
            vector_field: str) -> dict[str, np.ndarray]:
-    rows = [{**pickle.loads(b), vector_field: v.tolist()} for b, v in zip(batch["row"], batch["vector"])]
+    rows = [{**pickle.loads(b), vector_field: v.tolist()} for b, v in zip(batch["row"], batch["vector"], strict=True)]
     _milvus(settings).upsert(target, rows)
     ranges, counts = np.unique(batch["range"], return_counts=True)
     totals = [int(batch["range_total"][batch["range"] == r].max()) for r in ranges]
@@ -272,7 +274,7 @@ def _run(ray: Any, settings: Settings, spec: CollectionSettings, st: SwapState, 
     done0 = st.done = sum(r["n"] for r in st.ranges if r["done"])
     t0 = time.monotonic()
     for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for r, n, total in zip(out["range"].tolist(), out["n"].tolist(), out["range_total"].tolist()):
+        for r, n, total in zip(out["range"].tolist(), out["n"].tolist(), out["range_total"].tolist(), strict=True):
             written[r] = written.get(r, 0) + n
             st.done += n
             if total >= 0:

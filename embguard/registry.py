@@ -10,6 +10,7 @@ it into place: a crash never leaves a half-written version that looks valid.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -134,7 +135,7 @@ class ModelRegistry:
         _write_json(ident, d)
         return self.get(version)
 
-    def awaiting(self) -> list[ModelVersion]:
+    def awaiting(self) -> builtins.list[ModelVersion]:
         return [v for v in self.list() if v.status == "awaiting_approval"]
 
     def by_model_id(self, model_id: str) -> ModelVersion | None:

@@ -141,6 +141,7 @@ class StateDir:
     def read_daemon_pid(self) -> int | None:
         """The pid the daemon recorded; ``None`` if none is recorded or the file is unreadable."""
         try:
-            return int(self.daemon_pid.read_text().strip())
-        except (OSError, ValueError):
+            pid = int(self.daemon_pid.read_text().strip() or 0)
+        except (OSError, ValueError):  # a half-written or stray pid file says nothing about a daemon
             return None
+        return pid if pid > 0 else None

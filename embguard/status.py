@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -12,7 +11,8 @@ from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .references import ReferenceStore
 from .registry import ModelRegistry
-from .swap import SwapStore
+from .state import StateDir
+from .swapstate import SwapStore
 from .tap import tap_health
 
 
@@ -26,14 +26,6 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _read_pid(path: Any) -> int | None:
-    try:
-        pid = int(path.read_text().strip() or 0)
-    except (OSError, ValueError):  # a half-written or stray pid file says nothing about a daemon
-        return None
-    return pid if pid > 0 else None
-
-
 def _problem(exc: BaseException) -> str:
     return redact_uri(str(exc)) if isinstance(exc, EmbguardError) else redact_uri(f"{type(exc).__name__}: {exc}")
 
@@ -42,8 +34,8 @@ def gather(settings: Settings) -> dict[str, Any]:
     """Everything `status` shows. A corrupt file or an unreachable Milvus becomes an ``error`` entry naming
     it; nothing here raises, since status is what an operator runs when something is already wrong."""
     out: dict[str, Any] = {"milvus": {"uri": redact_uri(settings.milvus_uri)}, "daemon": {}, "collections": {}}
-    pid_file = settings.state.dir / "daemon.pid"
-    pid = _read_pid(pid_file) if pid_file.is_file() else None
+    state = StateDir(settings.state.dir)
+    pid = state.read_daemon_pid()
     if pid is not None:
         alive = False
         try:
@@ -83,16 +75,12 @@ def gather(settings: Settings) -> dict[str, Any]:
         if versions:
             r = versions[-1]
             c["reference"] = {"version": r.version, "model_id": r.model_id, "size": r.size, "age_s": r.age_s}
-        report = settings.state.dir / "checks" / f"{spec.name}.json"
-        if report.is_file():
-            try:
-                chk = json.loads(report.read_text())
-                if not isinstance(chk, dict) or not isinstance(chk.get("checked_at"), (int, float)):
-                    raise ValueError("not a check report")
-                c["last_check"] = chk
-            except (OSError, ValueError) as exc:
-                errors.append(f"last check report {report} is unreadable ({type(exc).__name__}); the daemon "
-                              "rewrites it after its next check, or remove it")
+        try:
+            report = state.read_check_report(spec.name)
+            if report is not None:
+                c["last_check"] = report.to_json()
+        except EmbguardError as exc:
+            errors.append(_problem(exc))
         try:
             st = swaps.load(spec.name)
         except EmbguardError as exc:

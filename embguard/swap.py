@@ -20,27 +20,19 @@ The swap is a resumable state machine persisted in ``state/swaps/<alias>.json`` 
   then dual-writes back into the old one, so ``embguard rollback`` loses nothing; ``embguard gc`` ends
   that when it drops the old collection.
 
-One swap per alias at a time: ``state/locks/swap-<alias>.lock`` names the process that holds it.
+One swap per alias at a time: ``state/locks/swap-<alias>.lock`` names the process that holds it. The record
+and the lock live in :mod:`embguard.swapstate`, verification in :mod:`embguard.verify`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
-import os
 import queue
-import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
-
-import numpy as np
 
 from . import model as models
 from .client import DUAL_WRITE_PROPERTY
@@ -49,123 +41,16 @@ from .errors import EmbguardError, SwapError, SwapLocked
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
+from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
+from .verify import text_field, text_hashes, verify
 
-PHASES = ("planned", "created", "dual_write", "backfilled", "reconciled", "verified", "switched", "done")
+__all__ = [
+    "CREATED_PROPERTY", "PHASES", "SOURCE_PROPERTY", "SwapError", "SwapEvent", "SwapLocked", "SwapState", "SwapStore",
+    "Swapper", "Verification", "collection_name",
+]
+
 CREATED_PROPERTY = "embguard.created_at"
 SOURCE_PROPERTY = "embguard.reindexed_from"
-
-
-@dataclass
-class SwapState:
-    alias: str
-    source: str
-    target: str
-    source_model_id: str
-    candidate_version: str
-    candidate_model_id: str
-    phase: str = "planned"
-    cursor: Any = None
-    ranges: list[dict[str, Any]] = field(default_factory=list)  # swap.engine = "ray": per-range checkpoints
-    done: int = 0
-    total: int = 0
-    rate: float = 0.0
-    started_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    verify: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    error: str = ""
-
-    def reached(self, phase: str) -> bool:
-        return self.phase in PHASES and PHASES.index(self.phase) >= PHASES.index(phase)
-
-
-class SwapStore:
-    def __init__(self, state_dir: Path):
-        self.dir = Path(state_dir) / "swaps"
-        self.locks = Path(state_dir) / "locks"
-
-    def path(self, alias: str) -> Path:
-        return self.dir / f"{alias}.json"
-
-    def load(self, alias: str) -> SwapState | None:
-        p = self.path(alias)
-        if not p.is_file():
-            return None
-        try:
-            data = json.loads(p.read_text())
-            state = SwapState(**data)
-            if not isinstance(state.phase, str) or not isinstance(state.history, list):
-                raise TypeError("phase or history has the wrong type")
-            return state
-        except (OSError, ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
-            raise SwapError(f"swap state {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
-                            "from a backup, or remove it if no swap of this alias is in progress (check "
-                            "`embguard status` for what the alias serves)") from None
-
-    def save(self, state: SwapState) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        state.updated_at = time.time()
-        p = self.path(state.alias)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-        with open(tmp, "w") as fh:
-            json.dump(asdict(state), fh, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(p)
-
-    def all(self) -> list[SwapState]:
-        return [s for p in sorted(self.dir.glob("*.json")) if (s := self.load(p.stem))]
-
-    @contextlib.contextmanager
-    def lock(self, alias: str, what: str) -> Iterator[None]:
-        """Hold ``state/locks/swap-<alias>.lock`` for the block, or raise ``SwapLocked`` naming its holder.
-
-        The lock is an ``flock`` on the file, held for the whole block: the kernel drops it when its holder
-        exits (``kill -9`` included), so there is no stale lock to take over and no takeover to race. The file
-        is never removed (removing it would let two processes lock two different inodes); the pid/what the
-        holder writes inside (and leaves after release) only words the refusal.
-        """
-        self.locks.mkdir(parents=True, exist_ok=True)
-        path = self.locks / f"swap-{alias}.lock"
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "since": time.time()}
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(path)
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0) or 0))
-                raise SwapLocked(
-                    f"a swap of {alias!r} is already running: pid {holder.get('pid', '?')} on "
-                    f"{holder.get('host', '?')} ({holder.get('what', '?')}) since {since}; wait for it to finish "
-                    f"(the lock {path} is released the moment that process exits)") from None
-            # Overwrite, then cut: a reader never sees an empty file, at worst a moment of trailing bytes.
-            data = json.dumps(me).encode()
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-def _lock_holder(path: Path) -> dict[str, Any]:
-    """What the holder of a swap lock wrote (it writes right after locking, so retry a torn read briefly)."""
-    for _ in range(20):
-        try:
-            holder = json.loads(path.read_text() or "{}")
-        except (OSError, ValueError):
-            holder = {}
-        if isinstance(holder, dict) and holder:
-            return holder
-        time.sleep(0.005)
-    return {}
-
-
-def _hash(text: Any) -> str:
-    return hashlib.blake2b(str(text).encode(), digest_size=12).hexdigest()
 
 
 def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -177,7 +62,7 @@ def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         try:
             for item in it:
                 q.put(item)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:
             q.put(exc)
         q.put(done)
 
@@ -226,7 +111,8 @@ class Swapper:
             raise SwapError(
                 f"collection {source!r} (alias {spec.name!r}) has no text field {spec.text_field!r} "
                 f"(fields: {', '.join(sorted(fields))}); embguard re-embeds documents from their stored text, so "
-                "it cannot be reindexed. Nothing was changed. Store the text (collections[].text_field) to enable swaps")
+                "it cannot be reindexed. Nothing was changed. Store the text (collections[].text_field) to enable "
+                "swaps")
         return source
 
     def approve(self, spec: CollectionSettings, candidate: ModelVersion, *, force: bool = False) -> SwapState:
@@ -292,18 +178,18 @@ class Swapper:
             self.say(f"reconciled {st.target} with {st.source}: {fixed} document(s) fixed")
             self._phase(st, "reconciled")
         if not st.reached("verified"):
-            st.verify = self._verify(spec, st, model)
-            if not st.verify["ok"]:
+            v = st.verify = verify(self.settings, m, spec, st, model)
+            if not v.ok:
                 self.store.save(st)
                 raise SwapError(f"verification of {st.target} failed, the alias still serves {st.source}: "
-                                f"{'; '.join(st.verify['problems'])}")
+                                f"{'; '.join(v.problems)}")
             self._phase(st, "verified")
         if not st.reached("switched"):
             # Mark first: the instant the alias moves, writers resolving to the target also feed the old one.
             m.set_properties(st.target, {DUAL_WRITE_PROPERTY: st.source})
             m.alter_alias(st.target, st.alias)
-            st.history.append({"from": st.source, "to": st.target, "from_model": st.source_model_id,
-                               "to_model": st.candidate_model_id, "at": time.time(), "action": "switch"})
+            st.history.append(SwapEvent("switch", time.time(), st.source, st.target, st.source_model_id,
+                                        st.candidate_model_id))
             self._phase(st, "switched")
             self.say(f"alias {st.alias} -> {st.target} ({st.candidate_model_id})")
         if not st.reached("done"):
@@ -325,8 +211,8 @@ class Swapper:
 
     def _embed_rows(self, spec: CollectionSettings, rows: list[dict[str, Any]],
                     model: models.EmbeddingModel) -> list[dict[str, Any]]:
-        vecs = model.encode([str(r[spec.text_field]) for r in rows], batch_size=self.settings.model.batch_size)
-        return [{**r, spec.vector_field: v.tolist()} for r, v in zip(rows, vecs)]
+        vecs = model.encode([str(r[text_field(spec)]) for r in rows], batch_size=self.settings.model.batch_size)
+        return [{**r, spec.vector_field: v.tolist()} for r, v in zip(rows, vecs, strict=True)]
 
     def _scalar_fields(self, st: SwapState, spec: CollectionSettings) -> list[str]:
         return [f["name"] for f in self.milvus.schema_fields(st.source) if f["name"] != spec.vector_field]
@@ -375,20 +261,11 @@ class Swapper:
                 pending[0].result()
                 commit(pending[1])
 
-    def _hashes(self, collection: str, spec: CollectionSettings) -> dict[Any, str]:
-        rows = [(r[spec.id_field], _hash(r[spec.text_field]))
-                for b in self.milvus.iterate(collection, [spec.id_field, spec.text_field]) for r in b]
-        self._last_rows = len(rows)  # rows seen, to tell duplicates from distinct ids in the same pass
-        return dict(rows)
-
-    def _hashes_of(self, collection: str, spec: CollectionSettings, ids: set[Any]) -> dict[Any, str]:
-        rows = self.milvus.query(collection, ids=sorted(ids), output_fields=[spec.id_field, spec.text_field])
-        return {r[spec.id_field]: _hash(r[spec.text_field]) for r in rows}
-
     def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
         """Ids whose target copy is missing or differs from the source, and ids only the target has."""
         self.milvus.flush(st.target)
-        src, dst = self._hashes(st.source, spec), self._hashes(st.target, spec)
+        src, _ = text_hashes(self.milvus, st.source, spec)
+        dst, _ = text_hashes(self.milvus, st.target, spec)
         return [i for i, h in src.items() if dst.get(i) != h], [i for i in dst if i not in src]
 
     def _reconcile(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> int:
@@ -420,78 +297,6 @@ class Swapper:
         m.flush(st.target)
         return fixed
 
-    def _shadow_texts(self, spec: CollectionSettings, n: int) -> list[str]:
-        from .sampling import sample_documents
-        from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
-
-        m = self.milvus
-        texts: list[str] = []
-        for coll, field_name in ((TAP_COLLECTION, "text"), (FEEDBACK_COLLECTION, "query_text")):
-            if len(texts) < n and m.has_collection(coll):
-                rows = m.query(coll, filter=f'alias == {literal(spec.name)} and {field_name} != ""',
-                               output_fields=[field_name], limit=n)
-                texts += [r[field_name] for r in rows]
-        if len(texts) < n:  # no stored query text: the opening words of sampled documents stand in
-            docs = sample_documents(m, spec, n - len(texts), seed=0)
-            texts += [" ".join(t.split()[:12]) for t in docs.texts if t.strip()]
-        return list(dict.fromkeys(texts))[:n]
-
-    def _verify(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> dict[str, Any]:
-        m = self.milvus
-        problems: list[str] = []
-        m.flush(st.target)
-        m.wait_index(st.target, spec.vector_field)
-        m.ensure_loaded(st.target)
-        # Writers keep going (source first, then the target): an id can be in flight between the reads. Each
-        # difference is re-checked by id after a pause, so only a gap that stays is a problem.
-        src = self._hashes(st.source, spec)
-        dst = self._hashes(st.target, spec)
-        dst_rows, dst_ids = self._last_rows, len(dst)  # more rows than ids in one read: duplicates
-        suspects = {i for i in src if dst.get(i) != src[i]} | {i for i in dst if i not in src}
-        for attempt in range(4):
-            if not suspects:
-                break
-            time.sleep(0.5 * (attempt + 1))
-            now_src, now_dst = self._hashes_of(st.source, spec, suspects), self._hashes_of(st.target, spec, suspects)
-            src.update(now_src)
-            dst.update(now_dst)
-            for i in suspects - set(now_src):
-                src.pop(i, None)
-            for i in suspects - set(now_dst):
-                dst.pop(i, None)
-            suspects = {i for i in suspects if src.get(i) != dst.get(i)}
-        missing = [i for i in src if i not in dst]
-        extra = [i for i in dst if i not in src]
-        changed = [i for i, h in src.items() if i in dst and dst[i] != h]
-        n_src, n_dst = len(src), len(dst)
-        if n_src != n_dst:
-            problems.append(f"count mismatch: {st.source} has {n_src} documents, {st.target} has {n_dst}")
-        if missing:
-            problems.append(f"{len(missing)} id(s) missing from {st.target}, e.g. {missing[:5]}")
-        if extra:
-            problems.append(f"{len(extra)} id(s) in {st.target} that {st.source} lacks, e.g. {extra[:5]}")
-        if changed:
-            problems.append(f"{len(changed)} document(s) differ from the source, e.g. {changed[:5]}")
-        if dst_rows != dst_ids:
-            problems.append(f"{st.target} holds duplicate ids ({dst_rows} rows for {dst_ids} ids)")
-        old = models.load_by_id(st.source_model_id, self.settings.model.store_dir, self.settings.model.device)
-        texts = self._shadow_texts(spec, self.settings.swap.shadow_queries)
-        overlap = top1_old = top1_new = float("nan")
-        if texts:
-            a = m.search(st.source, old.encode(texts), limit=10, anns_field=spec.vector_field,
-                         output_fields=[spec.id_field])
-            b = m.search(st.target, model.encode(texts), limit=10, anns_field=spec.vector_field,
-                         output_fields=[spec.id_field])
-            overlap = float(np.mean([len({h["id"] for h in x} & {h["id"] for h in y}) / 10 for x, y in zip(a, b)]))
-            top1_old = float(np.mean([x[0]["distance"] for x in a if x]))
-            top1_new = float(np.mean([y[0]["distance"] for y in b if y]))
-            if overlap < self.settings.swap.min_overlap:
-                problems.append(f"shadow check: mean top-10 overlap {overlap:.2f} is below swap.min_overlap="
-                                f"{self.settings.swap.min_overlap}; the candidate retrieves very different documents")
-        return {"ok": not problems, "problems": problems, "source_count": n_src, "target_count": n_dst,
-                "shadow_queries": len(texts), "top10_overlap": overlap, "source_top1": top1_old,
-                "candidate_top1": top1_new}
-
     def abort(self, spec: CollectionSettings) -> SwapState:
         """Abandon an unfinished swap before its switch: stop dual writes, drop the half-built collection."""
         with self.store.lock(spec.name, "retrain --abort"):
@@ -505,26 +310,26 @@ class Swapper:
                 self.milvus.drop_properties(st.source, [DUAL_WRITE_PROPERTY])
             if self.milvus.has_collection(st.target) and self.milvus.resolve(spec.name) != st.target:
                 self.milvus.drop_collection(st.target)
-            st.history.append({"action": "abort", "target": st.target, "at": time.time(), "phase": st.phase})
+            st.history.append(SwapEvent("abort", time.time(), target=st.target, phase=st.phase))
             st.phase, st.error = "done", ""
             self.store.save(st)
             return st
 
     # --- rollback and gc ---------------------------------------------------------------------------------------
 
-    def rollback(self, spec: CollectionSettings) -> dict[str, Any]:
+    def rollback(self, spec: CollectionSettings) -> SwapEvent:
         """Point the alias back at the collection (and so the model) it served before the last switch."""
         with self.store.lock(spec.name, "rollback"):
             st = self.store.load(spec.name)
-            switches = [h for h in (st.history if st else []) if h.get("action") in ("switch", "rollback")]
-            if not switches:
+            switches = st.switches() if st else []
+            if st is None or not switches:
                 raise SwapError(f"alias {spec.name!r} has no recorded switch to roll back")
             last = switches[-1]
             current = self.milvus.resolve(spec.name)
-            if current != last["to"]:
-                raise SwapError(f"alias {spec.name!r} serves {current!r}, not {last['to']!r} as the last switch "
+            if current != last.target:
+                raise SwapError(f"alias {spec.name!r} serves {current!r}, not {last.target!r} as the last switch "
                                 "left it; resolve by hand (embguard status) before rolling back")
-            back = last["from"]
+            back = last.source
             if not self.milvus.has_collection(back):
                 raise SwapError(f"collection {back!r} to roll back to no longer exists (dropped by gc?)")
             # The old collection has kept receiving dual writes since the switch, so it is current.
@@ -532,16 +337,14 @@ class Swapper:
             self.milvus.alter_alias(back, spec.name)
             with contextlib.suppress(EmbguardError):
                 self.milvus.drop_properties(current, [DUAL_WRITE_PROPERTY])
-            entry = {"from": current, "to": back, "from_model": last["to_model"], "to_model": last["from_model"],
-                     "at": time.time(), "action": "rollback"}
-            assert st is not None
+            entry = SwapEvent("rollback", time.time(), current, back, last.target_model, last.source_model)
             st.history.append(entry)
             self.store.save(st)
-            rolled = self.registry.by_model_id(last["to_model"])
+            rolled = self.registry.by_model_id(last.target_model)
             if rolled is not None:
                 self.registry.set_status(rolled.version, "rolled_back")
                 Pins(self.settings.state.dir).release(rolled.version)
-            restored = self.registry.by_model_id(last["from_model"])
+            restored = self.registry.by_model_id(last.source_model)
             if restored is not None:
                 self.registry.set_status(restored.version, "active")
             return entry

@@ -111,8 +111,8 @@ def test_swap_rollback_and_gc(world: World) -> None:
 
     st = Swapper(world.settings, world.milvus, say=lambda s: None).approve(spec, world.candidate)
     assert pins.ids() == (set(), set())  # approved: the candidate's labels are released for pruning
-    assert st.phase == "done" and st.target == "kb__v0001" and st.verify["ok"]
-    assert st.verify["source_count"] == st.verify["target_count"] == len(world.passages)
+    assert st.phase == "done" and st.target == "kb__v0001" and st.verify.ok
+    assert st.verify.source_count == st.verify.target_count == len(world.passages)
     assert world.milvus.resolve("kb") == "kb__v0001"
     props = world.milvus.properties("kb__v0001")
     assert props[MODEL_ID_PROPERTY] == world.candidate.model_id and props[DUAL_WRITE_PROPERTY] == "kb__v1"

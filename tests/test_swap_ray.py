@@ -85,7 +85,7 @@ def test_application_searches_and_inserts_through_a_ray_swap(tmp_path: Path, can
         assert report["searches"] > 20
         assert set(report["served"]) == {"kb__v1", "kb__v0001"}  # it searched before and after the switch
         st = SwapStore(w.settings.state.dir).load("kb")
-        assert st.phase == "done" and st.verify["ok"] and len(st.ranges) > 1 and all(r["done"] for r in st.ranges)
+        assert st.phase == "done" and st.verify.ok and len(st.ranges) > 1 and all(r["done"] for r in st.ranges)
         assert_exact_copy(w)
         inserted = {int(k): v for k, v in report["inserted"].items()}
         assert len(inserted) > 5
@@ -130,7 +130,7 @@ def test_driver_killed_mid_ray_backfill_resumes_from_its_ranges(tmp_path: Path, 
         assert res.returncode == 0, res.stderr[-3000:]
         assert "resuming the swap of kb to v0001" in res.stdout
         st = store.load("kb")
-        assert st.phase == "done" and st.verify["ok"]
+        assert st.phase == "done" and st.verify.ok
         assert set(done_before) <= {(r["lo"], r["hi"]) for r in st.ranges}  # the plan was kept, not redone
         assert_exact_copy(w)
         assert 777 in text_hashes(w, "kb__v0001")

@@ -1,0 +1,299 @@
+"""The settings model: every section of ``embguard.toml`` as a frozen pydantic model, with its bounds.
+
+Read through :func:`embguard.config.load` (file + ``EMBGUARD_*`` environment), never built from a dict by
+callers. Each field's ``description`` is the configuration reference in the README (generated).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from .credentials import split_userinfo
+from .errors import ConfigError
+
+CONFIG_ENV = "EMBGUARD_CONFIG"
+DEFAULT_CONFIG_NAME = "embguard.toml"
+
+# Index types Milvus knows. Lite builds only some of them; the Milvus layer refuses the rest up front.
+INDEX_TYPES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN",
+               "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE")
+MONITORS = ("mmd", "classifier", "retrieval", "ood", "top1", "evidently_mmd", "evidently_model",
+            "evidently_ratio", "evidently_distance")
+
+# Bounds that keep every number usable downstream: inf/NaN are never a setting, and an int or float beyond
+# these overflows timers, sleeps and Milvus limits (an interval of 1e17 s raised OverflowError in the scheduler).
+MAX_INT = 2**31 - 1
+MAX_SECONDS = 10 * 366 * 86400
+PositiveFloat = Annotated[StrictFloat, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_INT)]
+Seconds = Annotated[StrictInt, Field(gt=0, le=MAX_SECONDS)]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+Fraction = Annotated[StrictFloat, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _loopback(value: str) -> str:
+    if value == "localhost":
+        return value
+    try:
+        if ipaddress.ip_address(value).is_loopback:
+            return value
+    except ValueError:
+        pass
+    raise ValueError("must be a loopback address such as 127.0.0.1; "
+                     "Milvus Lite has no authentication, so it is never exposed beyond this host")
+
+
+class MilvusSettings(_Section):
+    uri: str = Field("lite", description="'lite' for the local Milvus Lite server of [lite], or "
+                                         "http://host:19530 for Milvus standalone/cluster")
+    db_name: str = Field("", description="database name; empty for the default database")
+    user: str = Field("", description="user name for Milvus authentication")
+    token: SecretStr | None = Field(None, description="API token; set EMBGUARD_MILVUS__TOKEN or token_file")
+    token_file: Path | None = Field(None, description="file holding only the API token")
+    password: SecretStr | None = Field(None, description="password; set EMBGUARD_MILVUS__PASSWORD or password_file")
+    password_file: Path | None = Field(None, description="file holding only the password")
+    timeout_s: PositiveFloat = Field(10.0, description="per-call timeout in seconds")
+    alias_cache_s: Annotated[StrictFloat, Field(ge=0, le=60, allow_inf_nan=False)] = Field(
+        0.5, description="how long embguard.Client reuses an alias -> collection/model lookup for searches; "
+                         "at most swap.grace_s (0 resolves on every search)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_uri(cls, data: Any) -> Any:
+        # Credentials inside the URI would be printed wherever the URI is (status, /readyz, logs): they move
+        # to user/password, which are secrets, and the URI keeps only where Milvus is.
+        if not isinstance(data, dict) or not isinstance(data.get("uri"), str):
+            return data
+        uri, user, password = split_userinfo(data["uri"])
+        if uri == data["uri"]:
+            return data
+        if data.get("token") or data.get("password") or (data.get("user") and data["user"] != user):
+            raise ValueError("milvus.uri holds credentials and milvus.user/password/token are set too; keep one "
+                             "(preferably EMBGUARD_MILVUS__USER and EMBGUARD_MILVUS__PASSWORD)")
+        return {**data, "uri": uri, "user": user, "password": SecretStr(password) if password else None}
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if v == "lite" or v.startswith(("http://", "https://", "tcp://", "unix:")):
+            return v
+        raise ValueError("must be 'lite' or a URI such as http://127.0.0.1:19530")
+
+
+class LiteSettings(_Section):
+    data_dir: Path = Field(Path(".embguard/milvus"), description="Milvus Lite data directory")
+    host: str = Field("127.0.0.1", description="bind address; loopback only")
+    port: Port = Field(19530, description="gRPC port of the local Milvus Lite server")
+    start_timeout_s: PositiveFloat = Field(60.0, description="how long `lite start` waits for the server")
+
+    _host = field_validator("host")(classmethod(lambda cls, v: _loopback(v)))
+
+
+class ModelSettings(_Section):
+    default: str = Field("default", description="model spec: 'default' (all-MiniLM-L6-v2 shipped offline), "
+                                                "a local sentence-transformers directory, or a registry version")
+    store_dir: Path = Field(Path(".embguard/models"), description="model registry directory")
+    device: Literal["cpu", "cuda", "mps"] = Field("cpu", description="torch device for encoding and training")
+    batch_size: PositiveInt = Field(64, description="encoding batch size")
+
+
+class StateSettings(_Section):
+    dir: Path = Field(Path(".embguard/state"), description="references, locks, checkpoints and pid files")
+
+
+class CollectionSettings(_Section):
+    name: str = Field(description="alias (or collection) the application searches")
+    id_field: str = Field("id", description="primary key field")
+    vector_field: str = Field("vector", description="dense vector field")
+    text_field: str | None = Field("text", description="field with the document text; needed to reindex")
+    timestamp_field: str | None = Field(None, description="insert-time field for recent-document samples")
+    metric_type: Literal["COSINE", "IP", "L2"] = Field("COSINE", description="vector metric")
+    index_type: str = Field("HNSW", description=f"one of {', '.join(INDEX_TYPES)}")
+    index_params: dict[str, int | float | str] = Field(default_factory=dict, description="index build params")
+
+    @field_validator("index_type")
+    @classmethod
+    def _index(cls, v: str) -> str:
+        if v.upper() not in INDEX_TYPES:
+            raise ValueError(f"must be one of {', '.join(INDEX_TYPES)}")
+        return v.upper()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or not (v[0].isalpha() or v[0] == "_") or not all(c.isalnum() or c == "_" for c in v):
+            raise ValueError("must start with a letter or '_' and hold only letters, digits and '_' (Milvus names)")
+        return v
+
+
+class SamplingSettings(_Section):
+    query_rate: Fraction = Field(0.1, description="fraction of searches the client tap records")
+    store_query_text: StrictBool = Field(False, description="record query text (else a hash of it)")
+    tap_buffer_size: PositiveInt = Field(10_000, description="tap buffer rows; beyond it rows are dropped")
+    tap_flush_interval_s: PositiveFloat = Field(1.0, description="tap background flush interval")
+    window_s: Seconds = Field(3600, description="length of a query sample window in seconds")
+    doc_sample_size: PositiveInt = Field(2000, description="documents per document sample")
+    tap_max_rows: PositiveInt = Field(1_000_000, description="tap collection row cap")
+    tap_max_age_s: Seconds = Field(7 * 86400, description="tap rows older than this are pruned")
+    feedback_max_age_s: Seconds = Field(90 * 86400, description="feedback older than this is pruned")
+
+
+class ScheduleSettings(_Section):
+    sample_interval_s: Seconds = Field(300, description="how often windows are sampled")
+    check_interval_s: Seconds = Field(300, description="how often monitors run")
+    prune_interval_s: Seconds = Field(3600, description="how often tap/feedback are pruned")
+    retrain_interval_s: Seconds = Field(3600, description="how often the retrain policy is evaluated")
+
+
+class DriftSettings(_Section):
+    alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5, allow_inf_nan=False)] = Field(
+        0.01, description="significance of each test")
+    consecutive: PositiveInt = Field(3, description="drifted checks in a row before the sequential alarm")
+    ood_quantile: Annotated[StrictFloat, Field(gt=0.5, lt=1, allow_inf_nan=False)] = Field(
+        0.95, description="OOD threshold quantile")
+    ood_k: PositiveInt = Field(10, description="k of the k-NN OOD score")
+    min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(
+        50, description="smallest window that is tested")
+    monitors: tuple[str, ...] = Field(("mmd", "retrieval", "ood", "top1"), description="monitors to run")
+    dedup_queries: StrictBool = Field(
+        True, description="test each distinct query once per window (and per window-long piece of the reference); "
+                          "bursts of one repeated query otherwise page (benchmarks/results/traffic.md)")
+
+    @field_validator("monitors")
+    @classmethod
+    def _monitors(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in v if m not in MONITORS]
+        if bad:
+            raise ValueError(f"unknown monitor(s) {', '.join(map(repr, bad))}; allowed: {', '.join(MONITORS)}")
+        return v
+
+
+class MetricsSettings(_Section):
+    host: str = Field("127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
+    port: Port = Field(9464, description="port of the exporter")
+
+
+class AlertTarget(_Section):
+    name: str = Field(description="a name for logs and metrics")
+    kind: Literal["slack", "pagerduty", "webhook"] = Field(description="payload format")
+    url_env: str | None = Field(None, description="environment variable holding the webhook URL")
+    url_file: Path | None = Field(None, description="file holding only the webhook URL")
+    url: SecretStr | None = Field(None, description="resolved URL (set through url_env/url_file)")
+    routing_key_env: str | None = Field(None, description="PagerDuty routing key variable")
+    routing_key: SecretStr | None = Field(None, description="resolved PagerDuty routing key")
+    secret_env: str | None = Field(None, description="HMAC-SHA256 signing secret variable (webhook)")
+    secret: SecretStr | None = Field(None, description="resolved HMAC secret")
+    cooldown_s: Annotated[StrictInt, Field(ge=0, le=MAX_SECONDS)] = Field(
+        3600, description="minimum time between repeats")
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=300, allow_inf_nan=False)] = Field(
+        5.0, description="per-request timeout of a delivery to this target (each retry gets its own)")
+
+
+class RetrainSettings(_Section):
+    sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
+    min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
+    gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.01, description="nDCG@10 gain a candidate needs")
+    guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.02, description="allowed guard-set loss")
+    auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
+    epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
+    batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
+        32, description="training batch (in-batch negatives)")
+    learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
+    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.3, description="share of labelled queries kept out of training for the gate")
+    min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
+    hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
+    guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        200, description="general-domain guard queries (forgetting check); 0 disables the guard")
+    timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
+    gate_max_docs: PositiveInt = Field(
+        20_000, description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
+                            "both models' top gate_pool_k from the live index, gate_distractors random ones) "
+                            "instead of re-encoding the whole corpus with the candidate")
+    gate_pool_k: PositiveInt = Field(100, description="live-index neighbours pooled per held-out query and model")
+    gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        5_000, description="random documents added to the gate's pooled sub-corpus")
+
+
+class SwapSettings(_Section):
+    batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
+    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts")
+    shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
+    grace_s: Annotated[StrictFloat, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = Field(
+        5.0, description="wait after the alias switch before the old collection stops getting dual writes")
+    retention_s: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
+                             "`pip install embguard[ray]`)")
+    ray_address: str = Field(
+        "", description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
+                        "cluster this machine belongs to, or a 'ray://host:10001' address")
+    ray_workers: Annotated[StrictInt, Field(ge=0)] = Field(
+        0, description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
+                       "model.device='cuda', else one per CPU of the cluster")
+
+
+class Settings(_Section):
+    milvus: MilvusSettings = MilvusSettings()
+    lite: LiteSettings = LiteSettings()
+    model: ModelSettings = ModelSettings()
+    state: StateSettings = StateSettings()
+    collections: tuple[CollectionSettings, ...] = ()
+    sampling: SamplingSettings = SamplingSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    drift: DriftSettings = DriftSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: tuple[AlertTarget, ...] = ()
+    retrain: RetrainSettings = RetrainSettings()
+    swap: SwapSettings = SwapSettings()
+    source: str = Field("defaults", exclude=True, description="where the settings came from")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        for what, items in (("collections", self.collections), ("alerts", self.alerts)):
+            names = [i.name for i in items]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{what}: duplicate name(s) {', '.join(map(repr, dup))}; names must be unique")
+        if self.milvus.alias_cache_s > self.swap.grace_s:
+            # A search may use a cached alias for alias_cache_s after a switch; the old collection keeps
+            # getting dual writes for grace_s, so it must outlive every cached lookup.
+            raise ValueError(f"milvus.alias_cache_s = {self.milvus.alias_cache_s} must not exceed swap.grace_s = "
+                             f"{self.swap.grace_s}; lower the cache or raise the grace period")
+        return self
+
+    @property
+    def milvus_uri(self) -> str:
+        """The URI clients connect to: the Lite server's loopback address when ``milvus.uri = 'lite'``."""
+        if self.milvus.uri == "lite":
+            return f"http://{self.lite.host}:{self.lite.port}"
+        return self.milvus.uri
+
+    def collection(self, name: str) -> CollectionSettings:
+        for c in self.collections:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.collections) or "none"
+        raise ConfigError(f"collection {name!r} is not watched (watched: {known}); add a [[collections]] entry")

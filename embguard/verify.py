@@ -1,0 +1,125 @@
+"""Verification of a swap's target before the alias moves: the same documents, an index that serves, and a
+shadow check that the candidate retrieves comparable documents (plain functions over Milvus and a model).
+
+Writers keep going during a swap (the source first, then its dual-write copy), so an id can be in flight
+between two reads: every difference is re-checked by id after a pause, and only a gap that stays counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+
+from . import model as models
+from .config import CollectionSettings, Settings
+from .errors import SwapError
+from .milvus import Milvus, literal
+from .swapstate import SwapState, Verification
+
+RECHECKS = 4
+
+
+def doc_digest(text: Any) -> str:
+    return hashlib.blake2b(str(text).encode(), digest_size=12).hexdigest()
+
+
+def text_field(spec: CollectionSettings) -> str:
+    if not spec.text_field:  # the swap's preflight refuses such a collection before anything is built
+        raise SwapError(f"collection {spec.name!r} has no text_field; set collections[].text_field to swap it")
+    return spec.text_field
+
+
+def text_hashes(milvus: Milvus, collection: str, spec: CollectionSettings) -> tuple[dict[Any, str], int]:
+    """Every document's text hash by id, and the number of rows read (more rows than ids: duplicate ids)."""
+    text = text_field(spec)
+    rows = [(r[spec.id_field], doc_digest(r[text])) for b in milvus.iterate(collection, [spec.id_field, text])
+            for r in b]
+    return dict(rows), len(rows)
+
+
+def hashes_of(milvus: Milvus, collection: str, spec: CollectionSettings, ids: set[Any]) -> dict[Any, str]:
+    text = text_field(spec)
+    rows = milvus.query(collection, ids=sorted(ids), output_fields=[spec.id_field, text])
+    return {r[spec.id_field]: doc_digest(r[text]) for r in rows}
+
+
+def shadow_texts(milvus: Milvus, spec: CollectionSettings, n: int) -> list[str]:
+    """Up to ``n`` real query texts for the shadow check (tapped queries, then feedback queries)."""
+    from .sampling import sample_documents
+    from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
+
+    texts: list[str] = []
+    for coll, field_name in ((TAP_COLLECTION, "text"), (FEEDBACK_COLLECTION, "query_text")):
+        if len(texts) < n and milvus.has_collection(coll):
+            rows = milvus.query(coll, filter=f'alias == {literal(spec.name)} and {field_name} != ""',
+                                output_fields=[field_name], limit=n)
+            texts += [r[field_name] for r in rows]
+    if len(texts) < n:  # no stored query text: the opening words of sampled documents stand in
+        docs = sample_documents(milvus, spec, n - len(texts), seed=0)
+        texts += [" ".join(t.split()[:12]) for t in docs.texts if t.strip()]
+    return list(dict.fromkeys(texts))[:n]
+
+
+def _settled_diff(milvus: Milvus, st: SwapState, spec: CollectionSettings, src: dict[Any, str],
+                  dst: dict[Any, str]) -> None:
+    """Re-read every differing id by id, a little later each time, until the two sides agree or it is clear
+    they do not (updates ``src`` and ``dst`` in place)."""
+    suspects = {i for i in src if dst.get(i) != src[i]} | {i for i in dst if i not in src}
+    for attempt in range(RECHECKS):
+        if not suspects:
+            return
+        time.sleep(0.5 * (attempt + 1))
+        now_src, now_dst = hashes_of(milvus, st.source, spec, suspects), hashes_of(milvus, st.target, spec, suspects)
+        src.update(now_src)
+        dst.update(now_dst)
+        for i in suspects - set(now_src):
+            src.pop(i, None)
+        for i in suspects - set(now_dst):
+            dst.pop(i, None)
+        suspects = {i for i in suspects if src.get(i) != dst.get(i)}
+
+
+def verify(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: SwapState,
+           model: models.EmbeddingModel) -> Verification:
+    milvus.flush(st.target)
+    milvus.wait_index(st.target, spec.vector_field)
+    milvus.ensure_loaded(st.target)
+    src, _ = text_hashes(milvus, st.source, spec)
+    dst, dst_rows = text_hashes(milvus, st.target, spec)
+    dst_ids = len(dst)
+    _settled_diff(milvus, st, spec, src, dst)
+    missing = [i for i in src if i not in dst]
+    extra = [i for i in dst if i not in src]
+    changed = [i for i, h in src.items() if i in dst and dst[i] != h]
+    problems: list[str] = []
+    if len(src) != len(dst):
+        problems.append(f"count mismatch: {st.source} has {len(src)} documents, {st.target} has {len(dst)}")
+    if missing:
+        problems.append(f"{len(missing)} id(s) missing from {st.target}, e.g. {missing[:5]}")
+    if extra:
+        problems.append(f"{len(extra)} id(s) in {st.target} that {st.source} lacks, e.g. {extra[:5]}")
+    if changed:
+        problems.append(f"{len(changed)} document(s) differ from the source, e.g. {changed[:5]}")
+    if dst_rows != dst_ids:
+        problems.append(f"{st.target} holds duplicate ids ({dst_rows} rows for {dst_ids} ids)")
+    old = models.load_by_id(st.source_model_id, settings.model.store_dir, settings.model.device)
+    texts = shadow_texts(milvus, spec, settings.swap.shadow_queries)
+    overlap = top1_old = top1_new = float("nan")
+    if texts:
+        a = milvus.search(st.source, old.encode(texts), limit=10, anns_field=spec.vector_field,
+                          output_fields=[spec.id_field])
+        b = milvus.search(st.target, model.encode(texts), limit=10, anns_field=spec.vector_field,
+                          output_fields=[spec.id_field])
+        overlap = float(np.mean([len({h["id"] for h in x} & {h["id"] for h in y}) / 10
+                                 for x, y in zip(a, b, strict=True)]))
+        top1_old = float(np.mean([x[0]["distance"] for x in a if x]))
+        top1_new = float(np.mean([y[0]["distance"] for y in b if y]))
+        if overlap < settings.swap.min_overlap:
+            problems.append(f"shadow check: mean top-10 overlap {overlap:.2f} is below swap.min_overlap="
+                            f"{settings.swap.min_overlap}; the candidate retrieves very different documents")
+    return Verification(ok=not problems, problems=tuple(problems), source_count=len(src), target_count=len(dst),
+                        shadow_queries=len(texts), top10_overlap=overlap, source_top1=top1_old,
+                        candidate_top1=top1_new)
