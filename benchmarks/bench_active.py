@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_retrain import GUARD_TOPIC, cached_encode, log  # noqa: E402
+from bench_retrain import GUARD_TOPIC, cached_encode, log
 
-import retrain  # noqa: E402
-from retrain import (  # noqa: E402
+import retrain
+from retrain import (
     AdapterConfig,
     DriftSelection,
     DriftSignals,
@@ -50,7 +50,7 @@ from retrain import (  # noqa: E402
     evaluate_embeddings,
     train_adapter,
 )
-from retrain.drift_selection import NO_CLUSTER  # noqa: E402
+from retrain.drift_selection import NO_CLUSTER
 
 RESULTS = REPO / "benchmarks" / "results" / "active.md"
 FAMILIES: dict[str, frozenset[str]] = {

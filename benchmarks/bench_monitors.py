@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "monitors"))
 
-from monitors import (ClassifierDetector, EvidentlyDetector, ExactMMDDetector, KNNOODDetector,  # noqa: E402
+from monitors import (ClassifierDetector, EvidentlyDetector, ExactMMDDetector, KNNOODDetector,
                       MMDDetector, RetrievalClusterDetector, SequentialDetector, cluster_corpus, top1_similarity)
-from monitors.report import build_report  # noqa: E402
+from monitors.report import build_report
 
 D = 384
 REPORT_TIMEOUT_S = 150

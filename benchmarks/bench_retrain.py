@@ -28,13 +28,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import retrain  # noqa: E402
-from retrain import (  # noqa: E402
+import retrain
+from retrain import (
     AdapterConfig, DiversitySelection, GateConfig, MarginSelection, MixedSelection, NoveltySelection, Pair,
     Pool, RandomSelection, TrainConfig, TrainData, decide, evaluate_embeddings, split_queries,
     train_adapter,
 )
-from retrain.retrieval import top_k  # noqa: E402
+from retrain.retrieval import top_k
 
 CACHE = REPO / ".cache" / "retrain_bench"
 RESULTS = REPO / "benchmarks" / "results" / "retrain.md"
@@ -146,7 +146,7 @@ def main() -> None:
         from retrain.finetune import load_model
 
         st = load_model(out)
-        enc = lambda xs: st.encode(xs, batch_size=64, normalize_embeddings=True,  # noqa: E731
+        enc = lambda xs: st.encode(xs, batch_size=64, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
         t1 = time.perf_counter()
         docs = enc([p.text for p in corpus])

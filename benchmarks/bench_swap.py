@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_swap import perturbed_copy  # noqa: E402
+from test_swap import perturbed_copy
 
-from embguard import config  # noqa: E402
-from embguard import model as models  # noqa: E402
-from embguard.client import Client  # noqa: E402
-from embguard.corpus import stdlib_corpus  # noqa: E402
-from embguard.lite import LiteServer, free_port  # noqa: E402
-from embguard.milvus import MODEL_ID_PROPERTY, Milvus  # noqa: E402
-from embguard.registry import ModelRegistry  # noqa: E402
-from embguard.simulate import index  # noqa: E402
-from embguard.swap import Swapper  # noqa: E402
+from embguard import config
+from embguard import model as models
+from embguard.client import Client
+from embguard.corpus import stdlib_corpus
+from embguard.lite import LiteServer, free_port
+from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.registry import ModelRegistry
+from embguard.simulate import index
+from embguard.swap import Swapper
 
 OUT = Path(__file__).parent / "results" / "swap.md"
 

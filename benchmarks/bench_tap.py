@@ -40,7 +40,7 @@ from embguard.lite import LiteServer, free_port
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from backends import MilvusServerProcess  # noqa: E402 - the test suite's server harness
+from backends import MilvusServerProcess  # the test suite's server harness
 
 OUT = Path(__file__).parent / "results" / "tap.md"
 

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "monitors"))
 
-from embguard.checks import COMBINED, CollectionMonitor  # noqa: E402
-from embguard.config import DriftSettings, SamplingSettings, ScheduleSettings  # noqa: E402
-from embguard.sampling import Window  # noqa: E402
+from embguard.checks import COMBINED, CollectionMonitor
+from embguard.config import DriftSettings, SamplingSettings, ScheduleSettings
+from embguard.sampling import Window
 
 HOUR = 3600
 DAY = 24 * HOUR

@@ -5,12 +5,11 @@ Library errors (``EmbguardError``) become one-line messages and exit code 1; usa
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
-import tomli_w
 
 from . import __version__, commands
 from . import config as config_mod
@@ -18,6 +17,9 @@ from .errors import EmbguardError
 
 if TYPE_CHECKING:
     from .milvus import Milvus
+
+
+_SETTINGS = "embguard.settings"
 
 
 class _Group(click.Group):
@@ -34,21 +36,17 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-class _Settings:
-    """Loads the settings on first use, so `config check FILE` can validate a file of its own."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-        self._settings: config_mod.Settings | None = None
-
-    def get(self) -> config_mod.Settings:
-        if self._settings is None:
-            self._settings = config_mod.load(self.path)
-        return self._settings
-
-
 def _settings(ctx: click.Context) -> config_mod.Settings:
-    return ctx.find_object(_Settings).get()
+    """The settings, loaded on first use (so `config check FILE` can validate a file of its own)."""
+    if _SETTINGS not in ctx.meta:  # ctx.meta is shared by every context of one invocation
+        ctx.meta[_SETTINGS] = config_mod.load(ctx.find_root().obj)
+    settings: config_mod.Settings = ctx.meta[_SETTINGS]
+    return settings
+
+
+def _echo(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +59,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """embguard: catch embedding drift in Milvus, retrain, and hot-swap the model."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = _Settings(config_path)
+    ctx.obj = config_path  # read by _settings on first use
 
 
 # --- config ----------------------------------------------------------------------------------------------
@@ -76,9 +74,7 @@ def config_group() -> None:
 @click.pass_context
 def config_check(ctx: click.Context, path: str | None) -> None:
     """Validate a config file (default: the one embguard would use) and the EMBGUARD_* environment."""
-    settings = config_mod.load(path) if path else _settings(ctx)
-    click.echo(f"ok: {settings.source} ({len(settings.collections)} collection(s), "
-               f"{len(settings.alerts)} alert target(s), Milvus {config_mod.redact_uri(settings.milvus_uri)})")
+    click.echo(commands.config_summary(config_mod.load(path) if path else _settings(ctx)))
 
 
 @config_group.command("show")
@@ -86,10 +82,7 @@ def config_check(ctx: click.Context, path: str | None) -> None:
 @click.pass_context
 def config_show(ctx: click.Context, as_json: bool) -> None:
     """Print the effective configuration, secrets masked."""
-    settings = _settings(ctx)
-    data = config_mod.masked(settings)
-    click.echo(f"# effective config from {settings.source}; secrets masked")
-    click.echo(json.dumps(data, indent=2) if as_json else tomli_w.dumps(data))
+    click.echo(commands.config_dump(_settings(ctx), as_json))
 
 
 @config_group.command("reference")
@@ -105,38 +98,27 @@ def lite_group() -> None:
     """Run the local Milvus Lite server (the embedded default) on loopback."""
 
 
-def _server(ctx: click.Context) -> Any:
-    from .lite import LiteServer
-
-    return LiteServer.from_settings(_settings(ctx))
-
-
 @lite_group.command("start")
 @click.pass_context
 def lite_start(ctx: click.Context) -> None:
     """Start the server in the background (data dir and port from [lite])."""
-    status = _server(ctx).start()
-    click.echo(f"started: {status.describe()}")
-    click.echo(f"connect with uri={status.uri}")
+    _echo(commands.lite_start(_settings(ctx)))
 
 
 @lite_group.command("stop")
 @click.pass_context
 def lite_stop(ctx: click.Context) -> None:
     """Stop the server this state directory started (no error if it is not running)."""
-    server = _server(ctx)
-    before = server.status()
-    server.stop()
-    click.echo(f"stopped pid {before.pid}" if before.running else "not running")
+    click.echo(commands.lite_stop(_settings(ctx)))
 
 
 @lite_group.command("status")
 @click.pass_context
 def lite_status(ctx: click.Context) -> None:
     """Say whether the server runs; exit code 3 when it does not."""
-    status = _server(ctx).status()
-    click.echo(status.describe())
-    if not status.running:
+    running, line = commands.lite_status(_settings(ctx))
+    click.echo(line)
+    if not running:
         ctx.exit(3)
 
 
@@ -158,10 +140,7 @@ def _milvus(ctx: click.Context) -> Milvus:
 @click.pass_context
 def adopt_cmd(ctx: click.Context, name: str, model_spec: str, force: bool) -> None:
     """Record which model made the vectors of an existing collection (or alias) NAME."""
-    from .adopt import adopt
-
-    model_id = adopt(_settings(ctx), _milvus(ctx), name, model_spec, force=force)
-    click.echo(f"{name}: embguard.model_id = {model_id}")
+    click.echo(commands.adopt(_settings(ctx), _milvus(ctx), name, model_spec, force=force))
 
 
 @cli.group("collection")
@@ -177,18 +156,14 @@ def collection_group() -> None:
 @click.pass_context
 def collection_create(ctx: click.Context, name: str, model_spec: str, index_type: str | None) -> None:
     """Create NAME__v1 with the model's dimension, the alias NAME and the model property."""
-    from .managed import create
-
-    info = create(_settings(ctx), _milvus(ctx), name, model_spec, index_type=index_type)
-    click.echo(f"{info.alias} -> {info.collection} ({info.dimension}-d, model {info.model_id})")
+    click.echo(commands.create_collection(_settings(ctx), _milvus(ctx), name, model_spec, index_type))
 
 
 @collection_group.command("list")
 @click.pass_context
 def collection_list(ctx: click.Context) -> None:
     """Show alias -> collection -> model -> rows for every collection on the Milvus."""
-    for line in commands.collection_lines(_milvus(ctx)):
-        click.echo(line)
+    _echo(commands.collection_lines(_milvus(ctx)))
 
 
 @cli.group("baseline")
@@ -208,8 +183,7 @@ def baseline_group() -> None:
 def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | None, size: int | None) -> None:
     """Freeze the current window of ALIAS as its reference (earlier references are kept)."""
     info = commands.capture_baseline(_settings(ctx), _milvus(ctx), alias, kind, window_s, size)
-    click.echo(f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
-               f"model {info.model_id}, {info.path}")
+    click.echo(commands.reference_line(info, alias))
 
 
 @baseline_group.command("list")
@@ -217,22 +191,14 @@ def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | 
 @click.pass_context
 def baseline_list(ctx: click.Context, alias: str | None) -> None:
     """List stored references (all aliases, or ALIAS)."""
-    for line in commands.baseline_lines(_settings(ctx), alias):
-        click.echo(line)
+    _echo(commands.baseline_lines(_settings(ctx), alias))
 
 
 @cli.command("prune")
 @click.pass_context
 def prune_cmd(ctx: click.Context) -> None:
     """Apply the retention limits to the tap and feedback collections now (the daemon does it on a schedule)."""
-    from .retention import Pins, prune
-
-    settings = _settings(ctx)
-    s = settings.sampling
-    res = prune(_milvus(ctx), Pins(settings.state.dir), tap_max_age_s=s.tap_max_age_s, tap_max_rows=s.tap_max_rows,
-                feedback_max_age_s=s.feedback_max_age_s)
-    click.echo(f"pruned {res.tap_deleted} tapped queries and {res.feedback_deleted} feedback rows "
-               f"({res.pinned_feedback} feedback rows pinned by pending training sets)")
+    click.echo(commands.prune(_settings(ctx), _milvus(ctx)))
 
 
 # --- daemon ---------------------------------------------------------------------------------------------
@@ -242,19 +208,10 @@ def prune_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def serve_cmd(ctx: click.Context, once: bool) -> None:
     """Run the sidecar daemon: sample, check, export metrics, alert, prune (until SIGTERM/SIGINT)."""
-    from .daemon import Daemon
-
     settings = _settings(ctx)
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("embguard").setLevel(logging.INFO)
-    daemon = Daemon(settings)
-    if once:
-        daemon.run_once()
-        for alias, report in daemon.reports().items():
-            click.echo(report.summary() if report else f"{alias}: not checked")
-        daemon.stop()
-        return
-    daemon.serve()
+    _echo(commands.serve(settings, once=once))
 
 
 @cli.command("status")
@@ -262,10 +219,7 @@ def serve_cmd(ctx: click.Context, once: bool) -> None:
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
     """Show what the daemon sees: collections, references, last checks, active models, candidates."""
-    from .status import gather, render
-
-    st = gather(_settings(ctx))
-    click.echo(json.dumps(st, indent=2, default=str) if as_json else render(st))
+    click.echo(commands.status_text(_settings(ctx), as_json))
 
 
 # --- models, retrain, swap ------------------------------------------------------------------------------
@@ -279,8 +233,7 @@ def models_group() -> None:
 @click.pass_context
 def models_list(ctx: click.Context) -> None:
     """List registered model versions."""
-    for line in commands.model_lines(_settings(ctx)):
-        click.echo(line)
+    _echo(commands.model_lines(_settings(ctx)))
 
 
 @models_group.command("show")
@@ -288,13 +241,7 @@ def models_list(ctx: click.Context) -> None:
 @click.pass_context
 def models_show(ctx: click.Context, version: str) -> None:
     """Show one version's identity, training manifest and gate verdict."""
-    import dataclasses
-
-    from .registry import ModelRegistry
-
-    v = ModelRegistry(_settings(ctx).model.store_dir).get(version)
-    click.echo(json.dumps({k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2,
-                          default=str))
+    click.echo(commands.model_json(_settings(ctx), version))
 
 
 @cli.command("retrain")
@@ -308,28 +255,16 @@ def models_show(ctx: click.Context, version: str) -> None:
 def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collection: str | None,
                 force: bool, abort: bool, max_steps: int) -> None:
     """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
-    settings = _settings(ctx)
+    settings = _settings(ctx)  # names are checked before Milvus is reached
+    if approve and not abort:
+        version = commands.candidate(settings, candidate)
+        _echo(commands.approve(settings, _milvus(ctx), version, collection, click.echo, force=force))
+        return
+    chosen = commands.specs(settings, collection)
     if abort:
-        from .swap import Swapper
-
-        for spec in commands.specs(settings, collection):
-            st = Swapper(settings, _milvus(ctx)).abort(spec)
-            click.echo(f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
-                       "collection written")
-        return
-    if not approve:
-        from .training import build_candidate
-
-        for spec in commands.specs(settings, collection):
-            report = build_candidate(settings, _milvus(ctx), spec, say=click.echo, max_steps=max_steps)
-            click.echo(str(report))
-        return
-    from .swap import Swapper
-
-    version = commands.candidate(settings, candidate)
-    swapper = Swapper(settings, _milvus(ctx), say=click.echo, progress=commands.progress_printer())
-    for spec in commands.specs(settings, collection):
-        click.echo(commands.switched_line(swapper.approve(spec, version, force=force)))
+        _echo(commands.abort_swaps(settings, _milvus(ctx), chosen))
+    else:
+        _echo(commands.build_candidates(settings, _milvus(ctx), chosen, click.echo, max_steps=max_steps))
 
 
 @cli.command("rollback")
@@ -337,13 +272,7 @@ def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collec
 @click.pass_context
 def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
     """Point the alias back to the collection and model it served before the last switch."""
-    from .swap import Swapper
-
-    swapper = Swapper(_settings(ctx), _milvus(ctx), say=click.echo)
-    for spec in commands.specs(_settings(ctx), collection):
-        e = swapper.rollback(spec)
-        click.echo(f"{spec.name}: rolled back to {e.target} ({e.target_model}); {e.source} is kept and receives "
-                   "dual writes until `embguard gc`")
+    _echo(commands.rollback(_settings(ctx), _milvus(ctx), collection, click.echo))
 
 
 @cli.command("gc")
@@ -352,11 +281,7 @@ def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
 @click.pass_context
 def gc_cmd(ctx: click.Context, retention_s: int | None, dry_run: bool) -> None:
     """Drop old versioned collections that no alias serves (their aliases and dual-write marks first)."""
-    from .swap import Swapper
-
-    dropped = Swapper(_settings(ctx), _milvus(ctx)).gc(retention_s, dry_run=dry_run)
-    verb = "would drop" if dry_run else "dropped"
-    click.echo(f"{verb}: {', '.join(dropped) if dropped else 'nothing'}")
+    click.echo(commands.gc(_settings(ctx), _milvus(ctx), retention_s, dry_run))
 
 
 @cli.group("label")
@@ -368,16 +293,13 @@ def label_group() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--collection", required=True, help="Watched alias whose tapped queries to pick from.")
 @click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
+@click.option("--strategy", type=click.Choice(["auto", "random", "drift"]), default="auto", show_default=True,
+              help="drift: the queries the monitors flag (OOD clusters, fallen top-1, no click); auto: drift while "
+                   "the last check found drift sustained, else random.")
 @click.pass_context
-def label_export(ctx: click.Context, path: str, collection: str, budget: int) -> None:
+def label_export(ctx: click.Context, path: str, collection: str, budget: int, strategy: str) -> None:
     """Write the queries active learning picks (with their current top-5 passages) to JSONL at PATH."""
-    from pathlib import Path
-
-    from .training import export_labels
-
-    settings = _settings(ctx)
-    n = export_labels(settings, _milvus(ctx), settings.collection(collection), Path(path), budget)
-    click.echo(f"wrote {n} queries to {path}: set each line's doc_id (and signal) and run `embguard label import`")
+    click.echo(commands.export_labels(_settings(ctx), _milvus(ctx), path, collection, budget, strategy))
 
 
 @label_group.command("import")
@@ -386,13 +308,7 @@ def label_export(ctx: click.Context, path: str, collection: str, budget: int) ->
 @click.pass_context
 def label_import(ctx: click.Context, path: str, collection: str) -> None:
     """Validate an annotated JSONL file and load it as feedback (all lines or none)."""
-    from pathlib import Path
-
-    from .training import import_labels
-
-    settings = _settings(ctx)
-    n = import_labels(settings, _milvus(ctx), settings.collection(collection), Path(path))
-    click.echo(f"imported {n} labels for {collection}")
+    click.echo(commands.import_labels(_settings(ctx), _milvus(ctx), path, collection))
 
 
 # --- demo ------------------------------------------------------------------------------------------------
@@ -403,14 +319,9 @@ def label_import(ctx: click.Context, path: str, collection: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context, fast: bool, seed: int) -> None:
     """The whole loop offline: baseline, drift, retrain, gate, approve, swap, rollback; then stop everything."""
-    from . import demo as demo_mod
-
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("embguard").setLevel(logging.ERROR)
-    summary = demo_mod.run(_settings(ctx), fast=fast, seed=seed, say=click.echo)
-    ok = (summary.drift_after_shift and summary.gate_passed and summary.swap_completed
-          and not summary.failed_searches and not summary.left_running)
-    if not ok:
+    if not commands.demo(_settings(ctx), fast=fast, seed=seed, say=click.echo):
         ctx.exit(1)
 
 

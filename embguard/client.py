@@ -231,7 +231,7 @@ class Client:
             self.tap_stats.add(searches=len(qids))
             if self._metrics:
                 self._metrics.searched(len(qids), sum(draws))
-        except Exception:  # noqa: BLE001 - the tap never fails the application
+        except Exception:  # the tap never fails the application
             self.tap_stats.add(dropped_error=len(qids))
 
     # --- feedback ---------------------------------------------------------------------------------------------

@@ -4,11 +4,14 @@ the lines to print, and raise embguard's own exceptions. ``embguard.cli`` only p
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import CollectionSettings, Settings
+from .config import CollectionSettings, Settings, masked, redact_uri
 from .errors import ConfigError, RegistryError
 from .registry import ModelRegistry, ModelVersion
 
@@ -27,6 +30,99 @@ def specs(settings: Settings, collection: str | None) -> list[CollectionSettings
     return list(settings.collections)
 
 
+Say = Callable[[str], None]
+
+
+def config_summary(settings: Settings) -> str:
+    """The one line `config check` prints for a valid configuration."""
+    return (f"ok: {settings.source} ({len(settings.collections)} collection(s), "
+            f"{len(settings.alerts)} alert target(s), Milvus {redact_uri(settings.milvus_uri)})")
+
+
+def config_dump(settings: Settings, as_json: bool) -> str:
+    """The effective configuration, secrets masked, as TOML (or JSON) under a comment naming its source."""
+    import tomli_w
+
+    data = masked(settings)
+    body = json.dumps(data, indent=2) if as_json else tomli_w.dumps(data)
+    return f"# effective config from {settings.source}; secrets masked\n{body}"
+
+
+def lite_start(settings: Settings) -> Iterator[str]:
+    """Start the local Milvus Lite server in the background."""
+    from .lite import LiteServer
+
+    status = LiteServer.from_settings(settings).start()
+    yield f"started: {status.describe()}"
+    yield f"connect with uri={status.uri}"
+
+
+def lite_stop(settings: Settings) -> str:
+    """Stop the server this state directory started; no error if it is not running."""
+    from .lite import LiteServer
+
+    server = LiteServer.from_settings(settings)
+    before = server.status()
+    server.stop()
+    return f"stopped pid {before.pid}" if before.running else "not running"
+
+
+def lite_status(settings: Settings) -> tuple[bool, str]:
+    """Whether the server runs, and the line describing it."""
+    from .lite import LiteServer
+
+    status = LiteServer.from_settings(settings).status()
+    return status.running, status.describe()
+
+
+def adopt(settings: Settings, milvus: Milvus, name: str, model_spec: str, force: bool = False) -> str:
+    """Record which model made an existing collection's vectors."""
+    from .adopt import adopt as record
+
+    model_id = record(settings, milvus, name, model_spec, force=force)
+    return f"{name}: embguard.model_id = {model_id}"
+
+
+def create_collection(settings: Settings, milvus: Milvus, name: str, model_spec: str,
+                      index_type: str | None) -> str:
+    """Create NAME__v1, its alias and model property; the line describing the result."""
+    from .managed import create
+
+    info = create(settings, milvus, name, model_spec, index_type=index_type)
+    return f"{info.alias} -> {info.collection} ({info.dimension}-d, model {info.model_id})"
+
+
+def serve(settings: Settings, once: bool = False) -> Iterator[str]:
+    """Run the daemon until stopped, or with ``once`` run every job once and yield each check's summary."""
+    from .daemon import Daemon
+
+    daemon = Daemon(settings)
+    if not once:
+        daemon.serve()
+        return
+    daemon.run_once()
+    for alias, report in daemon.reports().items():
+        yield report.summary() if report else f"{alias}: not checked"
+    daemon.stop()
+
+
+def status_text(settings: Settings, as_json: bool) -> str:
+    """What the daemon sees, as text (or JSON)."""
+    from .status import gather, render
+
+    st = gather(settings)
+    return json.dumps(st, indent=2, default=str) if as_json else render(st)
+
+
+def demo(settings: Settings, fast: bool, seed: int, say: Say) -> bool:
+    """Run the offline demo loop; whether every step did what it should."""
+    from . import demo as demo_mod
+
+    summary = demo_mod.run(settings, fast=fast, seed=seed, say=say)
+    return bool(summary.drift_after_shift and summary.gate_passed and summary.swap_completed
+                and not summary.failed_searches and not summary.left_running)
+
+
 def capture_baseline(settings: Settings, milvus: Milvus, alias: str, kind: str, window_s: int | None,
                      size: int | None) -> ReferenceInfo:
     from .references import ReferenceStore
@@ -39,6 +135,23 @@ def capture_baseline(settings: Settings, milvus: Milvus, alias: str, kind: str, 
         window = sample_documents(milvus, settings.collection(alias), size or settings.sampling.doc_sample_size,
                                   with_text=False)
     return ReferenceStore(settings.state.dir).capture(alias, window, min_size=settings.drift.min_window)
+
+
+def reference_line(info: ReferenceInfo, alias: str) -> str:
+    return (f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
+            f"model {info.model_id}, {info.path}")
+
+
+def prune(settings: Settings, milvus: Milvus) -> str:
+    """Apply the retention limits now; the line saying what was deleted."""
+    from .retention import Pins
+    from .retention import prune as prune_rows
+
+    s = settings.sampling
+    res = prune_rows(milvus, Pins(settings.state.dir), tap_max_age_s=s.tap_max_age_s, tap_max_rows=s.tap_max_rows,
+                     feedback_max_age_s=s.feedback_max_age_s)
+    return (f"pruned {res.tap_deleted} tapped queries and {res.feedback_deleted} feedback rows "
+            f"({res.pinned_feedback} feedback rows pinned by pending training sets)")
 
 
 def baseline_lines(settings: Settings, alias: str | None) -> Iterator[str]:
@@ -72,6 +185,13 @@ def model_lines(settings: Settings) -> Iterator[str]:
         gate = v.verdict.get("promote")
         gate_s = "" if gate is None else (" gate: pass" if gate else " gate: FAIL")
         yield f"{v.version}\t{v.status}\t{v.model_id}{gate_s}"
+
+
+def model_json(settings: Settings, version: str) -> str:
+    """One version's identity, training manifest and gate verdict as JSON."""
+    v = ModelRegistry(settings.model.store_dir).get(version)
+    return json.dumps({k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2,
+                      default=str)
 
 
 def candidate(settings: Settings, version: str | None) -> ModelVersion:
@@ -112,3 +232,67 @@ def progress_printer() -> Callable[[SwapState], None]:
             bar.close()
 
     return show
+
+
+def abort_swaps(settings: Settings, milvus: Milvus, chosen: list[CollectionSettings]) -> Iterator[str]:
+    """Abandon the unfinished swap of each collection (before its switch)."""
+    from .swap import Swapper
+
+    for spec in chosen:
+        st = Swapper(settings, milvus).abort(spec)
+        yield (f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
+               "collection written")
+
+
+def build_candidates(settings: Settings, milvus: Milvus, chosen: list[CollectionSettings], say: Say,
+                     max_steps: int = -1) -> Iterator[str]:
+    """Train a candidate per collection from its feedback; each gate report as text."""
+    from .training import build_candidate
+
+    for spec in chosen:
+        yield str(build_candidate(settings, milvus, spec, say=say, max_steps=max_steps))
+
+
+def approve(settings: Settings, milvus: Milvus, chosen: ModelVersion, collection: str | None, say: Say,
+            force: bool = False) -> Iterator[str]:
+    """Hot-swap each collection to ``chosen`` (see :func:`candidate`), with a progress bar per backfill."""
+    from .swap import Swapper
+
+    swapper = Swapper(settings, milvus, say=say, progress=progress_printer())
+    for spec in specs(settings, collection):
+        yield switched_line(swapper.approve(spec, chosen, force=force))
+
+
+def rollback(settings: Settings, milvus: Milvus, collection: str | None, say: Say) -> Iterator[str]:
+    """Point each alias back to what it served before its last switch."""
+    from .swap import Swapper
+
+    swapper = Swapper(settings, milvus, say=say)
+    for spec in specs(settings, collection):
+        e = swapper.rollback(spec)
+        yield (f"{spec.name}: rolled back to {e.target} ({e.target_model}); {e.source} is kept and receives "
+               "dual writes until `embguard gc`")
+
+
+def gc(settings: Settings, milvus: Milvus, retention_s: int | None, dry_run: bool) -> str:
+    """Drop (or with ``dry_run`` only list) old versioned collections no alias serves."""
+    from .swap import Swapper
+
+    dropped = Swapper(settings, milvus).gc(retention_s, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    return f"{verb}: {', '.join(dropped) if dropped else 'nothing'}"
+
+
+def export_labels(settings: Settings, milvus: Milvus, path: str, collection: str, budget: int,
+                  strategy: str = "auto") -> str:
+    from .training import export_labels as export
+
+    n = export(settings, milvus, settings.collection(collection), Path(path), budget, strategy=strategy)
+    return f"wrote {n} queries to {path}: set each line's doc_id (and signal) and run `embguard label import`"
+
+
+def import_labels(settings: Settings, milvus: Milvus, path: str, collection: str) -> str:
+    from .training import import_labels as load
+
+    n = load(settings, milvus, settings.collection(collection), Path(path))
+    return f"imported {n} labels for {collection}"

@@ -70,7 +70,7 @@ def _walk(topic: str) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     try:
         root = importlib.import_module(topic)
-    except Exception:  # noqa: BLE001 - optional stdlib parts (tkinter, curses) may be absent
+    except Exception:  # optional stdlib parts (tkinter, curses) may be absent
         return out
     modules = [root]
     if hasattr(root, "__path__"):
@@ -79,7 +79,7 @@ def _walk(topic: str) -> list[tuple[str, str, str]]:
                 continue
             try:
                 modules.append(importlib.import_module(info.name))
-            except Exception:  # noqa: BLE001 - platform-specific submodules
+            except Exception:  # platform-specific submodules
                 continue
     seen: set[int] = set()
     for mod in sorted(modules, key=lambda m: m.__name__):

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from .errors import ModelError, ModelNotFound  # noqa: E402
+from .errors import ModelError, ModelNotFound
 
 DEFAULT_MODEL = "default"
 _DEFAULT_ALIASES = {
@@ -59,7 +59,7 @@ def content_hash(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _content_hash(path: Path, stamp: tuple) -> str:  # noqa: ARG001 - stamp keys the cache on file changes
+def _content_hash(path: Path, stamp: tuple) -> str:  # stamp keys the cache on file changes
     digest = hashlib.sha256()
     files = sorted(
         p for p in path.rglob("*")

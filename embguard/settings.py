@@ -226,6 +226,13 @@ class RetrainSettings(_Section):
     guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
         200, description="general-domain guard queries (forgetting check); 0 disables the guard")
     timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
+    loss: Literal["mnrl", "cached_mnrl"] = Field(
+        "mnrl", description="contrastive loss; cached_mnrl bounds memory by mini_batch_size for large batches")
+    mini_batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_INT)] = Field(
+        32, description="cached_mnrl: rows encoded at once (memory), independent of batch_size (quality)")
+    processes: Annotated[StrictInt, Field(ge=1, le=64)] = Field(
+        1, description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
+                       "per GPU, on CPU over gloo; in-batch negatives are gathered across them")
     gate_max_docs: PositiveInt = Field(
         20_000, description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
                             "both models' top gate_pool_k from the live index, gate_distractors random ones) "

@@ -268,7 +268,7 @@ class QueryTap:
             for coll, group in by_coll.items():
                 try:
                     written += self._write(coll, group)
-                except Exception as exc:  # noqa: BLE001 - the tap absorbs every failure
+                except Exception as exc:  # the tap absorbs every failure
                     failed = True
                     self._failed(coll, group, exc)
             if failed:
@@ -354,7 +354,7 @@ def _quietly(callback: Callable[..., None] | None, *args: Any) -> None:
         return
     try:
         callback(*args)
-    except Exception:  # noqa: BLE001 - a metrics callback must not break the tap
+    except Exception:  # a metrics callback must not break the tap
         pass
 
 

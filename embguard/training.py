@@ -256,7 +256,9 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     out = work / f"candidate-{new_id()[:8]}"
     config = retrain.TrainConfig(base_model=str(base.path), epochs=rs.epochs, batch_size=rs.batch_size,
                                  learning_rate=rs.learning_rate, max_steps=max_steps,
-                                 checkpoint_dir=str(work / f"checkpoints-{spec.name}"))
+                                 checkpoint_dir=str(work / f"checkpoints-{spec.name}"), processes=rs.processes,
+                                 loss=rs.loss, mini_batch_size=rs.mini_batch_size,
+                                 device="cuda" if settings.model.device.startswith("cuda") else "cpu")
     t0 = time.time()
     last = [0.0]
 
@@ -311,8 +313,11 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
 # --- labels for annotators ------------------------------------------------------------------------------------
 
 def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, out: Path, budget: int,
-                  *, since_ms: int = 0, seed: int = 0) -> int:
-    """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL."""
+                  *, since_ms: int = 0, seed: int = 0, strategy: str = "auto") -> int:
+    """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL.
+
+    ``strategy`` (embguard.selection): ``random``, ``drift`` (aimed at what the monitors flag), or ``auto``
+    (drift-aimed while the daemon's last check found drift sustained)."""
     from .milvus import literal
     from .tap import read_tap, tap_collection_name
 
@@ -320,14 +325,21 @@ def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     tap = tap_collection_name(milvus.vector_dimension(served, spec.vector_field))
     rows = read_tap(milvus, tap, f'alias == {literal(spec.name)} and text != "" and ts_ms >= {int(since_ms)}',
                     ["query_id", "text", "top_ids", "top_scores", "vector"])
-    rows = list({text_hash(r["text"]): r for r in rows}.values())
+    # One row per distinct text, in a fixed order: the same tap and seed give the same picks.
+    rows = sorted({text_hash(r["text"]): r for r in rows}.values(), key=lambda r: str(r["query_id"]))
     if not rows:
         raise LabelError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
                             "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow")
-    scores = [r["top_scores"] or [0.0, 0.0] for r in rows]
-    pool = retrain.Pool(embeddings=np.array([r["vector"] for r in rows], dtype=np.float32),
-                        margin=np.array([(s[0] - s[1]) if len(s) > 1 else 1.0 for s in scores]))
-    picked = retrain.default_strategy().select(pool, min(budget, len(rows)), np.random.default_rng(seed))
+    from .selection import pick
+
+    clicked_ids: set[str] = set()
+    if milvus.has_collection(FEEDBACK_COLLECTION):
+        clicked_ids = {str(r["query_id"]) for r in milvus.query(
+            FEEDBACK_COLLECTION, filter=f'alias == {literal(spec.name)} and signal == "click"',
+            output_fields=["query_id"])}
+    picked = pick(settings, spec, strategy, np.array([r["vector"] for r in rows], dtype=np.float32),
+                  [r["top_scores"] or [] for r in rows],
+                  np.array([str(r["query_id"]) in clicked_ids for r in rows]), min(budget, len(rows)), seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for i in picked:

@@ -23,7 +23,7 @@ def as_matrix(x: Any, name: str, *, min_rows: int = 10, dim: int | None = None,
     """Return ``x`` as a C-contiguous 2-D finite float array or raise ``MonitorInputError`` saying why."""
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001 - ragged lists and odd objects
+    except Exception as exc:
         raise MonitorInputError(f"{name}: could not convert {type(x).__name__} to an array ({exc}); "
                                 "pass a 2-D numpy array of shape (rows, dimension)") from exc
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -41,7 +41,7 @@ def as_matrix(x: Any, name: str, *, min_rows: int = 10, dim: int | None = None,
     if dim is not None and arr.shape[1] != dim:
         raise MonitorInputError(f"{name}: dimension {arr.shape[1]} (shape {arr.shape}) does not match the "
                                 f"fitted reference dimension {dim}; embed both windows with the same model")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out: np.ndarray = np.ascontiguousarray(arr, dtype=dtype)
     if np.issubdtype(arr.dtype, np.floating):
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if bad.size:
@@ -54,7 +54,7 @@ def as_vector(x: Any, name: str, *, min_rows: int = 10) -> np.ndarray:
     """Return ``x`` as a 1-D finite float64 array (e.g. top-1 similarities) or raise ``MonitorInputError``."""
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise MonitorInputError(f"{name}: could not convert {type(x).__name__} to an array ({exc}); "
                                 "pass a 1-D numpy array of floats") from exc
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -77,7 +77,7 @@ def as_ids(x: Any, name: str, *, min_rows: int = 10) -> np.ndarray:
     """Return ``x`` as a 1-D array of integer or string ids or raise ``MonitorInputError``."""
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise MonitorInputError(f"{name}: could not convert {type(x).__name__} to an array ({exc}); "
                                 "pass a 1-D array of document ids") from exc
     if arr.ndim != 1:

@@ -35,10 +35,10 @@ def _train_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int) -> 
         logits = x @ w + b
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weight)
                 + 0.5 * l2 * (w * w).sum())
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         return loss
 
-    opt.step(closure)
+    opt.step(closure)  # type: ignore[no-untyped-call]  # torch leaves LBFGS.step unannotated
     return w.detach(), b.detach()
 
 

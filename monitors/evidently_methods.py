@@ -67,7 +67,7 @@ class EvidentlyDetector:
         mod = import_evidently()
         try:
             self._impl = getattr(mod, method)(**options)
-        except Exception as exc:  # noqa: BLE001 - pydantic validation of options
+        except Exception as exc:
             raise MonitorInputError(f"options: Evidently's {method}() rejected {options!r} ({exc})") from exc
         self.options = dict(options)
         self.threshold = float(self._impl.threshold)

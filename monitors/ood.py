@@ -14,9 +14,10 @@ would over-alarm whenever the calibration set is small next to the window.)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Self
+from typing import Any, Self
 
 import numpy as np
 from scipy.stats import betabinom

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_matrix
-from .evidently_methods import METHODS, import_evidently, to_frame
 from .errors import MonitorInputError
+from .evidently_methods import METHODS, import_evidently, to_frame
 
 
 def build_report(reference: Any, current: Any, *, method: str | None = None, embeddings_name: str = "embedding",

@@ -50,7 +50,8 @@ def cluster_corpus(vectors: Any, n_clusters: int = 20, seed: int = 0) -> np.ndar
     n_clusters = check_int(n_clusters, "n_clusters", 2)
     if n_clusters > len(x):
         raise MonitorInputError(f"n_clusters={n_clusters} exceeds the {len(x)} corpus rows; use fewer clusters")
-    return KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(normalise(x)).astype(np.int64)
+    labels: np.ndarray = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(normalise(x))
+    return labels.astype(np.int64)
 
 
 def _merge_sparse(table: np.ndarray, min_expected: float) -> tuple[np.ndarray, int]:
@@ -135,7 +136,7 @@ class RetrievalClusterDetector:
         if (lab < 0).any():
             raise MonitorInputError(f"labels: negative labels are reserved for unknown documents ({UNKNOWN}); "
                                     "number clusters from 0")
-        self._assignment: dict[Any, int] = dict(zip(ids.tolist(), lab.astype(np.int64).tolist()))
+        self._assignment: dict[Any, int] = dict(zip(ids.tolist(), lab.astype(np.int64).tolist(), strict=True))
         if len(self._assignment) != len(ids):
             raise MonitorInputError("doc_ids: contains duplicates; pass each corpus document once")
         self.n_clusters = int(lab.max()) + 1

@@ -53,9 +53,10 @@ class SequentialDetector:
         self.fixed_threshold = bool(fixed_threshold)
         if fixed_threshold and window_alpha is None and inner_alpha is None:
             inner_alpha = 0.5  # unused: rejections are the inner decisions
-        if window_alpha is None and inner_alpha is None:
+        alpha = window_alpha if window_alpha is not None else inner_alpha
+        if alpha is None:
             raise MonitorInputError("window_alpha: the inner detector has no alpha; pass window_alpha explicitly")
-        self.window_alpha = check_alpha(window_alpha if window_alpha is not None else inner_alpha, "window_alpha")
+        self.window_alpha = check_alpha(alpha, "window_alpha")
         self.horizon = None if horizon is None else check_int(horizon, "horizon", 1)
         n_perm = getattr(inner, "n_permutations", None)
         # A permutation p-value is never below 1 / (B + 1): a stricter level could never alarm.

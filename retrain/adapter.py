@@ -130,7 +130,7 @@ def _fit(q: torch.Tensor, p: torch.Tensor, config: AdapterConfig, base_model_id:
             loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
             loss = loss + config.identity_l2 * ((w - eye) ** 2).sum()
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.step()
             total += float(loss.detach())
             batches += 1

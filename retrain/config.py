@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigError
 from .pairs import Pair
@@ -66,11 +66,11 @@ class TrainConfig:
         if any(d <= 0 for d in self.matryoshka_dims):
             raise ConfigError(f"TrainConfig.matryoshka_dims={self.matryoshka_dims}: dimensions must be > 0")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -89,12 +89,12 @@ class TrainData:
     anchor_pairs: tuple[Pair, ...] = ()
     documents: tuple[str, ...] = ()      # for TSDAE domain adaptation
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"pairs": [asdict(p) for p in self.pairs], "anchor_pairs": [asdict(p) for p in self.anchor_pairs],
                 "documents": list(self.documents)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainData:
+    def from_dict(cls, data: dict[str, Any]) -> TrainData:
         return cls(pairs=tuple(Pair(**p) for p in data.get("pairs", ())),
                    anchor_pairs=tuple(Pair(**p) for p in data.get("anchor_pairs", ())),
                    documents=tuple(data.get("documents", ())))
@@ -118,11 +118,11 @@ class TrainResult:
     config: TrainConfig | None = field(repr=False, default=None)
     processes: int = 1  # data-parallel processes that trained it
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainResult:
+    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
         data = dict(data)
         data["losses"] = tuple(data.get("losses", ()))
         data["config"] = TrainConfig.from_dict(data["config"]) if data.get("config") else None
@@ -132,5 +132,5 @@ class TrainResult:
 RESULT_FILE = "train_result.json"
 
 
-def write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict[str, Any]) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str))

@@ -38,7 +38,7 @@ def score_rankings(rankings: Sequence[Sequence[DocId]], relevance: Sequence[Rele
     """Per-query metrics for already-ranked doc ids (any retriever)."""
     if len(rankings) != len(relevance):
         raise DataError(f"got {len(rankings)} rankings but {len(relevance)} relevance sets; one per query")
-    out = {name: np.array([fn(r, rel, k) for r, rel in zip(rankings, relevance)], dtype=np.float64)
+    out = {name: np.array([fn(r, rel, k) for r, rel in zip(rankings, relevance, strict=True)], dtype=np.float64)
            for name, fn in METRICS.items()}
     return PerQueryScores(out)
 

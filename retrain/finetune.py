@@ -19,7 +19,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,33 +28,33 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 try:
-    from datasets import Dataset  # noqa: E402
+    from datasets import Dataset
 except ModuleNotFoundError as exc:  # the training stack is optional for the sidecar (embguard[train])
     raise ModuleNotFoundError("fine-tuning needs the 'datasets' package, which is not installed; run: pip install "
                               "'embguard[train]' (or 'datasets>=4' 'accelerate>=1.10')", name=exc.name) from exc
-from sentence_transformers import SentenceTransformer  # noqa: E402
-from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers  # noqa: E402
-from sentence_transformers.sentence_transformer.losses import (  # noqa: E402
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
     DenoisingAutoEncoderLoss,
     MarginMSELoss,
     MatryoshkaLoss,
     MultipleNegativesRankingLoss,
 )
-from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer  # noqa: E402
-from sentence_transformers.sentence_transformer.training_args import (  # noqa: E402
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.training_args import (
     SentenceTransformerTrainingArguments,
 )
-from transformers import TrainerCallback, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
-from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json  # noqa: E402
-from .errors import ConfigError, DataError, ModelDirError  # noqa: E402
-from .pairs import Pair  # noqa: E402
+from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json
+from .errors import ConfigError, DataError, ModelDirError
+from .pairs import Pair
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def load_model(path: str | Path, max_seq_length: int | None = None) -> SentenceT
                             "model (no modules.json/config.json); pass a local model directory")
     try:
         model = SentenceTransformer(str(p), device="cpu", local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any loader failure means the directory is unusable
+    except Exception as exc:
         raise ModelDirError(f"could not load model directory {str(p)!r}: {exc}") from exc
     if max_seq_length:
         model.max_seq_length = max_seq_length
@@ -181,8 +181,12 @@ def _pair_dataset(pairs: Sequence[Pair], with_negative: bool) -> Dataset:
 
 def _teacher_margins(teacher_dir: str, pairs: Sequence[Pair]) -> list[float]:
     teacher = load_model(teacher_dir)
-    enc = lambda xs: teacher.encode(list(xs), normalize_embeddings=True, convert_to_numpy=True,  # noqa: E731
-                                    show_progress_bar=False, batch_size=64)
+
+    def enc(xs: Iterable[str]) -> np.ndarray:
+        out: np.ndarray = teacher.encode(list(xs), normalize_embeddings=True, convert_to_numpy=True,
+                                         show_progress_bar=False, batch_size=64)
+        return out
+
     q, p, n = enc(x.query for x in pairs), enc(x.positive for x in pairs), enc(x.negative or "" for x in pairs)
     return list(map(float, np.einsum("ij,ij->i", q, p) - np.einsum("ij,ij->i", q, n)))
 
@@ -256,7 +260,9 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
     ckpt_dir = tempfile.mkdtemp(prefix="retrain-ckpt-") if own_ckpt else str(config.checkpoint_dir)
     try:
         tsdae_steps = 0
-        last = get_last_checkpoint(ckpt_dir) if (config.resume and os.path.isdir(ckpt_dir)) else None
+        # transformers leaves get_last_checkpoint unannotated
+        last = (get_last_checkpoint(ckpt_dir)  # type: ignore[no-untyped-call]
+                if (config.resume and os.path.isdir(ckpt_dir)) else None)
         # A checkpoint holds the weights after TSDAE as well, so a resumed run skips that stage.
         if config.tsdae_epochs > 0 and last is None:
             tsdae_steps = _tsdae(model, data.documents, config, os.path.join(ckpt_dir, "tsdae"), progress)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .bootstrap import Interval, paired_difference
 from .errors import ConfigError
@@ -51,7 +52,7 @@ class GateVerdict:
     means: dict[str, dict[str, float]]  # {"base"|"candidate": {metric: mean}} on the task set
     config: GateConfig
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_json(self) -> str:

@@ -8,19 +8,20 @@ relevant docs sorted by gain. Recall@k and MRR@k treat any gain > 0 as relevant.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
 from .protocols import DocId
 
 
-def _as_gains(relevant: Mapping[DocId, float] | set[DocId] | frozenset[DocId]) -> dict[DocId, float]:
+def _as_gains(relevant: Mapping[DocId, float] | AbstractSet[DocId]) -> dict[DocId, float]:
     if isinstance(relevant, Mapping):
         return {d: float(g) for d, g in relevant.items() if g > 0}
     return {d: 1.0 for d in relevant}
 
 
-def ndcg_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | set[DocId], k: int = 10) -> float:
+def ndcg_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | AbstractSet[DocId], k: int = 10) -> float:
     gains = _as_gains(relevant)
     if not gains:
         return 0.0
@@ -30,14 +31,14 @@ def ndcg_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | set[Doc
     return float(dcg / idcg)
 
 
-def recall_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | set[DocId], k: int = 10) -> float:
+def recall_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | AbstractSet[DocId], k: int = 10) -> float:
     gains = _as_gains(relevant)
     if not gains:
         return 0.0
     return len(set(ranked[:k]) & gains.keys()) / len(gains)
 
 
-def mrr_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | set[DocId], k: int = 10) -> float:
+def mrr_at_k(ranked: Sequence[DocId], relevant: Mapping[DocId, float] | AbstractSet[DocId], k: int = 10) -> float:
     gains = _as_gains(relevant)
     for i, d in enumerate(ranked[:k]):
         if d in gains:

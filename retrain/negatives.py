@@ -58,7 +58,7 @@ def mine_hard_negatives(pairs: Sequence[Pair], encoder: Encoder, retriever: Retr
     pos_scores = np.einsum("ij,ij->i", qv, pv)
     hits = retriever.search(qv, config.k + config.skip_top)
     out: list[Pair] = []
-    for pair, pos_score, row in zip(pairs, pos_scores, hits):
+    for pair, pos_score, row in zip(pairs, pos_scores, hits, strict=True):
         ceiling = (1.0 - config.relative_margin) * float(pos_score)
         found = 0
         for doc_id, score in row[config.skip_top:]:

@@ -61,7 +61,7 @@ def build_pairs(records: Iterable[FeedbackRecord],
     positive and an explicit negative signal for the same query is dropped from both sides (conflicting).
     """
     lookup: Callable[[DocId], str | None]
-    lookup = doc_text.get if isinstance(doc_text, Mapping) else doc_text  # type: ignore[assignment]
+    lookup = doc_text.get if isinstance(doc_text, Mapping) else doc_text
     pos_w: dict[tuple[str, DocId], float] = {}
     neg: dict[str, set[DocId]] = {}
     for r in records:
@@ -105,7 +105,7 @@ def with_explicit_negatives(tp: TrainingPairs,
     A pair gets one triplet per explicit negative; pairs of queries without any stay plain pairs.
     """
     lookup: Callable[[DocId], str | None]
-    lookup = doc_text.get if isinstance(doc_text, Mapping) else doc_text  # type: ignore[assignment]
+    lookup = doc_text.get if isinstance(doc_text, Mapping) else doc_text
     out: list[Pair] = []
     for p in tp.pairs:
         negs = [(d, lookup(d)) for d in sorted(tp.negatives.get(p.query, ()), key=str)]

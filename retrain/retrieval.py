@@ -13,7 +13,8 @@ from .protocols import DocId
 def normalize(vecs: np.ndarray) -> np.ndarray:
     vecs = np.asarray(vecs, dtype=np.float32)
     norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs / np.maximum(norms, 1e-12)
+    out: np.ndarray = vecs / np.maximum(norms, 1e-12)
+    return out
 
 
 def top_k(query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +48,8 @@ class ExactRetriever:
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[DocId, float]]]:
         idx, sc = top_k(query_vectors, self.doc_vecs, k)
-        return [[(self.doc_ids[i], float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, sc)]
+        return [[(self.doc_ids[i], float(s)) for i, s in zip(row_i, row_s, strict=True)]
+                for row_i, row_s in zip(idx, sc, strict=True)]
 
     def rank(self, query_vectors: np.ndarray, k: int = 10) -> list[list[DocId]]:
         idx, _ = top_k(query_vectors, self.doc_vecs, k)

@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json
 from .errors import ConfigError, TrainingFailed
 
-ProgressFn = Callable[[dict], None]
+ProgressFn = Callable[[dict[str, Any]], None]
 _PKG_PARENT = str(Path(__file__).resolve().parents[1])
 
 
@@ -84,7 +85,7 @@ def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str |
                         if progress is not None:
                             try:
                                 progress(json.loads(line[9:]))
-                            except Exception as exc:  # noqa: BLE001
+                            except Exception as exc:
                                 # A failing callback must not stop the reader: the child would block on
                                 # a full pipe and the training would hang.
                                 tail.append(f"[runner] progress callback failed: {exc!r}")

@@ -80,7 +80,8 @@ class MilvusServerProcess:
             write()
             path = self.base_dir / "configs" / "milvus.yaml"
             text = path.read_text()
-            text = text.replace("  use:\n    embed: true", f"  use:\n    embed: true\n  config:\n    path: {etcd_conf}", 1)
+            text = text.replace("  use:\n    embed: true",
+                                f"  use:\n    embed: true\n  config:\n    path: {etcd_conf}", 1)
             path.write_text(text)
 
         server.config.write_config = write_config
@@ -107,7 +108,7 @@ class MilvusServerProcess:
                 client.list_collections()
                 client.close()
                 return
-            except Exception as exc:  # noqa: BLE001 - not up yet
+            except Exception as exc:  # not up yet
                 last = exc
                 time.sleep(0.5)
         raise TimeoutError(f"Milvus server at {self.uri} not ready after {timeout_s:.0f} s: {last}")

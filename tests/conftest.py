@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backends import Backend, MilvusWorld, backend_names
 
 from embguard import config
 from embguard.lite import free_port
-
-from backends import Backend, MilvusWorld, backend_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,12 +32,25 @@ def make_settings(tmp: Path, port: int | None = None, **env: str) -> config.Sett
     return config.load(None, environ=settings_env(tmp, port, **env))
 
 
+# Fixtures that start a Milvus server or load the real model: a test that uses one (directly or through another
+# fixture) is an integration test, whatever its module says, so `pytest -m "not integration"` stays fast.
+INTEGRATION_FIXTURES = frozenset({"backend", "milvus_world", "milvus_env", "milvus_settings", "embedder"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A `slow` test (many-repetition calibration, several Evidently reports) is never part of the fast tier either.
+    for item in items:
+        if (INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("slow") is not None):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session", params=backend_names())
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """Each Milvus backend in turn (see tests/backends.py): every test that asks for one runs on all."""
     try:
         b = Backend(request.param, tmp_path_factory.mktemp(request.param))
-    except Exception as exc:  # noqa: BLE001 - say what failed, then fail every test of this backend
+    except Exception as exc:  # say what failed, then fail every test of this backend
         pytest.fail(f"could not start the {request.param!r} Milvus backend: {exc}")
     try:
         yield b
@@ -91,3 +104,22 @@ def settings_for(tmp_path: Path):
         return make_settings(tmp_path, port=port, **env)
 
     return build
+
+
+def perturbed_copy(src: Path, dst: Path, scale: float = 0.05) -> Path:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    sd = load_file(str(dst / "model.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    for k, v in sd.items():
+        if "encoder.layer.5" in k and v.dtype.is_floating_point:
+            sd[k] = v + scale * v.std() * torch.randn(v.shape, generator=g)
+    save_file(sd, str(dst / "model.safetensors"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def candidate_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    return perturbed_copy(embedder.path, tmp_path_factory.mktemp("cand") / "model")

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "monitors"))
-from _monitors_data import load_real_embeddings  # noqa: E402
+from _monitors_data import load_real_embeddings
 
-from embguard.checks import COMBINED, CollectionMonitor  # noqa: E402
-from embguard.config import DriftSettings  # noqa: E402
-from embguard.sampling import Window  # noqa: E402
+from embguard.checks import COMBINED, CollectionMonitor
+from embguard.config import DriftSettings
+from embguard.sampling import Window
 
 # Loads the real model to embed the stdlib corpus (about a minute on 2 cores) unless .cache/monitors holds it.
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def _monitor(world: dict[str, Any], ref: np.ndarray, **settings: Any) -> Collect
     corpus = Window(kind="documents", collection="docs", model_id="m", start_ms=0, end_ms=1,
                     ids=tuple(int(i) for i in real.ids[sample]), vectors=real.text[sample],
                     timestamps_ms=np.zeros(len(sample)))
-    by_id = dict(zip(real.ids.tolist(), real.text))
+    by_id = dict(zip(real.ids.tolist(), real.text, strict=True))
 
     def lookup(ids: Any) -> dict[Any, np.ndarray]:
         return {i: by_id[i] for i in ids}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from embguard import config
@@ -19,7 +20,7 @@ def test_defaults_are_usable_and_frozen() -> None:
     assert s.milvus.uri == "lite"
     assert s.milvus_uri == "http://127.0.0.1:19530"
     assert s.metrics.host == "127.0.0.1" and s.metrics.port == 9464
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         s.drift.alpha = 0.5  # type: ignore[misc]
 
 
@@ -122,7 +123,8 @@ def test_secrets_never_in_file_never_echoed(tmp_path: Path) -> None:
 
 def test_alert_secrets_come_from_env(tmp_path: Path) -> None:
     p = write(tmp_path, '[[alerts]]\nname = "ops"\nkind = "slack"\nurl_env = "SLACK_URL"\n')
-    with pytest.raises(ConfigError, match="alerts\\[0\\].url_env = 'SLACK_URL': environment variable SLACK_URL is not set"):
+    msg = "alerts\\[0\\].url_env = 'SLACK_URL': environment variable SLACK_URL is not set"
+    with pytest.raises(ConfigError, match=msg):
         config.load(p, environ={})
     s = config.load(p, environ={"SLACK_URL": "https://hooks.example/T000/B000/XXXX"})
     assert config.secret(s.alerts[0].url).endswith("XXXX")

@@ -17,21 +17,22 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from backends import Backend
 from prometheus_client import CollectorRegistry, start_http_server
+from test_rules import dashboard_exprs, rule_exprs, substitute
 
 from embguard import model as models
 from embguard.client import Client
 from embguard.lite import free_port
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.simulate import index, passages_for, traffic
-from backends import Backend
-from test_rules import dashboard_exprs, rule_exprs, substitute
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ class Receiver:
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append((dict(self.headers), body))
                 self.send_response(200)
@@ -213,8 +214,6 @@ class Stack:
         self._stack.close()
 
 
-import urllib.parse  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
@@ -250,7 +249,7 @@ def test_drift_alert_fires_when_traffic_shifts_and_every_expression_evaluates(st
             if not stack.query(substitute(expr)):
                 empty.append(f"{path.name}: {name}: {expr}")
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
-    for name, expr in rule_exprs(REPO / "prometheus" / "rules" / "embguard.rules.yml"):
+    for _name, expr in rule_exprs(REPO / "prometheus" / "rules" / "embguard.rules.yml"):
         stack.query(expr)  # every rule expression is valid against live data (raises on error)
     status = stack.cli("status")
     assert "SUSTAINED DRIFT" in status and "reference  v0001" in status

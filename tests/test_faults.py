@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from test_hardening_alerts import Hook, _daemon_settings, _restart, _wait
 
 from embguard.client import Client
 from embguard.daemon import Daemon
 from embguard.lite import free_port
 from embguard.simulate import index, passages_for, traffic
-from test_hardening_alerts import Hook, _daemon_settings, _restart, _wait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WATCH_S = 0.5
@@ -58,13 +58,13 @@ def test_daemon_recovers_from_every_restart_and_pages_once_per_outage(milvus_wor
         for outage in range(1, outages + 1):
             milvus_world.kill()
             _wait(lambda: _readyz(port) == 503, 10, f"/readyz 503 in outage {outage}")
-            _wait(lambda: hook.of("milvus").count("trigger") == outage, 20, f"MilvusDown trigger #{outage}")
+            _wait(lambda n=outage: hook.of("milvus").count("trigger") == n, 20, f"MilvusDown trigger #{outage}")
             time.sleep(3 * WATCH_S)  # jobs fail against the dead server: the race that used to stick
             _restart(milvus_world)
             back = time.monotonic()
             _wait(lambda: _readyz(port) == 200, 2 * WATCH_S + 1.0, f"/readyz 200 after restart {outage}")
             recovery.append(time.monotonic() - back)
-            _wait(lambda: hook.of("milvus").count("resolve") == outage, 20, f"MilvusDown resolve #{outage}")
+            _wait(lambda n=outage: hook.of("milvus").count("resolve") == n, 20, f"MilvusDown resolve #{outage}")
         time.sleep(2.0)
         assert daemon.notifier is not None
         daemon.notifier.drain(timeout_s=10)

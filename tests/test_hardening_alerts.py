@@ -32,7 +32,7 @@ class Hook:
         events = self.events = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 events.append((body["event"], body["alert"]["key"]))
                 self.send_response(200)
@@ -208,11 +208,11 @@ def test_milvus_down_pages_from_the_watch_once_per_outage(tmp_path: Path, milvus
         assert daemon.milvus_up
         for outage in range(1, outages + 1):
             milvus_world.kill()
-            _wait(lambda: hook.of("milvus").count("trigger") == outage, 20, f"MilvusDown trigger #{outage}")
+            _wait(lambda n=outage: hook.of("milvus").count("trigger") == n, 20, f"MilvusDown trigger #{outage}")
             time.sleep(1.5)  # three more watch ticks while still down: no repeat
             assert hook.of("milvus").count("trigger") == outage
             _restart(milvus_world)
-            _wait(lambda: hook.of("milvus").count("resolve") == outage, 90, f"MilvusDown resolve #{outage}")
+            _wait(lambda n=outage: hook.of("milvus").count("resolve") == n, 90, f"MilvusDown resolve #{outage}")
         time.sleep(1.0)
     finally:
         daemon.stop()

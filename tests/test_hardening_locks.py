@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from embguard import config
-from embguard.swap import CREATED_PROPERTY, SwapLocked, SwapState, SwapStore, Swapper
+from embguard.swap import CREATED_PROPERTY, SwapLocked, Swapper, SwapState, SwapStore
 
 
 def _dead_pid() -> int:
@@ -45,7 +45,8 @@ def test_racing_takeovers_of_a_stale_lock_never_give_two_holders_threads(tmp_pat
         holders = [0, 0]  # now, most at once
         got = [0]
 
-        def rerun() -> None:
+        def rerun(barrier: threading.Barrier, i: int, guard: threading.Lock, holders: list[int],
+                  got: list[int]) -> None:
             barrier.wait()
             try:
                 with store.lock("kb", f"rerun {i}"):
@@ -59,7 +60,7 @@ def test_racing_takeovers_of_a_stale_lock_never_give_two_holders_threads(tmp_pat
             except SwapLocked:
                 pass
 
-        threads = [threading.Thread(target=rerun) for _ in range(2)]
+        threads = [threading.Thread(target=rerun, args=(barrier, i, guard, holders, got)) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

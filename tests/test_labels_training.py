@@ -80,6 +80,41 @@ def test_export_then_import_round_trip(lab, tmp_path: Path) -> None:
     assert {r["query_text"] for r in rows} == {x["query"] for x in lines}
 
 
+def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path: Path) -> None:
+    """Reference traffic asks about logging and json; then a quarter of the traffic asks about sqlite3 and csv.
+    Aimed at the drift, most picks are the new topics' queries; at random, about a quarter."""
+    import time
+
+    from embguard.errors import ConfigError
+    from embguard.references import ReferenceStore
+    from embguard.sampling import query_window
+
+    settings, m, client, passages = lab
+    spec = settings.collection("lab")
+    old = [p for p in passages if p.topic in ("logging", "json")]
+    new = [p for p in passages if p.topic in ("sqlite3", "csv")]
+    t0 = int(time.time() * 1000)
+    client.search("lab", [p.query for p in old] + [f"{p.query} in python" for p in old], limit=5)
+    client.flush_tap()
+    ReferenceStore(settings.state.dir).capture("lab", query_window(m, "lab", t0, int(time.time() * 1000) + 1),
+                                               min_size=100)
+    since = int(time.time() * 1000) + 1
+    time.sleep(0.01)
+    client.search("lab", [f"how to {p.query}" for p in old[:30]] + [p.query for p in new], limit=5)
+    client.flush_tap()
+    is_new = {p.query for p in new}
+
+    def new_picks(strategy: str) -> int:
+        out = tmp_path / f"{strategy}.jsonl"
+        assert export_labels(settings, m, spec, out, budget=10, since_ms=since, strategy=strategy) == 10
+        return sum(json.loads(x)["query"] in is_new for x in out.read_text().splitlines())
+
+    drift, random = new_picks("drift"), new_picks("random")
+    assert drift >= 5 and drift >= random + 3, (drift, random)  # 10 of the 40 pool queries are new
+    with pytest.raises(ConfigError, match="'newest' is unknown; use one of auto, random, drift"):
+        export_labels(settings, m, spec, tmp_path / "x.jsonl", budget=5, strategy="newest")
+
+
 def test_a_crashing_training_run_leaves_the_model_and_registry_untouched(lab, tmp_path: Path, monkeypatch) -> None:
     settings, m, _, passages = lab
     spec = settings.collection("lab")

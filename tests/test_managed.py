@@ -67,11 +67,12 @@ def test_collection_create_and_list(milvus_world, model_256: Path) -> None:
 
 @pytest.mark.slow
 def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path, model_256: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
     from embguard.daemon import Daemon
     from embguard.retention import Pins
     from embguard.swap import Swapper
     from embguard.training import build_candidate, import_labels
-    from prometheus_client import CollectorRegistry
 
     with backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="small", index_type="FLAT"}]',
                        EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",

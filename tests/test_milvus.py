@@ -50,7 +50,7 @@ def test_insert_and_search_round_trip_with_the_real_model(milvus: Milvus, milvus
     vecs = embedder.encode([p.text for p in passages])
     assert vecs.shape == (len(passages), 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
     assert milvus.insert("docs", [{"id": p.id, "vector": v.tolist(), "text": p.text}
-                                  for p, v in zip(passages, vecs)]) == len(passages)
+                                  for p, v in zip(passages, vecs, strict=True)]) == len(passages)
     milvus.flush(name)
     assert milvus.count("docs") == len(passages)
     assert milvus.resolve("docs") == name
@@ -59,7 +59,7 @@ def test_insert_and_search_round_trip_with_the_real_model(milvus: Milvus, milvus
     # Each passage's own docstring summary should find it: real retrieval, not an echo of the vector.
     queries = passages[::3]
     hits = milvus.search("docs", embedder.encode([p.query for p in queries]), limit=10, output_fields=["text"])
-    found = [p.id in [h["id"] for h in row] for p, row in zip(queries, hits)]
+    found = [p.id in [h["id"] for h in row] for p, row in zip(queries, hits, strict=True)]
     assert np.mean(found) >= 0.7, f"recall@10 {np.mean(found):.2f}"
     top = hits[0][0]
     assert top["entity"]["text"] and -1.0 <= top["distance"] <= 1.0

@@ -10,8 +10,14 @@ import pytest
 from embguard.milvus import Milvus
 from embguard.retention import Pins, prune
 from embguard.sampling import reservoir
-from embguard.tap import FEEDBACK_COLLECTION, TAP_COLLECTION, ensure_feedback_collection, ensure_tap_collection, \
-    feedback_row, tap_row
+from embguard.tap import (
+    FEEDBACK_COLLECTION,
+    TAP_COLLECTION,
+    ensure_feedback_collection,
+    ensure_tap_collection,
+    feedback_row,
+    tap_row,
+)
 
 
 def test_reservoir_is_uniform_and_bounded() -> None:

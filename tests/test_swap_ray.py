@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_swap import APP, World, edit_while_down
 
 from embguard import model as models
 from embguard.swap import SwapStore
-
-from test_swap import APP, World, candidate_dir, edit_while_down  # noqa: F401 - candidate_dir is a fixture
 
 pytest.importorskip("ray", reason="the Ray engine is an optional extra: pip install 'embguard[ray]'")
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import pytest
 from scipy.stats import binomtest, chi2_contingency
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import traffic as tr  # noqa: E402
+import traffic as tr
 
-from embguard.config import DriftSettings  # noqa: E402
+from embguard.config import DriftSettings
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,16 @@ import pytest
 from _monitors_data import unit_mixture
 from scipy.stats import binomtest
 
-from monitors import (ClassifierDetector, ExactMMDDetector, KNNOODDetector, MMDDetector, MonitorInputError,
-                      RetrievalClusterDetector, SequentialDetector, Top1SimilarityDetector)
+from monitors import (
+    ClassifierDetector,
+    ExactMMDDetector,
+    KNNOODDetector,
+    MMDDetector,
+    MonitorInputError,
+    RetrievalClusterDetector,
+    SequentialDetector,
+    Top1SimilarityDetector,
+)
 from monitors.result import DriftResult
 
 
@@ -26,9 +34,10 @@ def _assert_rate_is(k: int, n: int, alpha: float) -> None:
 
 
 @pytest.mark.parametrize(("make", "trials", "n", "alpha"), [
-    (lambda s: MMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 100, 0.05),
+    # 300 trials each; the exact MMD (small windows, <1 s) stays in the fast tier, the rest run on the slow tier.
+    pytest.param(lambda s: MMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 100, 0.05, marks=pytest.mark.slow),
     (lambda s: ExactMMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 60, 0.05),
-    (lambda s: ClassifierDetector(alpha=0.05, seed=s), 300, 100, 0.05),
+    pytest.param(lambda s: ClassifierDetector(alpha=0.05, seed=s), 300, 100, 0.05, marks=pytest.mark.slow),
 ], ids=["mmd_rff", "mmd_exact", "classifier"])
 def test_false_alarm_rate_matches_alpha(centres: np.ndarray, make: Callable[[int], Any], trials: int, n: int,
                                         alpha: float) -> None:
@@ -47,6 +56,7 @@ def test_mmd_false_alarm_rate_at_alpha_001(centres: np.ndarray) -> None:
     _assert_rate_is(alarms, trials, 0.01)
 
 
+@pytest.mark.slow  # 200 permutation tests (~2 s): calibration, not the fast tier
 def test_pvalues_are_uniform_under_no_drift(centres: np.ndarray) -> None:
     """Beyond one alpha: the whole p-value distribution of the RFF MMD is uniform (KS test)."""
     from scipy.stats import kstest
@@ -82,6 +92,7 @@ def _topk_window(rng: np.random.Generator, n: int, k: int, n_docs: int, p_centre
     return (centre[:, None] + np.arange(k)[None, :]) % n_docs
 
 
+@pytest.mark.slow  # 300 trials of a 199-permutation test (~3-7 s): calibration, not the fast tier
 def test_retrieval_top_k_permutation_test_is_calibrated_with_dependent_hits() -> None:
     """Counting all k hits as independent draws would over-alarm; permuting whole queries keeps the level."""
     rng = np.random.default_rng(5)
@@ -118,6 +129,7 @@ def test_top1_similarity_ks_is_calibrated_and_sees_a_drop() -> None:
     assert not Top1SimilarityDetector().fit(ref).check(np.r_[rng.beta(8, 3, 800), rng.beta(20, 2, 200)]).drift
 
 
+@pytest.mark.slow  # 200 kNN fits on 1000 rows (~3-6 s): calibration, not the fast tier
 def test_knn_ood_flag_rate_is_the_quantile_and_window_test_is_calibrated(centres: np.ndarray) -> None:
     rng = np.random.default_rng(8)
     rates, alarms, trials = [], 0, 200
@@ -132,6 +144,7 @@ def test_knn_ood_flag_rate_is_the_quantile_and_window_test_is_calibrated(centres
     _assert_rate_is(alarms, trials, 0.05)
 
 
+@pytest.mark.slow  # 20 trials on 1000-row windows (~3 s per detector): not the fast tier
 @pytest.mark.parametrize("make", [lambda s: MMDDetector(seed=s), lambda s: ClassifierDetector(seed=s)],
                          ids=["mmd_rff", "classifier"])
 def test_power_for_a_new_topic_at_20_percent(centres: np.ndarray, make: Callable[[int], Any]) -> None:

@@ -14,9 +14,19 @@ import pytest
 from _monitors_data import unit_mixture
 from scipy.stats import binomtest
 
-from monitors import (CombinedDetector, DriftResult, ExactMMDDetector, MMDDetector, MonitorInputError,
-                      RetrievalClusterDetector, SequentialDetector, Top1SimilarityDetector, cauchy_p_value, combine,
-                      holm_adjusted)
+from monitors import (
+    CombinedDetector,
+    DriftResult,
+    ExactMMDDetector,
+    MMDDetector,
+    MonitorInputError,
+    RetrievalClusterDetector,
+    SequentialDetector,
+    Top1SimilarityDetector,
+    cauchy_p_value,
+    combine,
+    holm_adjusted,
+)
 
 ALPHA = 0.05
 # Permutation p-values take values (1 + e) / (1 + B): with B = 399 the Holm level alpha / 4 = 5 / 400 is attainable
@@ -51,6 +61,7 @@ def test_holm_and_cauchy_arithmetic() -> None:
     assert cauchy_p_value({"a": 1e-20, "b": 0.9}) < 1e-14
 
 
+@pytest.mark.slow  # 500 trials per method (~3 s each): a calibration test, not the fast tier
 @pytest.mark.parametrize("method", ["holm", "cauchy"])
 def test_family_wise_rate_on_independent_no_drift_windows_is_the_stated_level(centres: np.ndarray,
                                                                                 method: str) -> None:
@@ -70,6 +81,7 @@ def test_family_wise_rate_on_independent_no_drift_windows_is_the_stated_level(ce
     assert _ci(any_single, trials)[0] > ALPHA
 
 
+@pytest.mark.slow  # 150 trials of four members on a shared window (~8 s): not the fast tier
 def test_family_wise_rate_with_one_shared_window_stays_at_or_below_alpha(centres: np.ndarray) -> None:
     """The daemon's case: every member reads the same window, so the members are dependent."""
     rng = np.random.default_rng(42)

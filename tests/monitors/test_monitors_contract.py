@@ -11,9 +11,22 @@ import numpy as np
 import pytest
 
 import monitors
-from monitors import (INPUT_KINDS, ClassifierDetector, CombinedDetector, Detector, DriftResult, EvidentlyDetector,
-                      ExactMMDDetector, KNNOODDetector, MMDDetector, MonitorInputError, NotFittedError,
-                      RetrievalClusterDetector, SequentialDetector, Top1SimilarityDetector)
+from monitors import (
+    INPUT_KINDS,
+    ClassifierDetector,
+    CombinedDetector,
+    Detector,
+    DriftResult,
+    EvidentlyDetector,
+    ExactMMDDetector,
+    KNNOODDetector,
+    MMDDetector,
+    MonitorInputError,
+    NotFittedError,
+    RetrievalClusterDetector,
+    SequentialDetector,
+    Top1SimilarityDetector,
+)
 
 D = 16
 RNG = np.random.default_rng(0)

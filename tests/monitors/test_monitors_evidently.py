@@ -15,9 +15,10 @@ def windows() -> tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((120, 24)), rng.standard_normal((100, 24)) + 0.3
 
 
-# Each Report takes ~10 s (mostly t-SNE) even for tiny windows: the default method runs always, the rest on -m slow.
-@pytest.mark.parametrize("method", ["model", *(pytest.param(m, marks=pytest.mark.slow) for m in ("mmd", "distance",
-                                                                                             "ratio"))])
+# Each Report takes ~10 s (mostly t-SNE) even for tiny windows: the agreement checks run on the slow tier; the fast
+# tier still runs the detector (here and in test_monitors_contract) without building a Report.
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["model", "mmd", "distance", "ratio"])
 def test_direct_call_matches_the_report(windows: tuple[np.ndarray, np.ndarray], method: str) -> None:
     ref, cur = windows
     direct = EvidentlyDetector(method).fit(ref).check(cur)  # type: ignore[arg-type]
@@ -42,6 +43,7 @@ def test_model_method_does_not_mutate_frames_we_pass(windows: tuple[np.ndarray, 
     assert list(to_frame(ref).columns)[:2] == ["e0", "e1"]
 
 
+@pytest.mark.slow  # the first Evidently Report of a process costs 10-45 s (imports, t-SNE): not the fast tier
 def test_html_report_is_saved(tmp_path, windows: tuple[np.ndarray, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
     ref, cur = windows
     path = save_report(ref, cur, tmp_path / "sub" / "report.html", method="distance")

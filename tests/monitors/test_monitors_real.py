@@ -15,8 +15,16 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from monitors import (ClassifierDetector, KNNOODDetector, MMDDetector, RetrievalClusterDetector,
-                      Top1SimilarityDetector, cluster_corpus, explain_ood, top1_similarity)
+from monitors import (
+    ClassifierDetector,
+    KNNOODDetector,
+    MMDDetector,
+    RetrievalClusterDetector,
+    Top1SimilarityDetector,
+    cluster_corpus,
+    explain_ood,
+    top1_similarity,
+)
 
 pytestmark = pytest.mark.integration
 NEW_TOPICS = ["tkinter", "turtle"]
@@ -93,7 +101,7 @@ def test_explanations_name_the_new_topic(real: Any, pools: dict[str, Any]) -> No
     expl = explain_ood(det, real.query[idx], real.ids[idx], max_clusters=5, n_representatives=3)
     assert 1 <= len(expl) <= 5
     assert [e.size for e in expl] == sorted((e.size for e in expl), reverse=True)
-    topic_of = dict(zip(real.ids.tolist(), real.topics.tolist()))
+    topic_of = dict(zip(real.ids.tolist(), real.topics.tolist(), strict=True))
     top = [topic_of[i] for e in expl[:2] for i in e.representative_ids]
     assert sum(t in NEW_TOPICS for t in top) >= 0.8 * len(top), top
     assert all(0.0 <= e.centroid_distance <= 2.0 and 0 < e.share < 1 for e in expl)
@@ -120,7 +128,7 @@ def families(real: Any) -> dict[str, Any]:
     topics = np.array(sorted(set(real.topics.tolist())))
     cent = np.stack([real.query[real.topics == t].mean(0) for t in topics])
     cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-    fam_of = dict(zip(topics.tolist(), KMeans(12, n_init=5, random_state=0).fit_predict(cent).tolist()))
+    fam_of = dict(zip(topics.tolist(), KMeans(12, n_init=5, random_state=0).fit_predict(cent).tolist(), strict=True))
     family = np.array([fam_of[t] for t in real.topics.tolist()])
     sizes = np.bincount(family)
     eligible = [f for f in range(12) if 0.03 <= sizes[f] / sizes.sum() <= 0.2]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from _monitors_data import unit_mixture
 
-from monitors import (UNKNOWN, KNNOODDetector, MonitorInputError, RetrievalClusterDetector, explain_ood,
-                      top1_similarity)
+from monitors import UNKNOWN, KNNOODDetector, MonitorInputError, RetrievalClusterDetector, explain_ood, top1_similarity
 
 
 def test_retrieval_counts_unknown_ids_in_their_own_bin() -> None:

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from retrain import (
-    ConfigError, DataError, DiversitySelection, MarginSelection, MixedSelection, NoveltySelection, Pool,
-    RandomSelection, k_center_greedy,
+    ConfigError,
+    DataError,
+    DiversitySelection,
+    MarginSelection,
+    MixedSelection,
+    NoveltySelection,
+    Pool,
+    RandomSelection,
+    k_center_greedy,
 )
 
 

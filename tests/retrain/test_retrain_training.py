@@ -50,6 +50,7 @@ def straight(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return retrain.train(cfg(tiny_model), TrainData(PAIRS), out), out
 
 
+@pytest.mark.integration  # two real (tiny-model) training runs, ~7 s: not the fast tier
 def test_training_changes_weights_is_seeded_and_never_touches_the_base(
         tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]) -> None:
     before = tree_hash(tiny_model)
@@ -125,6 +126,7 @@ def test_missing_model_is_a_model_dir_error(tmp_path: Path) -> None:
         load_model(tmp_path / "missing")
 
 
+@pytest.mark.integration  # a real training run per variant (~3 s each): not the fast tier
 @pytest.mark.parametrize("extra", [
     dict(loss="cached_mnrl", mini_batch_size=4),
     dict(matryoshka_dims=(32, 16)),
@@ -138,6 +140,7 @@ def test_loss_variants_train(tiny_model: Path, tmp_path: Path, extra: dict) -> N
     assert res.steps == 2 and res.final_loss is not None and np.isfinite(res.final_loss)
 
 
+@pytest.mark.integration  # real training with a teacher (~2 s): not the fast tier
 def test_margin_mse_distils_from_a_local_teacher(tiny_model: Path, tmp_path: Path) -> None:
     triplets = tuple(Pair(query=p.query, positive=p.positive, negative=PAIRS[(i + 7) % len(PAIRS)].positive)
                      for i, p in enumerate(PAIRS))
@@ -149,6 +152,7 @@ def test_margin_mse_distils_from_a_local_teacher(tiny_model: Path, tmp_path: Pat
                       tmp_path / "m2")
 
 
+@pytest.mark.integration  # TSDAE then contrastive training (~8 s): not the fast tier
 def test_tsdae_domain_adaptation_runs_offline_before_the_contrastive_step(tiny_model: Path, tmp_path: Path) -> None:
     docs = tuple(p.positive + " and more words about the standard library" for p in PAIRS)
     res = retrain.train(cfg(tiny_model, tsdae_epochs=1.0, tsdae_batch_size=8), TrainData(PAIRS, documents=docs),
