@@ -128,7 +128,8 @@ def main() -> None:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {'yes' if r[2] else 'no'} | {r[3]} | {r[3] / len(ids):.0%} | {r[4]:.4f} | {r[5]:.4f} | "
+        lines.append(f"| {r[0]} | {r[1]} | {'yes' if r[2] else 'no'} | {r[3]} | {r[3] / len(ids):.0%} | "
+                     f"{r[4]:.4f} | {r[5]:.4f} | "
                      f"{r[6]:.4f} | {r[7]:.4f} | {r[8]:+.4f} | {r[9]:+.4f} | **{r[10]:+.4f}** | {r[11]:+.4f} | "
                      f"{r[12]:+.4f} |")
     worst = max(abs(r[10]) for r in rows if r[2])

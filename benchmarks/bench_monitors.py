@@ -27,8 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "monitors"))
 
-from monitors import (ClassifierDetector, EvidentlyDetector, ExactMMDDetector, KNNOODDetector,
-                      MMDDetector, RetrievalClusterDetector, SequentialDetector, cluster_corpus, top1_similarity)
+from monitors import (
+    ClassifierDetector,
+    EvidentlyDetector,
+    ExactMMDDetector,
+    KNNOODDetector,
+    MMDDetector,
+    RetrievalClusterDetector,
+    SequentialDetector,
+    cluster_corpus,
+    top1_similarity,
+)
 from monitors.report import build_report
 
 D = 384
@@ -105,7 +114,7 @@ def timing(sizes: list[int], quick: bool) -> list[tuple[int, str, float | None]]
             dets[f"Evidently {m} (direct)"] = (EvidentlyDetector(m).fit(ref), cur)  # type: ignore[arg-type]
         for name, (det, x) in dets.items():
             det.check(x)  # warm-up: first-call allocations and lazy imports
-            t = _timed(lambda: det.check(x), reps)
+            t = _timed(lambda det=det, x=x: det.check(x), reps)
             rows.append((n, name, t))
             print(f"n={n} {name}: {t:.3f} s", flush=True)
         t_rep = time_report(n)
@@ -190,7 +199,7 @@ def sequential_far(references: int, windows: int, n: int) -> dict[str, tuple[flo
             cur = unit_mixture(rng, n, c[:30])
             for i, det in enumerate(dets):
                 counts[i] += det.check(cur).drift
-        for name, k in zip(names, counts):
+        for name, k in zip(names, counts, strict=True):
             rates[name].append(k / windows)
     return {k: (float(np.mean(v)), float(np.max(v))) for k, v in rates.items()}
 

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -30,11 +31,22 @@ sys.path.insert(0, str(REPO))
 
 import retrain
 from retrain import (
-    AdapterConfig, DiversitySelection, GateConfig, MarginSelection, MixedSelection, NoveltySelection, Pair,
-    Pool, RandomSelection, TrainConfig, TrainData, decide, evaluate_embeddings, split_queries,
+    AdapterConfig,
+    DiversitySelection,
+    GateConfig,
+    MarginSelection,
+    MixedSelection,
+    NoveltySelection,
+    Pair,
+    Pool,
+    RandomSelection,
+    TrainConfig,
+    TrainData,
+    decide,
+    evaluate_embeddings,
+    split_queries,
     train_adapter,
 )
-from retrain.retrieval import top_k
 
 CACHE = REPO / ".cache" / "retrain_bench"
 RESULTS = REPO / "benchmarks" / "results" / "retrain.md"
@@ -93,7 +105,6 @@ def main() -> None:
         corpus = [corpus[i] for i in sorted(rng.choice(len(corpus), 500, replace=False))]
     model = load()
     doc_ids = [p.id for p in corpus]
-    doc_text = {p.id: p.text for p in corpus}
     log(f"corpus: {len(corpus)} passages, model {model.model_id}, {torch_threads} CPU cores")
 
     guard = [p for p in corpus if p.topic == GUARD_TOPIC]
@@ -146,8 +157,10 @@ def main() -> None:
         from retrain.finetune import load_model
 
         st = load_model(out)
-        enc = lambda xs: st.encode(xs, batch_size=64, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        def enc(xs: list[str], st: Any = st) -> np.ndarray:
+            return st.encode(xs, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False).astype(np.float32)
+
         t1 = time.perf_counter()
         docs = enc([p.text for p in corpus])
         enc_s = time.perf_counter() - t1
@@ -160,7 +173,7 @@ def main() -> None:
     if not args.no_broken:
         rng = np.random.default_rng(1)
         shuffled_texts = [train_pairs[i].positive for i in rng.permutation(len(train_pairs))]
-        broken = tuple(Pair(query=p.query, positive=t) for p, t in zip(train_pairs, shuffled_texts))
+        broken = tuple(Pair(query=p.query, positive=t) for p, t in zip(train_pairs, shuffled_texts, strict=True))
         r = finetune("shuffled", broken, args.broken_steps)
         rows[f"broken: MNRL on shuffled pairs ({r['steps']} steps)"] = r
 

@@ -22,9 +22,9 @@ import argparse
 import contextlib
 import os
 import platform
-import sys
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +80,8 @@ def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
     for i in range(0, len(docs), 256):
         chunk = docs[i:i + 256]
         vecs = em.encode([p.query for p in chunk])
-        m.insert("bench", [{"id": p.id, "vector": v.tolist(), "text": p.query} for p, v in zip(chunk, vecs)])
+        rows = [{"id": p.id, "vector": v.tolist(), "text": p.query} for p, v in zip(chunk, vecs, strict=True)]
+        m.insert("bench", rows)
     m.flush("bench__v1")
     m.wait_index("bench__v1", "vector")
     index_s = time.perf_counter() - t

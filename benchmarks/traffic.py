@@ -64,7 +64,8 @@ def load_corpus(n_families: int = 12) -> Corpus:
     topics = np.array(sorted(set(real.topics.tolist())))
     cent = np.stack([real.query[real.topics == t].mean(0) for t in topics])
     cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-    fam_of_topic = dict(zip(topics.tolist(), KMeans(n_families, n_init=5, random_state=0).fit_predict(cent).tolist()))
+    families = KMeans(n_families, n_init=5, random_state=0).fit_predict(cent).tolist()
+    fam_of_topic = dict(zip(topics.tolist(), families, strict=True))
     sims = real.query @ real.text.T
     top = np.argsort(-sims, axis=1)[:, :10]
     return Corpus(real.ids, real.query, real.text, top, np.take_along_axis(sims, top, axis=1),
@@ -181,7 +182,7 @@ def make_monitor(corpus: Corpus, drift: DriftSettings, reference: Window, doc_sa
     docs = Window(kind="documents", collection="docs", model_id="m", start_ms=0, end_ms=1,
                   ids=tuple(int(i) for i in corpus.ids[sample]), vectors=corpus.text[sample],
                   timestamps_ms=np.zeros(len(sample)))
-    by_id = dict(zip(corpus.ids.tolist(), corpus.text))
+    by_id = dict(zip(corpus.ids.tolist(), corpus.text, strict=True))
     return CollectionMonitor("docs", drift, reference, 1, corpus=docs,
                              lookup=lambda ids: {i: by_id[i] for i in ids}, window_s=window_s)
 

@@ -13,8 +13,6 @@ What it adds to a plain ``MilvusClient``:
 
 from __future__ import annotations
 
-import math
-import numbers
 import random
 import threading
 import time
@@ -29,9 +27,16 @@ from . import model as models
 from .config import CollectionSettings, Settings
 from .config import load as load_settings
 from .errors import ConfigError, FeedbackError, InvalidInput, MilvusError, MissingModelId
+from .inputs import TEXT_LIMIT, ClientMetrics, check_feedback, check_feedback_doc, check_texts, check_vectors
 from .milvus import MODEL_ID_PROPERTY, Milvus, check_ids
-from .tap import (_MAX_TEXT, FEEDBACK_COLLECTION, SIGNALS, QueryTap, TapStats, ensure_feedback_collection,
-                  feedback_row, finite_vector, new_id, tap_row)
+from .tap import (
+    FEEDBACK_COLLECTION,
+    ensure_feedback_collection,
+    feedback_row,
+    new_id,
+    tap_row,
+)
+from .tapwriter import QueryTap, TapStats
 
 DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
 
@@ -83,7 +88,7 @@ class Client:
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._recent_max = recent_queries
         self._feedback_ready = False
-        self._metrics = _ClientMetrics(registry) if registry is not None else None
+        self._metrics = ClientMetrics(registry) if registry is not None else None
         self.tap_stats = TapStats()
         self._tap = QueryTap(
             lambda: Milvus.connect(self.settings, uri=self._uri), buffer_size=s.tap_buffer_size,
@@ -188,7 +193,7 @@ class Client:
         if (texts is None) == (vectors is None):
             raise InvalidInput("search() takes either texts or vectors, not both and not neither")
         if texts is not None:
-            texts = _texts(texts)
+            texts = check_texts(texts)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 16384:
             raise InvalidInput(f"search limit {limit!r} must be an integer from 1 to 16384")
         spec = self._spec(alias)
@@ -197,7 +202,7 @@ class Client:
         if texts is not None:
             qv = model.encode(list(texts), batch_size=self.settings.model.batch_size)
         else:
-            qv = _vectors(vectors, model.dimension, f"search vectors for {alias!r} (model {model.model_id})")
+            qv = check_vectors(vectors, model.dimension, f"search vectors for {alias!r} (model {model.model_id})")
         # Asking for no fields makes Milvus Lite return every field, vectors included: ask for the key only.
         fields = list(output_fields) if output_fields else [spec.id_field]
         raw = self._milvus.search(collection, qv, limit=limit, anns_field=spec.vector_field, filter=filter,
@@ -243,20 +248,14 @@ class Client:
         Written synchronously, so a label is never silently lost: a failure raises ``FeedbackError`` and the
         caller may retry. The query is force-tapped if it was not sampled, so its vector is on record.
         """
-        if not isinstance(signal, str) or signal not in SIGNALS:
-            raise FeedbackError(f"feedback signal {signal!r} is not one of {', '.join(SIGNALS)}")
-        if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight))
-                or not 0.0 < float(weight) <= 100.0):
-            raise FeedbackError(f"feedback weight {weight!r} must be a number in (0, 100]")
-        if query_text is not None and not isinstance(query_text, str):
-            raise FeedbackError(f"feedback query_text must be a string, got {type(query_text).__name__}")
+        check_feedback(signal, weight, query_text)
         with self._lock:
             recent = self._recent.get(query_id) if isinstance(query_id, str) else None
         if recent is None:
             raise FeedbackError(
                 f"query_id {query_id!r:.80} is unknown to this client (feedback must come from the process that "
                 f"ran the search, within its last {self._recent_max} queries)")
-        self._check_feedback_doc(recent, doc_id)
+        check_feedback_doc(self._milvus, recent.collection, recent.alias, recent.hits, doc_id)
         text = query_text if query_text is not None else (recent.text or "")
         row = feedback_row(query_id=query_id, doc_id=doc_id, alias=recent.alias, collection=recent.collection,
                            model_id=recent.model_id, signal=signal, weight=weight, query_text=text)
@@ -282,22 +281,6 @@ class Client:
         if self._metrics:
             self._metrics.feedback(signal)
         return str(row["feedback_id"])
-
-    def _check_feedback_doc(self, recent: _Recent, doc_id: Any) -> None:
-        """A label must name a document that exists: one poison row would break every retrain after it."""
-        try:
-            (doc,) = check_ids([doc_id], self._milvus.primary_key(recent.collection)[1], "feedback doc_id")
-        except (InvalidInput, ValueError) as exc:
-            raise FeedbackError(str(exc)) from None
-        if any(h["id"] == doc for h in recent.hits):
-            return
-        try:
-            found = self._milvus.query(recent.collection, ids=[doc], output_fields=[])
-        except MilvusError as exc:
-            raise FeedbackError(f"feedback on doc {doc!r} was not recorded: {exc}") from None
-        if not found:
-            raise FeedbackError(f"feedback doc_id {doc!r} is not a document of {recent.alias!r} "
-                                f"({recent.collection}); nothing was recorded")
 
     # --- writes -----------------------------------------------------------------------------------------------
 
@@ -331,7 +314,7 @@ class Client:
                                f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them")
         model = self.model_for(collection)
         vecs = model.encode([str(d[spec.text_field]) for d in documents], batch_size=self.settings.model.batch_size)
-        return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs)]
+        return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs, strict=True)]
 
     def insert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
         """Add or replace documents by id (the same as ``upsert``).
@@ -356,63 +339,3 @@ class Client:
         check_ids(ids, self._milvus.primary_key(targets[0])[1], "delete ids")
         for collection in targets:
             self._milvus.delete(collection, ids=list(ids))
-
-
-TEXT_LIMIT = 65535
-
-
-def _texts(texts: Any) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise InvalidInput("search(texts=...) takes a list of strings; wrap a single query in a list")
-    if not texts:
-        raise InvalidInput("search(texts=[]) has no query; pass at least one string")
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise InvalidInput(f"search texts at positions {bad[:10]} are not strings")
-    too_long = [i for i, t in enumerate(texts) if len(t) > _MAX_TEXT]
-    if too_long:
-        raise InvalidInput(f"search texts at positions {too_long[:10]} are longer than {_MAX_TEXT} characters")
-    return list(texts)
-
-
-def _vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
-    try:
-        qv = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{what} must be numbers, shape (n, {dim})") from None
-    if qv.ndim != 2 or qv.shape[0] == 0 or qv.shape[1] != dim:
-        raise InvalidInput(f"{what} must have shape (n, {dim}) with n >= 1; got {qv.shape}")
-    if not all(finite_vector(v) for v in qv):
-        raise InvalidInput(f"{what} contain NaN or infinite values")
-    return qv
-
-
-class _ClientMetrics:
-    """Prometheus counters for the application process (pass ``registry=`` to ``Client``)."""
-
-    def __init__(self, registry: Any):
-        from prometheus_client import Counter
-
-        self._searches = Counter("embguard_client_searches_total", "Queries searched through embguard.Client",
-                                 registry=registry)
-        self._tap = Counter("embguard_tap_rows_total", "Query tap rows by outcome", ["outcome"], registry=registry)
-        self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"],
-                                 registry=registry)
-        for outcome in ("sampled", "written", "dropped_buffer_full", "dropped_write_error"):
-            self._tap.labels(outcome)
-        for signal in SIGNALS:
-            self._feedback.labels(signal)
-
-    def searched(self, n: int, sampled: int) -> None:
-        self._searches.inc(n)
-        if sampled:
-            self._tap.labels("sampled").inc(sampled)
-
-    def written(self, n: int) -> None:
-        self._tap.labels("written").inc(n)
-
-    def dropped(self, reason: str, n: int) -> None:
-        self._tap.labels(f"dropped_{reason}").inc(n)
-
-    def feedback(self, signal: str) -> None:
-        self._feedback.labels(signal).inc()

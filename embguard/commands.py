@@ -285,14 +285,14 @@ def gc(settings: Settings, milvus: Milvus, retention_s: int | None, dry_run: boo
 
 def export_labels(settings: Settings, milvus: Milvus, path: str, collection: str, budget: int,
                   strategy: str = "auto") -> str:
-    from .training import export_labels as export
+    from .labels import export_labels as export
 
     n = export(settings, milvus, settings.collection(collection), Path(path), budget, strategy=strategy)
     return f"wrote {n} queries to {path}: set each line's doc_id (and signal) and run `embguard label import`"
 
 
 def import_labels(settings: Settings, milvus: Milvus, path: str, collection: str) -> str:
-    from .training import import_labels as load
+    from .labels import import_labels as load
 
     n = load(settings, milvus, settings.collection(collection), Path(path))
     return f"imported {n} labels for {collection}"

@@ -27,6 +27,7 @@ from .client import Client
 from .config import CollectionSettings, Settings
 from .corpus import Passage
 from .daemon import Daemon
+from .labels import import_labels
 from .lite import LiteServer, free_port
 from .milvus import Milvus
 from .references import ReferenceStore
@@ -34,7 +35,7 @@ from .reports import CheckReport
 from .sampling import query_window
 from .simulate import index, passages_for, traffic
 from .swap import Swapper
-from .training import build_candidate, import_labels
+from .training import build_candidate
 
 ALIAS = "demo_docs"
 BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smtplib", "imaplib")

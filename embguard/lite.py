@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import LiteServerError
+from .state import write_json
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -186,12 +187,10 @@ class LiteServer:
                 proc.kill()
             proc.wait(timeout=10)
             raise
-        rec = {"pid": proc.pid, "uri": self.uri, "data_dir": str(self.data_dir), "started_at": time.time(),
-               "log": str(self.log_file)}
-        tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec))
-        tmp.replace(self.pid_file)
-        return LiteStatus(True, proc.pid, self.uri, str(self.data_dir), rec["started_at"], str(self.log_file))
+        started_at = time.time()
+        write_json(self.pid_file, {"pid": proc.pid, "uri": self.uri, "data_dir": str(self.data_dir),
+                                   "started_at": started_at, "log": str(self.log_file)}, indent=None)
+        return LiteStatus(True, proc.pid, self.uri, str(self.data_dir), started_at, str(self.log_file))
 
     def _wait_ready(self, proc: subprocess.Popen) -> None:
         deadline = time.monotonic() + self.start_timeout_s

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .incidents import Alert
 from .checking import Watched
 from .config import redact_uri
+from .incidents import Alert
 from .registry import ModelVersion
 from .reports import CheckReport
 

@@ -143,6 +143,13 @@ class CollectionSettings(_Section):
             raise ValueError("must start with a letter or '_' and hold only letters, digits and '_' (Milvus names)")
         return v
 
+    def require_text_field(self) -> str:
+        """The text field; re-embedding (retrain, swap, labels) cannot work without one."""
+        if not self.text_field:
+            raise ConfigError(f"collection {self.name!r} has no text_field; embguard re-embeds documents from their "
+                              "stored text: set collections[].text_field")
+        return self.text_field
+
 
 class SamplingSettings(_Section):
     query_rate: Fraction = Field(0.1, description="fraction of searches the client tap records")

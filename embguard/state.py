@@ -59,14 +59,12 @@ def read_json(path: Path) -> Any:
     """The JSON in ``path``; ``None`` when the file does not exist."""
     path = Path(path)
     try:
-        text = path.read_text()
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateFileError(f"state file {path} is not valid JSON ({exc}); restore it from a backup or remove it "
-                             "(embguard rebuilds what it can)") from None
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise StateFileError(f"state file {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
+                             "it from a backup or remove it (embguard rebuilds what it can)") from None
 
 
 def _fsync_dir(directory: Path) -> None:

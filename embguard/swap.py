@@ -27,18 +27,16 @@ and the lock live in :mod:`embguard.swapstate`, verification in :mod:`embguard.v
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 from . import model as models
+from .backfill import backfill_local
 from .client import DUAL_WRITE_PROPERTY
 from .config import CollectionSettings, Settings
 from .errors import EmbguardError, SwapError, SwapLocked
-from .milvus import MODEL_ID_PROPERTY, Milvus, literal
+from .milvus import MODEL_ID_PROPERTY, Milvus
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
 from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
@@ -51,35 +49,6 @@ __all__ = [
 
 CREATED_PROPERTY = "embguard.created_at"
 SOURCE_PROPERTY = "embguard.reindexed_from"
-
-
-def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run ``it`` in a background thread, ``depth`` items ahead; its exceptions surface here."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-
-    def run() -> None:
-        try:
-            for item in it:
-                q.put(item)
-        except BaseException as exc:
-            q.put(exc)
-        q.put(done)
-
-    threading.Thread(target=run, name="embguard-backfill-read", daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
-def _pk_filter(field_name: str, cursor: Any) -> str:
-    if cursor is None:
-        return ""
-    return f"{field_name} > {literal(cursor)}" if isinstance(cursor, str) else f"{field_name} > {int(cursor)}"
 
 
 def collection_name(alias: str, version: str) -> str:
@@ -218,48 +187,19 @@ class Swapper:
         return [f["name"] for f in self.milvus.schema_fields(st.source) if f["name"] != spec.vector_field]
 
     def _backfill(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> None:
-        """Re-embed the source into the target in primary-key order; encoding overlaps reading and writing.
-
-        A reader thread prefetches the next batch and a writer thread upserts the previous one while this
-        thread encodes, so the encoder (the expensive part) rarely waits. The checkpoint advances only after
-        a batch's write has returned.
-        """
-        m = self.milvus
         fields = self._scalar_fields(st, spec)
-        if self.settings.swap.engine == "ray":
-            from . import raybackfill
 
-            def checkpoint() -> None:
-                self.store.save(st)
-                if self.progress:
-                    self.progress(st)
-
-            return raybackfill.backfill(self.settings, m, spec, st, fields, checkpoint)
-        st.total = m.count(st.source)
-        self.store.save(st)
-        t0, done0 = time.monotonic(), st.done
-        batches = _prefetch(m.iterate(st.source, fields, filter=_pk_filter(spec.id_field, st.cursor),
-                                      batch_size=self.settings.swap.batch_size))
-
-        def commit(batch: list[dict[str, Any]]) -> None:
-            st.cursor = max(r[spec.id_field] for r in batch)
-            st.done += len(batch)
-            st.rate = (st.done - done0) / max(time.monotonic() - t0, 1e-9)
-            self.store.save(st)  # the checkpoint: a restart continues after st.cursor
+        def checkpoint() -> None:
+            self.store.save(st)
             if self.progress:
                 self.progress(st)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embguard-backfill-write") as writer:
-            pending: tuple[Future[int], list[dict[str, Any]]] | None = None
-            for batch in batches:
-                rows = self._embed_rows(spec, batch, model)
-                if pending is not None:
-                    pending[0].result()
-                    commit(pending[1])
-                pending = (writer.submit(m.upsert, st.target, rows), batch)
-            if pending is not None:
-                pending[0].result()
-                commit(pending[1])
+        if self.settings.swap.engine == "ray":
+            from . import raybackfill
+
+            return raybackfill.backfill(self.settings, self.milvus, spec, st, fields, checkpoint)
+        backfill_local(self.milvus, spec, st, fields, lambda rows: self._embed_rows(spec, rows, model),
+                       self.settings.swap.batch_size, checkpoint)
 
     def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
         """Ids whose target copy is missing or differs from the source, and ids only the target has."""

@@ -22,7 +22,6 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,11 +30,11 @@ import retrain
 
 from . import model as models
 from .config import CollectionSettings, Settings
-from .errors import EmbguardError, LabelError, NotEnoughFeedback, TrainingError
+from .errors import NotEnoughFeedback, TrainingError
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
-from .tap import FEEDBACK_COLLECTION, SIGNALS, new_id, now_ms, text_hash
+from .tap import FEEDBACK_COLLECTION, SIGNALS, new_id
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,8 @@ def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[lis
     if not milvus.has_collection(FEEDBACK_COLLECTION):
         return [], []
     rows = [r for b in milvus.iterate(FEEDBACK_COLLECTION, ["feedback_id", "query_text", "doc_id", "signal", "weight"],
-                                      filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} and query_text != ""')
+                                      filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} '
+                                             'and query_text != ""')
             for r in b]
     records, ids, bad = [], [], 0
     for r in rows:
@@ -133,8 +133,9 @@ def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Seque
     out: dict[Any, str] = {}
     ids = list(dict.fromkeys(ids))
     for i in range(0, len(ids), 1000):
-        for r in milvus.query(collection, ids=ids[i:i + 1000], output_fields=[spec.id_field, spec.text_field]):
-            out[r[spec.id_field]] = r[spec.text_field]
+        text = spec.require_text_field()
+        for r in milvus.query(collection, ids=ids[i:i + 1000], output_fields=[spec.id_field, text]):
+            out[r[spec.id_field]] = r[text]
     return out
 
 
@@ -144,7 +145,7 @@ def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Seq
     """The evaluation corpus: the whole collection, or above ``retrain.gate_max_docs`` a pooled sub-corpus
     (retrain.subcorpus): every relevant doc, the base model's live-index neighbours of the held-out queries
     and uniform distractors; the candidate's neighbours join after training (``_pool_candidate``)."""
-    fields = [spec.id_field, spec.text_field, spec.vector_field]
+    fields = [spec.id_field, spec.require_text_field(), spec.vector_field]
     rs = settings.retrain if settings is not None else None
     if milvus.count(collection) <= (rs.gate_max_docs if rs else EVAL_MAX_DOCS):
         rows = [r for b in milvus.iterate(collection, fields) for r in b]
@@ -159,7 +160,7 @@ def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Seq
                 if rs is not None and base_queries is not None else [])
         pooled = subcorpus.pool(must, near, [], sample.ids)
         rows = _rows(milvus, collection, fields, pooled.ids)
-    return ([r[spec.id_field] for r in rows], [r[spec.text_field] for r in rows],
+    return ([r[spec.id_field] for r in rows], [r[spec.require_text_field()] for r in rows],
             np.array([r[spec.vector_field] for r in rows], dtype=np.float32))
 
 
@@ -179,15 +180,15 @@ def _pool_candidate(milvus: Milvus, collection: str, spec: CollectionSettings, s
     have = set(ids)
     near = subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), cand_queries,
                                 settings.retrain.gate_pool_k)
-    rows = _rows(milvus, collection, [spec.id_field, spec.text_field, spec.vector_field],
+    rows = _rows(milvus, collection, [spec.id_field, spec.require_text_field(), spec.vector_field],
                  [i for i in near if i not in have])
     if not rows:
         return ids, texts, base_vecs
-    return ([*ids, *(r[spec.id_field] for r in rows)], [*texts, *(r[spec.text_field] for r in rows)],
+    return ([*ids, *(r[spec.id_field] for r in rows)], [*texts, *(r[spec.require_text_field()] for r in rows)],
             np.vstack([base_vecs, np.array([r[spec.vector_field] for r in rows], dtype=np.float32)]))
 
 
-def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[int]]]:
+def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[Any]]]:
     from .corpus import by_topic, stdlib_corpus
 
     ref = by_topic(stdlib_corpus())["language-reference"]
@@ -218,8 +219,8 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     base_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
     base = models.load_by_id(base_id, settings.model.store_dir, settings.model.device)
     records, feedback_ids = feedback_records(milvus, spec.name, since_ms)
-    doc_text = _texts(milvus, served, spec, [r.doc_id for r in records])
-    tp = retrain.build_pairs(records, doc_text)
+    labelled_text = _texts(milvus, served, spec, [r.doc_id for r in records])
+    tp = retrain.build_pairs(records, labelled_text)
     queries = sorted({p.query for p in tp.pairs})
     need = rs.min_held_out / rs.held_out_fraction
     if len(queries) < need or len(tp.pairs) < rs.min_feedback_pairs:
@@ -240,7 +241,7 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     held_q = sorted(held_rel)
     ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0,
                                     settings, base.encode(held_q))
-    corpus_text = dict(zip(ids, texts))
+    corpus_text = dict(zip(ids, texts, strict=True))
 
     def doc_text(i: Any) -> str | None:
         return corpus_text[i] if i in corpus_text else _texts(milvus, served, spec, [i]).get(i)
@@ -279,7 +280,7 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
 
     # Gate: base and candidate on the held-out queries, searched against the actual corpus.
     cand = models.load(str(out), None, settings.model.device)
-    rel = [held_rel[q] for q in held_q]
+    rel: list[set[Any]] = [held_rel[q] for q in held_q]
     ids, texts, base_vecs = _pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts,
                                             base_vecs)
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
@@ -311,95 +312,3 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
 
 
 # --- labels for annotators ------------------------------------------------------------------------------------
-
-def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, out: Path, budget: int,
-                  *, since_ms: int = 0, seed: int = 0, strategy: str = "auto") -> int:
-    """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL.
-
-    ``strategy`` (embguard.selection): ``random``, ``drift`` (aimed at what the monitors flag), or ``auto``
-    (drift-aimed while the daemon's last check found drift sustained)."""
-    from .milvus import literal
-    from .tap import read_tap, tap_collection_name
-
-    served = milvus.resolve(spec.name)
-    tap = tap_collection_name(milvus.vector_dimension(served, spec.vector_field))
-    rows = read_tap(milvus, tap, f'alias == {literal(spec.name)} and text != "" and ts_ms >= {int(since_ms)}',
-                    ["query_id", "text", "top_ids", "top_scores", "vector"])
-    # One row per distinct text, in a fixed order: the same tap and seed give the same picks.
-    rows = sorted({text_hash(r["text"]): r for r in rows}.values(), key=lambda r: str(r["query_id"]))
-    if not rows:
-        raise LabelError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
-                            "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow")
-    from .selection import pick
-
-    clicked_ids: set[str] = set()
-    if milvus.has_collection(FEEDBACK_COLLECTION):
-        clicked_ids = {str(r["query_id"]) for r in milvus.query(
-            FEEDBACK_COLLECTION, filter=f'alias == {literal(spec.name)} and signal == "click"',
-            output_fields=["query_id"])}
-    picked = pick(settings, spec, strategy, np.array([r["vector"] for r in rows], dtype=np.float32),
-                  [r["top_scores"] or [] for r in rows],
-                  np.array([str(r["query_id"]) in clicked_ids for r in rows]), min(budget, len(rows)), seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as fh:
-        for i in picked:
-            r = rows[int(i)]
-            top = list(r["top_ids"] or [])[:5]
-            texts = _texts(milvus, served, spec, top)
-            fh.write(json.dumps({"query": r["text"], "query_id": r["query_id"],
-                                 "candidates": [{"doc_id": d, "text": texts.get(d, "")[:500]} for d in top],
-                                 "doc_id": None, "signal": "positive"}) + "\n")
-    return len(picked)
-
-
-def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, path: Path) -> int:
-    """Validate an annotator file and load it as feedback. Any bad line: nothing is imported."""
-    from .tap import ensure_feedback_collection
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise LabelError(f"{path}: not UTF-8 text (byte {exc.start}); nothing imported. Save it as UTF-8") from None
-    cleaned = []
-    too_long: list[tuple[int, str]] = []  # the feedback collection's varchar limit, caught before any insert
-    for n, line in enumerate(lines, start=1):  # exported helper fields are allowed back; the validator sees labels
-        try:
-            obj = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            cleaned.append(line)
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("query"), str) and len(obj["query"]) > QUERY_TEXT_MAX:
-            too_long.append((n, f"query is {len(obj['query'])} characters, more than {QUERY_TEXT_MAX}; shorten it"))
-        if isinstance(obj, dict):
-            obj = {k: v for k, v in obj.items() if k not in ("query_id", "candidates")}
-            cleaned.append(json.dumps(obj))
-        else:
-            cleaned.append(line)
-    records, errors = retrain.validate_labels(cleaned)
-    errors = sorted(errors + too_long)
-    if errors:
-        shown = "; ".join(f"line {n}: {msg}" for n, msg in errors[:10])
-        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise LabelError(f"{path}: {len(errors)} bad line(s), nothing imported: {shown}{more}")
-    served = milvus.resolve(spec.name)
-    known = _texts(milvus, served, spec, [r.doc_id for r in records])
-    unknown = sorted({r.doc_id for r in records if r.doc_id not in known}, key=str)
-    if unknown:
-        raise LabelError(f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
-                            "ids (they must be the collection's primary keys)")
-    ensure_feedback_collection(milvus)
-    model_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
-    rows = [{"feedback_id": new_id(), "query_id": f"label:{text_hash(r.query)[:24]}", "doc_id": json.dumps(r.doc_id),
-             "alias": spec.name, "collection": served, "model_id": model_id, "signal": r.signal,
-             "weight": float(r.weight), "ts_ms": now_ms(), "query_text": r.query, "_v": [1.0, 0.0]} for r in records]
-    done: list[str] = []
-    try:
-        for i in range(0, len(rows), 1000):
-            milvus.insert(FEEDBACK_COLLECTION, rows[i:i + 1000])
-            done += [r["feedback_id"] for r in rows[i:i + 1000]]
-        milvus.flush(FEEDBACK_COLLECTION)
-    except EmbguardError:
-        if done:  # Milvus has no transactions: take back what went in so the import stays all-or-nothing
-            milvus.delete(FEEDBACK_COLLECTION, ids=done)
-        raise
-    return len(rows)

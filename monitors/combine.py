@@ -30,7 +30,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from ._validate import check_alpha, frozen, require_fitted
-from .base import Detector
+from .base import Detector, InputKind
 from .errors import MonitorInputError
 from .result import DriftResult
 
@@ -111,7 +111,7 @@ class CombinedDetector:
     the caller has already fitted every member (then ``fit`` is optional).
     """
 
-    input_kind = "inputs"
+    input_kind: InputKind = "inputs"
 
     def __init__(self, members: Mapping[str, Detector], *, alpha: float = 0.05, method: Method = "holm",
                  name: str = "combined", members_fitted: bool = False) -> None:

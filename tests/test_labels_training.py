@@ -10,11 +10,12 @@ import pytest
 from embguard import model as models
 from embguard.client import Client
 from embguard.errors import EmbguardError
+from embguard.labels import export_labels, import_labels
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.simulate import index, passages_for
 from embguard.tap import FEEDBACK_COLLECTION
-from embguard.training import build_candidate, export_labels, import_labels
+from embguard.training import build_candidate
 
 pytestmark = pytest.mark.integration
 

@@ -70,9 +70,10 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
     from prometheus_client import CollectorRegistry
 
     from embguard.daemon import Daemon
+    from embguard.labels import import_labels
     from embguard.retention import Pins
     from embguard.swap import Swapper
-    from embguard.training import build_candidate, import_labels
+    from embguard.training import build_candidate
 
     with backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="small", index_type="FLAT"}]',
                        EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",

@@ -1,0 +1,106 @@
+"""What the application hands ``embguard.Client`` is checked here, before anything reaches Milvus or the
+model: a bad value raises :class:`embguard.errors.InvalidInput` naming it, and nothing is written. Also the
+client's own Prometheus counters (pass ``registry=`` to ``Client``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import FeedbackError, InvalidInput, MilvusError
+from .filters import check_ids
+from .tap import _MAX_TEXT, SIGNALS, finite_vector
+
+if TYPE_CHECKING:
+    from .milvus import Milvus
+
+TEXT_LIMIT = 65535
+
+
+def check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInput("search(texts=...) takes a list of strings; wrap a single query in a list")
+    if not texts:
+        raise InvalidInput("search(texts=[]) has no query; pass at least one string")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InvalidInput(f"search texts at positions {bad[:10]} are not strings")
+    too_long = [i for i, t in enumerate(texts) if len(t) > _MAX_TEXT]
+    if too_long:
+        raise InvalidInput(f"search texts at positions {too_long[:10]} are longer than {_MAX_TEXT} characters")
+    return list(texts)
+
+
+def check_vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
+    try:
+        qv = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} must be numbers, shape (n, {dim})") from None
+    if qv.ndim != 2 or qv.shape[0] == 0 or qv.shape[1] != dim:
+        raise InvalidInput(f"{what} must have shape (n, {dim}) with n >= 1; got {qv.shape}")
+    if not all(finite_vector(v) for v in qv):
+        raise InvalidInput(f"{what} contain NaN or infinite values")
+    return qv
+
+
+def check_feedback(signal: Any, weight: Any, query_text: Any) -> None:
+    if not isinstance(signal, str) or signal not in SIGNALS:
+        raise FeedbackError(f"feedback signal {signal!r} is not one of {', '.join(SIGNALS)}")
+    if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight))
+            or not 0.0 < float(weight) <= 100.0):
+        raise FeedbackError(f"feedback weight {weight!r} must be a number in (0, 100]")
+    if query_text is not None and not isinstance(query_text, str):
+        raise FeedbackError(f"feedback query_text must be a string, got {type(query_text).__name__}")
+
+
+def check_feedback_doc(milvus: Milvus, collection: str, alias: str, hits: Sequence[Any], doc_id: Any) -> None:
+    """A label must name a document that exists: one poison row would break every retrain after it."""
+    try:
+        (doc,) = check_ids([doc_id], milvus.primary_key(collection)[1], "feedback doc_id")
+    except (InvalidInput, ValueError) as exc:
+        raise FeedbackError(str(exc)) from None
+    if any(h["id"] == doc for h in hits):
+        return
+    try:
+        found = milvus.query(collection, ids=[doc], output_fields=[])
+    except MilvusError as exc:
+        raise FeedbackError(f"feedback on doc {doc!r} was not recorded: {exc}") from None
+    if not found:
+        raise FeedbackError(f"feedback doc_id {doc!r} is not a document of {alias!r} ({collection}); nothing was "
+                            "recorded")
+
+
+class ClientMetrics:
+    """Prometheus counters for the application process (pass ``registry=`` to ``Client``)."""
+
+    def __init__(self, registry: Any):
+        from prometheus_client import Counter
+
+        self._searches = Counter("embguard_client_searches_total", "Queries searched through embguard.Client",
+                                 registry=registry)
+        self._tap = Counter("embguard_tap_rows_total", "Query tap rows by outcome", ["outcome"], registry=registry)
+        self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"],
+                                 registry=registry)
+        for outcome in ("sampled", "written", "dropped_buffer_full", "dropped_write_error"):
+            self._tap.labels(outcome)
+        for signal in SIGNALS:
+            self._feedback.labels(signal)
+
+    def searched(self, n: int, sampled: int) -> None:
+        self._searches.inc(n)
+        if sampled:
+            self._tap.labels("sampled").inc(sampled)
+
+    def written(self, n: int) -> None:
+        self._tap.labels("written").inc(n)
+
+    def dropped(self, reason: str, n: int) -> None:
+        self._tap.labels(f"dropped_{reason}").inc(n)
+
+    def feedback(self, signal: str) -> None:
+        self._feedback.labels(signal).inc()
