@@ -54,9 +54,34 @@ from retrain.drift_selection import NO_CLUSTER
 
 RESULTS = REPO / "benchmarks" / "results" / "active.md"
 FAMILIES: dict[str, frozenset[str]] = {
-    "internet": frozenset({"email", "http", "imaplib", "smtplib", "smtpd", "xmlrpc", "urllib", "ftplib", "poplib",
-                           "telnetlib", "nntplib", "socket", "socketserver", "ssl", "wsgiref", "cgi", "cgitb",
-                           "mimetypes", "base64", "mailbox", "mailcap", "quopri", "html", "webbrowser"}),
+    "internet": frozenset(
+        {
+            "email",
+            "http",
+            "imaplib",
+            "smtplib",
+            "smtpd",
+            "xmlrpc",
+            "urllib",
+            "ftplib",
+            "poplib",
+            "telnetlib",
+            "nntplib",
+            "socket",
+            "socketserver",
+            "ssl",
+            "wsgiref",
+            "cgi",
+            "cgitb",
+            "mimetypes",
+            "base64",
+            "mailbox",
+            "mailcap",
+            "quopri",
+            "html",
+            "webbrowser",
+        }
+    ),
     "gui": frozenset({"tkinter", "turtle"}),
 }
 BUDGETS = (50, 100, 300)
@@ -68,12 +93,21 @@ def click_prob(rank: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=["gui", "internet"],
-                    help="new topic families, one section each (the first is the headline)")
+    ap.add_argument(
+        "--families",
+        nargs="+",
+        choices=sorted(FAMILIES),
+        default=["gui", "internet"],
+        help="new topic families, one section each (the first is the headline)",
+    )
     ap.add_argument("--new-share", type=float, default=0.3, help="share of shifted traffic from the new family")
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--first-seed", type=int, default=100,
-                    help="seeds 0-19 were used to choose DriftSelection's defaults; the reported run uses fresh ones")
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=100,
+        help="seeds 0-19 were used to choose DriftSelection's defaults; the reported run uses fresh ones",
+    )
     ap.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -108,15 +142,26 @@ def main() -> None:
         n_shift_base = int(round(len(new_rows) * (1 - args.new_share) / args.new_share))
         if n_shift_base >= len(base_rows) - 100:
             raise SystemExit(f"--new-share {args.new_share} leaves too few base queries for the reference")
-        log(f"corpus {len(corpus)} passages; family {fam_name!r}: {len(new_rows)} queries; base topics: "
-            f"{len(base_rows)} queries ({n_shift_base} go to shifted traffic)")
+        log(
+            f"corpus {len(corpus)} passages; family {fam_name!r}: {len(new_rows)} queries; base topics: "
+            f"{len(base_rows)} queries ({n_shift_base} go to shifted traffic)"
+        )
 
-        strategies = ["random", "drift", "drift, random within cluster", "drift, share 1.0",
-                      "drift, widened clusters", "novelty", "margin", "oracle (not deployable)"]
+        strategies = [
+            "random",
+            "drift",
+            "drift, random within cluster",
+            "drift, share 1.0",
+            "drift, widened clusters",
+            "novelty",
+            "margin",
+            "oracle (not deployable)",
+        ]
         al_cfg = AdapterConfig(epochs=5, batch_size=32)
         # gains[budget][strategy][subset] -> list over seeds
         gains: dict[int, dict[str, dict[str, list[float]]]] = {
-            b: {s: {"all": [], "new": [], "base": [], "picked_new": []} for s in strategies} for b in args.budgets}
+            b: {s: {"all": [], "new": [], "base": [], "picked_new": []} for s in strategies} for b in args.budgets
+        }
         diag: list[dict[str, float]] = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             rng = np.random.default_rng(1000 + seed)
@@ -126,8 +171,9 @@ def main() -> None:
             n_pool = int(round(0.6 * len(shifted)))
             pool_rows, held_rows = shifted[:n_pool], shifted[n_pool:]
             retrain.assert_disjoint([corpus[i].query for i in pool_rows], [corpus[i].query for i in held_rows])
-            retrain.assert_disjoint([corpus[i].query for i in ref_rows],
-                                    [corpus[i].query for i in np.concatenate([pool_rows, held_rows])])
+            retrain.assert_disjoint(
+                [corpus[i].query for i in ref_rows], [corpus[i].query for i in np.concatenate([pool_rows, held_rows])]
+            )
             is_new_pool = np.isin(pool_rows, new_rows)
             is_new_held = np.isin(held_rows, new_rows)
 
@@ -139,8 +185,7 @@ def main() -> None:
             k = max(1, min(5, flagged.size // 5))
             if flagged.size:
                 unit = base_q[pool_rows[flagged]]
-                cluster[flagged] = (KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(unit) if k > 1
-                                    else 0)
+                cluster[flagged] = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(unit) if k > 1 else 0
             # Widened clusters: an unflagged pool query joins the drifted cluster whose centroid it is closest
             # to when it sits inside that cluster's radius (the 10th-percentile member-to-centroid cosine).
             wide = cluster.copy()
@@ -156,32 +201,59 @@ def main() -> None:
             ref_top1 = top1_all[ref_rows]
             floor = float(np.quantile(ref_top1, 0.05))
             clicked = rng.random(len(pool_rows)) < click_prob(rank_all[pool_rows])
-            signals = DriftSignals(ood_score=np.asarray(res.scores), ood_flag=flags, cluster=cluster,
-                                   top1=top1_all[pool_rows], top1_floor=floor, clicked=clicked)
+            signals = DriftSignals(
+                ood_score=np.asarray(res.scores),
+                ood_flag=flags,
+                cluster=cluster,
+                top1=top1_all[pool_rows],
+                top1_floor=floor,
+                clicked=clicked,
+            )
             pool = Pool(embeddings=base_q[pool_rows], novelty=np.asarray(res.scores), margin=margin_all[pool_rows])
-            wide_signals = DriftSignals(ood_score=np.asarray(res.scores), ood_flag=flags, cluster=wide,
-                                        top1=top1_all[pool_rows], top1_floor=floor, clicked=clicked)
+            wide_signals = DriftSignals(
+                ood_score=np.asarray(res.scores),
+                ood_flag=flags,
+                cluster=wide,
+                top1=top1_all[pool_rows],
+                top1_floor=floor,
+                clicked=clicked,
+            )
             targeted = signals.targeted()
-            diag.append({"pool": len(pool_rows), "held": len(held_rows), "pool_new": int(is_new_pool.sum()),
-                         "held_new": int(is_new_held.sum()), "ref": len(ref_rows), "flagged": int(flags.sum()),
-                         "flag_p": res.p_value,
-                         "flag_precision": float(is_new_pool[flags].mean()) if flags.any() else 0.0,
-                         "flag_recall": float(flags[is_new_pool].mean()), "clusters": k,
-                         "targeted": int(targeted.sum()), "target_precision": float(is_new_pool[targeted].mean()),
-                         "target_recall": float(targeted[is_new_pool].mean()),
-                         "top1_low": int((top1_all[pool_rows] < floor).sum()),
-                         "click_new": float(clicked[is_new_pool].mean()),
-                         "click_base": float(clicked[~is_new_pool].mean()),
-                         "drift": float(res.drift), "wide": int(wide_signals.targeted().sum()),
-                         "wide_precision": float(is_new_pool[wide_signals.targeted()].mean()),
-                         "wide_recall": float(wide_signals.targeted()[is_new_pool].mean())})
-            picker = {"random": RandomSelection(), "drift": DriftSelection(signals),
-                      "drift, random within cluster": DriftSelection(signals, prefer_failures=False),
-                      "drift, share 1.0": DriftSelection(signals, drift_share=1.0),
-                      "drift, widened clusters": DriftSelection(wide_signals),
-                      "novelty": NoveltySelection(), "margin": MarginSelection(),
-                      # Ground truth in place of the monitors' signals: what perfect drift detection would buy.
-                      "oracle (not deployable)": DriftSelection(DriftSignals(ood_flag=is_new_pool))}
+            diag.append(
+                {
+                    "pool": len(pool_rows),
+                    "held": len(held_rows),
+                    "pool_new": int(is_new_pool.sum()),
+                    "held_new": int(is_new_held.sum()),
+                    "ref": len(ref_rows),
+                    "flagged": int(flags.sum()),
+                    "flag_p": res.p_value,
+                    "flag_precision": float(is_new_pool[flags].mean()) if flags.any() else 0.0,
+                    "flag_recall": float(flags[is_new_pool].mean()),
+                    "clusters": k,
+                    "targeted": int(targeted.sum()),
+                    "target_precision": float(is_new_pool[targeted].mean()),
+                    "target_recall": float(targeted[is_new_pool].mean()),
+                    "top1_low": int((top1_all[pool_rows] < floor).sum()),
+                    "click_new": float(clicked[is_new_pool].mean()),
+                    "click_base": float(clicked[~is_new_pool].mean()),
+                    "drift": float(res.drift),
+                    "wide": int(wide_signals.targeted().sum()),
+                    "wide_precision": float(is_new_pool[wide_signals.targeted()].mean()),
+                    "wide_recall": float(wide_signals.targeted()[is_new_pool].mean()),
+                }
+            )
+            picker = {
+                "random": RandomSelection(),
+                "drift": DriftSelection(signals),
+                "drift, random within cluster": DriftSelection(signals, prefer_failures=False),
+                "drift, share 1.0": DriftSelection(signals, drift_share=1.0),
+                "drift, widened clusters": DriftSelection(wide_signals),
+                "novelty": NoveltySelection(),
+                "margin": MarginSelection(),
+                # Ground truth in place of the monitors' signals: what perfect drift detection would buy.
+                "oracle (not deployable)": DriftSelection(DriftSignals(ood_flag=is_new_pool)),
+            }
 
             held_q = base_q[held_rows]
             held_rel = [{doc_ids[i]} for i in held_rows]
@@ -200,17 +272,21 @@ def main() -> None:
                     g["new"].append(float(d[is_new_held].mean()))
                     g["base"].append(float(d[~is_new_held].mean()))
                     g["picked_new"].append(float(is_new_pool[idx].mean()))
-            log(f"seed {seed}: pool {len(pool_rows)} ({int(is_new_pool.sum())} new), flagged {int(flags.sum())} "
+            log(
+                f"seed {seed}: pool {len(pool_rows)} ({int(is_new_pool.sum())} new), flagged {int(flags.sum())} "
                 f"(p={res.p_value:.1e}), targeted {int(targeted.sum())}; "
-                + ", ".join(f"{s} {gains[args.budgets[-1]][s]['all'][-1]:+.2f}" for s in strategies))
+                + ", ".join(f"{s} {gains[args.budgets[-1]][s]['all'][-1]:+.2f}" for s in strategies)
+            )
 
         dm = {k: float(np.mean([d[k] for d in diag])) for k in diag[0]}
         section = [
-            f"## New topic family `{fam_name}`", "",
+            f"## New topic family `{fam_name}`",
+            "",
             f"Modules ({len(new_rows)} queries): {', '.join(sorted(family))}. Per seed: reference traffic = "
             f"{dm['ref']:.0f} base-topic queries; shifted traffic = all {len(new_rows)} family queries + "
             f"{n_shift_base} other base-topic queries ({100 * args.new_share:.0f}% new); pool {dm['pool']:.0f} "
-            f"({dm['pool_new']:.0f} new), held-out {dm['held']:.0f} ({dm['held_new']:.0f} new).", "",
+            f"({dm['pool_new']:.0f} new), held-out {dm['held']:.0f} ({dm['held_new']:.0f} new).",
+            "",
             f"Signal quality (mean over seeds): the OOD window test fired (p ≤ 0.05) in {100 * dm['drift']:.0f}% of "
             f"seeds; {dm['flagged']:.0f} pool queries flagged, {100 * dm['flag_precision']:.0f}% of them new-family, "
             f"catching {100 * dm['flag_recall']:.0f}% of the new-family pool queries; {dm['clusters']:.1f} clusters; "
@@ -219,15 +295,19 @@ def main() -> None:
             f"{100 * dm['target_recall']:.0f}%; with widened clusters {dm['wide']:.0f}, precision "
             f"{100 * dm['wide_precision']:.0f}%, recall {100 * dm['wide_recall']:.0f}%. "
             f"Click rate: new-family {100 * dm['click_new']:.0f}%, base "
-            f"{100 * dm['click_base']:.0f}%.", "",
+            f"{100 * dm['click_base']:.0f}%.",
+            "",
         ]
         for b in args.budgets:
             rnd = {k: np.array(v) for k, v in gains[b]["random"].items()}
-            section += [f"### `{fam_name}`, budget {b}", "",
-                        "| strategy | picks new-family | Δ nDCG@10 all held-out (mean ± sd) | − random (mean ± sd) "
-                        "| won | Δ new-family subset | − random (mean ± sd) | won | Δ base-topic subset "
-                        "| − random (mean ± sd) |",
-                        "|---|---|---|---|---|---|---|---|---|---|"]
+            section += [
+                f"### `{fam_name}`, budget {b}",
+                "",
+                "| strategy | picks new-family | Δ nDCG@10 all held-out (mean ± sd) | − random (mean ± sd) "
+                "| won | Δ new-family subset | − random (mean ± sd) | won | Δ base-topic subset "
+                "| − random (mean ± sd) |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for name in strategies:
                 g = {k: np.array(v) for k, v in gains[b][name].items()}
                 da, dn, db = g["all"] - rnd["all"], g["new"] - rnd["new"], g["base"] - rnd["base"]
@@ -237,7 +317,8 @@ def main() -> None:
                     f"{int((da > 0).sum())}/{len(da)} | {g['new'].mean():+.2f} ± {g['new'].std(ddof=1):.2f} | "
                     f"{dn.mean():+.2f} ± {dn.std(ddof=1):.2f} | {int((dn > 0).sum())}/{len(dn)} | "
                     f"{g['base'].mean():+.2f} ± {g['base'].std(ddof=1):.2f} | "
-                    f"{db.mean():+.2f} ± {db.std(ddof=1):.2f} |")
+                    f"{db.mean():+.2f} ± {db.std(ddof=1):.2f} |"
+                )
             section.append("")
         sections += section
 
@@ -246,12 +327,16 @@ def main() -> None:
     load1 = os.getloadavg()
     cmd = "`.venv/bin/python benchmarks/bench_active.py" + "".join(f" {a}" for a in sys.argv[1:]) + "`"
     lines = [
-        "# Drift-targeted active learning benchmark", "",
-        f"Command: {cmd}", "",
+        "# Drift-targeted active learning benchmark",
+        "",
+        f"Command: {cmd}",
+        "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPU cores (shared with other "
         f"jobs), no GPU; wall time {wall:.0f} s (corpus encodings from the bench_retrain cache); load average "
-        f"{load0[0]:.1f} at start, {load1[0]:.1f} at end.", "",
-        "## Setup", "",
+        f"{load0[0]:.1f} at start, {load1[0]:.1f} at end.",
+        "",
+        "## Setup",
+        "",
         f"- Corpus: `embguard.corpus.stdlib_corpus()`, {len(corpus)} passages, all searched (exact cosine). Base "
         f"model `{model.model_id}`. Query = docstring summary, one relevant passage. `{GUARD_TOPIC}` is never a "
         "query.",
@@ -275,8 +360,8 @@ def main() -> None:
         "the monitors' signals (not deployable: the ceiling perfect drift detection would give).",
         "- Training: a query adapter (`retrain.train_adapter`, `AdapterConfig(epochs=5, batch_size=32, seed=seed)`) "
         "on (query, relevant passage) embeddings of the picks. Δ = adapter − base nDCG@10 ×100 on the same "
-        "held-out queries. \"− random\" is the paired per-seed difference (its standard error is sd/√"
-        f"{args.seeds} ≈ {1 / np.sqrt(args.seeds):.2f}·sd); \"won\" counts seeds (of {args.seeds}) where the "
+        'held-out queries. "− random" is the paired per-seed difference (its standard error is sd/√'
+        f'{args.seeds} ≈ {1 / np.sqrt(args.seeds):.2f}·sd); "won" counts seeds (of {args.seeds}) where the '
         "strategy's gain beat random's.",
         f"- Seeds {args.first_seed}-{args.first_seed + args.seeds - 1}. Seeds 0-19 were used while choosing "
         "DriftSelection's defaults (failures first inside a cluster, share 0.8), so the reported seeds are fresh.",

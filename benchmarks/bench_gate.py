@@ -40,7 +40,7 @@ def write_section(path: Path, lines: list[str]) -> None:
     old = path.read_text() if path.exists() else ""
     section = "\n".join([BEGIN, *lines, END])
     if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END) :]
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,17 +96,32 @@ def main() -> None:
             for k in args.k:
                 for with_cand in (True, False):
                     near_c = subcorpus.neighbours(live, cand_q, k) if with_cand else []
-                    p = subcorpus.pool([i for r in rel for i in r], subcorpus.neighbours(live, base_q, k), near_c,
-                                       distractors)
+                    p = subcorpus.pool(
+                        [i for r in rel for i in r], subcorpus.neighbours(live, base_q, k), near_c, distractors
+                    )
                     sub = list(p.ids)
                     pb, pc = scores(base_q, base_docs[sub], sub, rel), scores(cand_q, cand_docs[sub], sub, rel)
                     gain_full = float(np.mean(full_c - full_b))
                     gain_pool = float(np.mean(pc - pb))
                     ci = retrain.paired_difference(pc, pb, seed=0)
                     ci_full = retrain.paired_difference(full_c, full_b, seed=0)
-                    rows.append((label, k, with_cand, len(sub), float(np.mean(full_b)), float(np.mean(pb)),
-                                 float(np.mean(full_c)), float(np.mean(pc)), gain_full, gain_pool,
-                                 gain_pool - gain_full, ci_full.low, ci.low))
+                    rows.append(
+                        (
+                            label,
+                            k,
+                            with_cand,
+                            len(sub),
+                            float(np.mean(full_b)),
+                            float(np.mean(pb)),
+                            float(np.mean(full_c)),
+                            float(np.mean(pc)),
+                            gain_full,
+                            gain_pool,
+                            gain_pool - gain_full,
+                            ci_full.low,
+                            ci.low,
+                        )
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -128,10 +143,12 @@ def main() -> None:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {'yes' if r[2] else 'no'} | {r[3]} | {r[3] / len(ids):.0%} | "
-                     f"{r[4]:.4f} | {r[5]:.4f} | "
-                     f"{r[6]:.4f} | {r[7]:.4f} | {r[8]:+.4f} | {r[9]:+.4f} | **{r[10]:+.4f}** | {r[11]:+.4f} | "
-                     f"{r[12]:+.4f} |")
+        lines.append(
+            f"| {r[0]} | {r[1]} | {'yes' if r[2] else 'no'} | {r[3]} | {r[3] / len(ids):.0%} | "
+            f"{r[4]:.4f} | {r[5]:.4f} | "
+            f"{r[6]:.4f} | {r[7]:.4f} | {r[8]:+.4f} | {r[9]:+.4f} | **{r[10]:+.4f}** | {r[11]:+.4f} | "
+            f"{r[12]:+.4f} |"
+        )
     worst = max(abs(r[10]) for r in rows if r[2])
     lines += [
         "",

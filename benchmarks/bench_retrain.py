@@ -85,8 +85,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="subsample and cap training steps (smoke run)")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--max-seq-length", type=int, default=64,
-                    help="training truncation (encoding keeps the model's own 256); 64 halves step time")
+    ap.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=64,
+        help="training truncation (encoding keeps the model's own 256); 64 halves step time",
+    )
     ap.add_argument("--broken-steps", type=int, default=15, help="steps of the shuffled-pairs candidate")
     ap.add_argument("--no-broken", action="store_true", help="skip the shuffled-pairs candidate")
     ap.add_argument("--budget", type=int, default=300, help="label budget for the active-learning comparison")
@@ -139,7 +143,8 @@ def main() -> None:
     rows["query adapter (3 epochs)"] = {
         "held": evaluate_embeddings(adapter.apply(q_of(held_p)), base_docs, doc_ids, held_rel),
         "guard": evaluate_embeddings(adapter.apply(q_of(guard)), base_docs, doc_ids, guard_rel),
-        "train_s": adapter.seconds}
+        "train_s": adapter.seconds,
+    }
     log(f"adapter trained in {adapter.seconds:.1f}s")
 
     # --- full fine-tunes in a child process ------------------------------------------------------------
@@ -147,9 +152,15 @@ def main() -> None:
         out = CACHE / f"ft-{name}"
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(retrain.runner.default_checkpoint_dir(out), ignore_errors=True)
-        cfg = TrainConfig(base_model=str(model.path), epochs=args.epochs, batch_size=32, learning_rate=args.lr,
-                          max_seq_length=args.max_seq_length, seed=42,
-                          max_steps=6 if args.quick else max_steps)
+        cfg = TrainConfig(
+            base_model=str(model.path),
+            epochs=args.epochs,
+            batch_size=32,
+            learning_rate=args.lr,
+            max_seq_length=args.max_seq_length,
+            seed=42,
+            max_steps=6 if args.quick else max_steps,
+        )
         t0 = time.perf_counter()
         res = retrain.run_training_subprocess(cfg, TrainData(pairs=pairs), out)
         secs = time.perf_counter() - t0
@@ -157,17 +168,23 @@ def main() -> None:
         from retrain.finetune import load_model
 
         st = load_model(out)
+
         def enc(xs: list[str], st: Any = st) -> np.ndarray:
-            return st.encode(xs, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=False).astype(np.float32)
+            return st.encode(
+                xs, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            ).astype(np.float32)
 
         t1 = time.perf_counter()
         docs = enc([p.text for p in corpus])
         enc_s = time.perf_counter() - t1
         log(f"re-encoded corpus with {name} in {enc_s:.0f}s")
-        return {"held": evaluate_embeddings(enc([p.query for p in held_p]), docs, doc_ids, held_rel),
-                "guard": evaluate_embeddings(enc([p.query for p in guard]), docs, doc_ids, guard_rel),
-                "train_s": secs, "steps": res.steps, "encode_s": enc_s}
+        return {
+            "held": evaluate_embeddings(enc([p.query for p in held_p]), docs, doc_ids, held_rel),
+            "guard": evaluate_embeddings(enc([p.query for p in guard]), docs, doc_ids, guard_rel),
+            "train_s": secs,
+            "steps": res.steps,
+            "encode_s": enc_s,
+        }
 
     rows[f"MNRL fine-tune ({args.epochs:g} epoch)"] = finetune("mnrl", train_pairs)
     if not args.no_broken:
@@ -178,8 +195,11 @@ def main() -> None:
         rows[f"broken: MNRL on shuffled pairs ({r['steps']} steps)"] = r
 
     gate_cfg = GateConfig(min_gain=0.0, guard_tolerance=0.01, min_queries=30)
-    verdicts = {name: decide(base_held, r["held"], gate_cfg, base_guard, r["guard"])  # type: ignore[arg-type]
-                for name, r in rows.items() if name != "base"}
+    verdicts = {
+        name: decide(base_held, r["held"], gate_cfg, base_guard, r["guard"])  # type: ignore[arg-type]
+        for name, r in rows.items()
+        if name != "base"
+    }
 
     # --- active learning: which queries to label, judged by the adapter gain they buy -----------------
     pool_q = tq
@@ -191,8 +211,13 @@ def main() -> None:
     knn = np.sort(qq, axis=1)[:, -10:]
     novelty = 1.0 - knn.mean(axis=1)  # low density among tapped queries = novel
     pool = Pool(embeddings=pool_q, novelty=novelty, margin=margin)
-    strategies = [RandomSelection(), NoveltySelection(), MarginSelection(), DiversitySelection(),
-                  MixedSelection([(DiversitySelection(), 1.0), (MarginSelection(), 1.0)])]
+    strategies = [
+        RandomSelection(),
+        NoveltySelection(),
+        MarginSelection(),
+        DiversitySelection(),
+        MixedSelection([(DiversitySelection(), 1.0), (MarginSelection(), 1.0)]),
+    ]
     budget = min(args.budget, len(pool_q) // 2)
     al_cfg = AdapterConfig(epochs=5, batch_size=32)
     held_q = q_of(held_p)
@@ -206,52 +231,76 @@ def main() -> None:
         log(f"active-learning seed {seed} done")
 
     # --- write results --------------------------------------------------------------------------------
-    lines = ["# retrain benchmark", "",
-             f"Command: `.venv/bin/python benchmarks/bench_retrain.py{' --quick' if args.quick else ''}"
-             + "".join(f" {a}" for a in sys.argv[1:] if a != "--quick") + "`",
-             "", f"Fine-tune settings: MNRL, NO_DUPLICATES batches of 32, lr {args.lr:g}, warmup 0.1, "
-             f"{args.epochs:g} epoch(s), training max_seq_length {args.max_seq_length}, seed 42.",
-             "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {torch_threads} CPU cores (shared), "
-             f"no GPU; total wall time {time.perf_counter() - wall0:.0f} s.", "",
-             f"Corpus: `embguard.corpus.stdlib_corpus()` — {len(corpus)} passages (stdlib docstrings + language "
-             "reference); query = docstring summary, relevant passage = the rest. Retrieval = exact cosine over "
-             f"ALL passages. Base model `{model.model_id}`. Train pairs: {len(train_pairs)}; held-out queries: "
-             f"{len(held_p)} (30%, seeded, disjoint — asserted); guard set: {len(guard)} `{GUARD_TOPIC}` "
-             "queries (topic never trained on).", "",
-             "Numbers are ×100, mean [95% bootstrap CI], 2,000 paired resamples, seed 0. Δ = candidate − base "
-             "on the same queries.", "",
-             "| model | held-out nDCG@10 | Δ nDCG@10 | held-out Recall@10 | Δ Recall@10 | guard nDCG@10 Δ "
-             "| train time | gate |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# retrain benchmark",
+        "",
+        f"Command: `.venv/bin/python benchmarks/bench_retrain.py{' --quick' if args.quick else ''}"
+        + "".join(f" {a}" for a in sys.argv[1:] if a != "--quick")
+        + "`",
+        "",
+        f"Fine-tune settings: MNRL, NO_DUPLICATES batches of 32, lr {args.lr:g}, warmup 0.1, "
+        f"{args.epochs:g} epoch(s), training max_seq_length {args.max_seq_length}, seed 42.",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {torch_threads} CPU cores (shared), "
+        f"no GPU; total wall time {time.perf_counter() - wall0:.0f} s.",
+        "",
+        f"Corpus: `embguard.corpus.stdlib_corpus()` — {len(corpus)} passages (stdlib docstrings + language "
+        "reference); query = docstring summary, relevant passage = the rest. Retrieval = exact cosine over "
+        f"ALL passages. Base model `{model.model_id}`. Train pairs: {len(train_pairs)}; held-out queries: "
+        f"{len(held_p)} (30%, seeded, disjoint — asserted); guard set: {len(guard)} `{GUARD_TOPIC}` "
+        "queries (topic never trained on).",
+        "",
+        "Numbers are ×100, mean [95% bootstrap CI], 2,000 paired resamples, seed 0. Δ = candidate − base "
+        "on the same queries.",
+        "",
+        "| model | held-out nDCG@10 | Δ nDCG@10 | held-out Recall@10 | Δ Recall@10 | guard nDCG@10 Δ "
+        "| train time | gate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         held, gd = r["held"], r["guard"]
         if name == "base":
-            lines.append(f"| {name} | {fmt_ci(held, 'ndcg@10')} | — | {fmt_ci(held, 'recall@10')} | — | "
-                         f"(base {100 * gd.mean():.2f}) | — | — |")
+            lines.append(
+                f"| {name} | {fmt_ci(held, 'ndcg@10')} | — | {fmt_ci(held, 'recall@10')} | — | "
+                f"(base {100 * gd.mean():.2f}) | — | — |"
+            )
             continue
         v = verdicts[name]
         extra = f", {r['steps']} steps; corpus re-encode {r['encode_s']:.0f} s" if "steps" in r else ""
-        lines.append(f"| {name} | {fmt_ci(held, 'ndcg@10')} | {fmt_diff(held, base_held, 'ndcg@10')} | "
-                     f"{fmt_ci(held, 'recall@10')} | {fmt_diff(held, base_held, 'recall@10')} | "
-                     f"{fmt_diff(gd, base_guard, 'ndcg@10')} | {r['train_s']:.1f} s{extra} | "
-                     f"{'PROMOTE' if v.promote else 'REJECT'} |")
-    lines += ["", f"Gate: `GateConfig(min_gain={gate_cfg.min_gain}, guard_tolerance={gate_cfg.guard_tolerance})` — "
-              "promote iff the CI lower bound of the held-out nDCG@10 gain ≥ min_gain and the guard-set mean "
-              "nDCG@10 change ≥ −guard_tolerance. Reasons per candidate:", ""]
+        lines.append(
+            f"| {name} | {fmt_ci(held, 'ndcg@10')} | {fmt_diff(held, base_held, 'ndcg@10')} | "
+            f"{fmt_ci(held, 'recall@10')} | {fmt_diff(held, base_held, 'recall@10')} | "
+            f"{fmt_diff(gd, base_guard, 'ndcg@10')} | {r['train_s']:.1f} s{extra} | "
+            f"{'PROMOTE' if v.promote else 'REJECT'} |"
+        )
+    lines += [
+        "",
+        f"Gate: `GateConfig(min_gain={gate_cfg.min_gain}, guard_tolerance={gate_cfg.guard_tolerance})` — "
+        "promote iff the CI lower bound of the held-out nDCG@10 gain ≥ min_gain and the guard-set mean "
+        "nDCG@10 change ≥ −guard_tolerance. Reasons per candidate:",
+        "",
+    ]
     for name, v in verdicts.items():
         lines.append(f"- **{name}**: {'promote' if v.promote else 'reject'} — " + "; ".join(v.reasons))
-    lines += ["", f"## Active learning: adapter gain for a budget of {budget} labelled queries", "",
-              f"Pool = the {len(pool_q)} training queries; each strategy picks {budget}; a query adapter "
-              f"(5 epochs) is trained on the picks and evaluated on the held-out queries. {args.seeds} seeds. "
-              "Novelty = 1 − mean cosine to the 10 nearest pool queries; margin = base top-1 − top-2 cosine.", "",
-              "| strategy | Δ nDCG@10 vs base (mean ± sd) | minus random (mean, paired by seed) | beats random in |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Active learning: adapter gain for a budget of {budget} labelled queries",
+        "",
+        f"Pool = the {len(pool_q)} training queries; each strategy picks {budget}; a query adapter "
+        f"(5 epochs) is trained on the picks and evaluated on the held-out queries. {args.seeds} seeds. "
+        "Novelty = 1 − mean cosine to the 10 nearest pool queries; margin = base top-1 − top-2 cosine.",
+        "",
+        "| strategy | Δ nDCG@10 vs base (mean ± sd) | minus random (mean, paired by seed) | beats random in |",
+        "|---|---|---|---|",
+    ]
     rnd = np.array(al["random"])
     for name, gains in al.items():
         g = np.array(gains)
         wins = int((g > rnd).sum())
-        lines.append(f"| {name} | {g.mean():+.2f} ± {g.std(ddof=1) if len(g) > 1 else 0:.2f} | "
-                     f"{(g - rnd).mean():+.2f} | {wins}/{len(g)} seeds |")
+        lines.append(
+            f"| {name} | {g.mean():+.2f} ± {g.std(ddof=1) if len(g) > 1 else 0:.2f} | "
+            f"{(g - rnd).mean():+.2f} | {wins}/{len(g)} seeds |"
+        )
     best = max(al, key=lambda k: np.mean(al[k]))
     lines += ["", f"Best strategy by mean gain: **{best}**.", ""]
     args.out.write_text("\n".join(lines) + "\n")

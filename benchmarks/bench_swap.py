@@ -45,22 +45,31 @@ def ray_table(local: EngineRun, ray_runs: dict[int, EngineRun], encode_rate: flo
         return []
     rows = [("local engine (one process, torch on all cores)", local)] + [
         (f"Ray, {w} encoder actor{'s' if w > 1 else ''} (local Ray started by the swap, {os.cpu_count()} CPUs)", r)
-        for w, r in sorted(ray_runs.items())]
-    out = ["Backfill engines on the same documents, one after the other (rollback between runs, a fresh "
-           "candidate each time, no application load). *Steady* is docs/s between the first and the last "
-           "checkpoint; *start-up* is the time until the first batch is written (for Ray: starting a local Ray, "
-           "planning the primary-key ranges, starting the actors and loading the candidate in each).",
-           "",
-           "| engine | backfill docs/s (whole) | steady docs/s | steady / pure encode | start-up s | backfill s |",
-           "|---|---:|---:|---:|---:|---:|"]
-    out += [f"| {name} | {r.rate:.1f} | {r.steady:.1f} | {r.steady / encode_rate:.2f} | {r.first_s:.1f} | "
-            f"{r.backfill_s:.1f} |" for name, r in rows]
+        for w, r in sorted(ray_runs.items())
+    ]
+    out = [
+        "Backfill engines on the same documents, one after the other (rollback between runs, a fresh "
+        "candidate each time, no application load). *Steady* is docs/s between the first and the last "
+        "checkpoint; *start-up* is the time until the first batch is written (for Ray: starting a local Ray, "
+        "planning the primary-key ranges, starting the actors and loading the candidate in each).",
+        "",
+        "| engine | backfill docs/s (whole) | steady docs/s | steady / pure encode | start-up s | backfill s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    out += [
+        f"| {name} | {r.rate:.1f} | {r.steady:.1f} | {r.steady / encode_rate:.2f} | {r.first_s:.1f} | "
+        f"{r.backfill_s:.1f} |"
+        for name, r in rows
+    ]
     if max(ray_runs) > 1 and local.steady == local.steady:
         n = max(ray_runs)
-        out += ["", f"Ray overhead at equal resources ({n} actors x {(os.cpu_count() or n) // n} core vs one local "
-                f"process on {os.cpu_count()} cores): steady Ray / local = "
-                f"**{ray_runs[n].steady / local.steady:.2f}**; whole backfill Ray / local = "
-                f"{ray_runs[n].rate / local.rate:.2f}."]
+        out += [
+            "",
+            f"Ray overhead at equal resources ({n} actors x {(os.cpu_count() or n) // n} core vs one local "
+            f"process on {os.cpu_count()} cores): steady Ray / local = "
+            f"**{ray_runs[n].steady / local.steady:.2f}**; whole backfill Ray / local = "
+            f"{ray_runs[n].rate / local.rate:.2f}.",
+        ]
     return out + [""]
 
 
@@ -100,14 +109,24 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--searches", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=256, help="swap.batch_size")
-    ap.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2],
-                    help="encoder actors per Ray run (none: skip the Ray runs)")
+    ap.add_argument(
+        "--ray-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="encoder actors per Ray run (none: skip the Ray runs)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="embguard-bench-swap-"))
-    env = {"EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
-           "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
-           "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "0.5",
-           "EMBGUARD_SWAP__BATCH_SIZE": str(args.batch_size)}
+    env = {
+        "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
+        "EMBGUARD_LITE__PORT": str(free_port()),
+        "EMBGUARD_STATE__DIR": str(tmp / "state"),
+        "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+        "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]',
+        "EMBGUARD_SWAP__GRACE_S": "0.5",
+        "EMBGUARD_SWAP__BATCH_SIZE": str(args.batch_size),
+    }
     settings = config.load(None, environ=env)
     passages = list(stdlib_corpus()[: args.docs])
     queries = [p.query for p in passages[:: max(1, len(passages) // 200)]]
@@ -117,8 +136,9 @@ def main() -> None:
     try:
         with LiteServer.from_settings(settings).running():
             m = Milvus.connect(settings)
-            m.create_collection(settings.collection("kb"), 384, name="kb__v1",
-                                properties={MODEL_ID_PROPERTY: em.model_id})
+            m.create_collection(
+                settings.collection("kb"), 384, name="kb__v1", properties={MODEL_ID_PROPERTY: em.model_id}
+            )
             m.create_alias("kb__v1", "kb")
             client = Client(settings, query_rate=0.1)
             index(client, "kb", passages)
@@ -143,19 +163,22 @@ def main() -> None:
 
             # Runs on Ray, same documents: roll back, swap to a fresh candidate with 1, then 2 encoder actors.
             ray_runs: dict[int, EngineRun] = {}
-            for workers in (args.ray_workers or ()):
+            for workers in args.ray_workers or ():
                 Swapper(settings, m, say=lambda s: None).rollback(settings.collection("kb"))
                 cand_r = ModelRegistry(settings.model.store_dir).register(
                     perturbed_copy(em.path, tmp / f"candidate-ray{workers}", scale=0.05 + 0.001 * workers),
-                    status="awaiting_approval")
-                ray_settings = settings.model_copy(update={"swap": settings.swap.model_copy(
-                    update={"engine": "ray", "ray_workers": workers})})
+                    status="awaiting_approval",
+                )
+                ray_settings = settings.model_copy(
+                    update={"swap": settings.swap.model_copy(update={"engine": "ray", "ray_workers": workers})}
+                )
                 ray_runs[workers] = engine_run(ray_settings, m, cand_r)
 
             # Run 2: roll back, then swap to a second candidate while the application keeps searching.
             Swapper(settings, m, say=lambda s: None).rollback(settings.collection("kb"))
             cand2 = ModelRegistry(settings.model.store_dir).register(
-                perturbed_copy(em.path, tmp / "candidate2", scale=0.04), status="awaiting_approval")
+                perturbed_copy(em.path, tmp / "candidate2", scale=0.04), status="awaiting_approval"
+            )
             phases2: dict[str, float] = {}
             during: list[float] = []
             done = threading.Event()
@@ -175,8 +198,7 @@ def main() -> None:
 
             th = threading.Thread(target=searcher, daemon=True)
             th.start()
-            st2 = Swapper(settings, m, say=lambda s: None, progress=progress2).approve(
-                settings.collection("kb"), cand2)
+            st2 = Swapper(settings, m, say=lambda s: None, progress=progress2).approve(settings.collection("kb"), cand2)
             done.set()
             th.join()
             loaded_rate = st2.total / (phases2["backfilled"] - phases2["dual_write"])
@@ -234,7 +256,7 @@ def main() -> None:
     ]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     kept = OUT.read_text() if OUT.exists() else ""
-    gate = kept[kept.index(GATE):] if GATE in kept else ""  # bench_gate.py's section stays
+    gate = kept[kept.index(GATE) :] if GATE in kept else ""  # bench_gate.py's section stays
     OUT.write_text("\n".join(lines) + "\n" + ("\n" + gate if gate else ""))
     print("\n".join(lines))
 

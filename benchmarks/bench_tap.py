@@ -51,8 +51,12 @@ def pct(xs: list[float], q: float) -> float:
 
 def run(backend: str, docs: list, queries: list[str]) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"embguard-bench-tap-{backend}-"))
-    env = {"EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port()),
-           "EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_COLLECTIONS": '[{name="bench", index_type="HNSW"}]'}
+    env = {
+        "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
+        "EMBGUARD_LITE__PORT": str(free_port()),
+        "EMBGUARD_STATE__DIR": str(tmp / "state"),
+        "EMBGUARD_COLLECTIONS": '[{name="bench", index_type="HNSW"}]',
+    }
     server = MilvusServerProcess(tmp / "server") if backend == "server" else None
     try:
         if server is not None:
@@ -73,12 +77,13 @@ def run(backend: str, docs: list, queries: list[str]) -> dict:
 def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
     em = models.load()
     m = Milvus.connect(settings)
-    m.create_collection(settings.collection("bench"), em.dimension, name="bench__v1",
-                        properties={MODEL_ID_PROPERTY: em.model_id})
+    m.create_collection(
+        settings.collection("bench"), em.dimension, name="bench__v1", properties={MODEL_ID_PROPERTY: em.model_id}
+    )
     m.create_alias("bench__v1", "bench")
     t = time.perf_counter()
     for i in range(0, len(docs), 256):
-        chunk = docs[i:i + 256]
+        chunk = docs[i : i + 256]
         vecs = em.encode([p.query for p in chunk])
         rows = [{"id": p.id, "vector": v.tolist(), "text": p.query} for p, v in zip(chunk, vecs, strict=True)]
         m.insert("bench", rows)
@@ -91,8 +96,9 @@ def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
     clients = {rate: Client(settings, query_rate=rate, seed=1) for rate in (0.0, 0.1, 1.0)}
     no_cache = Client(uncached, query_rate=0.0)
     paths = {
-        "plain MilvusClient": lambda q: plain.search("bench", data=em.encode([q]).tolist(), limit=10,
-                                                     output_fields=["id"]),
+        "plain MilvusClient": lambda q: plain.search(
+            "bench", data=em.encode([q]).tolist(), limit=10, output_fields=["id"]
+        ),
         "embguard.Client, no alias cache, tap off": lambda q: no_cache.search("bench", [q], limit=10),
         "embguard.Client, tap off": lambda q: clients[0.0].search("bench", [q], limit=10),
         "embguard.Client, tap 10%": lambda q: clients[0.1].search("bench", [q], limit=10),
@@ -104,7 +110,7 @@ def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
     lat: dict[str, list[float]] = {k: [] for k in paths}
     order = list(paths)
     for i, q in enumerate(queries):
-        for name in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
+        for name in order[i % len(order) :] + order[: i % len(order)]:  # rotate who goes first
             t0 = time.perf_counter()
             paths[name](q)
             lat[name].append(time.perf_counter() - t0)
@@ -115,8 +121,15 @@ def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
     stored = m.count("embguard_queries")
     plain.close()
     m.close()
-    return {"lat": lat, "stats": stats, "stats_after": stats_after, "index_s": index_s, "model_id": em.model_id,
-            "version": m.server_version, "stored": stored}
+    return {
+        "lat": lat,
+        "stats": stats,
+        "stats_after": stats_after,
+        "index_s": index_s,
+        "model_id": em.model_id,
+        "version": m.server_version,
+        "stored": stored,
+    }
 
 
 def table(backend: str, r: dict, n_docs: int, n_queries: int) -> list[str]:
@@ -133,8 +146,10 @@ def table(backend: str, r: dict, n_docs: int, n_queries: int) -> list[str]:
     ]
     for name, xs in lat.items():
         p50, p99 = pct(xs, 50), pct(xs, 99)
-        lines.append(f"| {name} | {p50:.2f} | {p99:.2f} | {statistics.mean(xs) * 1000:.2f} | {p50 / base50:.3f} | "
-                     f"{p99 / base99:.3f} |")
+        lines.append(
+            f"| {name} | {p50:.2f} | {p99:.2f} | {statistics.mean(xs) * 1000:.2f} | {p50 / base50:.3f} | "
+            f"{p99 / base99:.3f} |"
+        )
     tap100 = pct(lat["embguard.Client, tap 100%"], 50)
     tap_off = pct(lat["embguard.Client, tap off"], 50)
     lines += [
@@ -148,11 +163,17 @@ def table(backend: str, r: dict, n_docs: int, n_queries: int) -> list[str]:
         "",
     ]
     for rate, s in r["stats_after"].items():
-        lines.append(f"- rate {rate}: {s['sampled']} / {s['written']} / {s['dropped_full'] + s['dropped_error']} / "
-                     f"{s['flush_errors']} (before close: {r['stats'][rate]['written']} written)")
+        lines.append(
+            f"- rate {rate}: {s['sampled']} / {s['written']} / {s['dropped_full'] + s['dropped_error']} / "
+            f"{s['flush_errors']} (before close: {r['stats'][rate]['written']} written)"
+        )
     total_sampled = sum(s["sampled"] for s in r["stats_after"].values())
-    lines += ["", f"Rows in `embguard_queries` afterwards: {r['stored']} of {total_sampled} sampled "
-                  f"({100 * r['stored'] / max(total_sampled, 1):.1f}% stored).", ""]
+    lines += [
+        "",
+        f"Rows in `embguard_queries` afterwards: {r['stored']} of {total_sampled} sampled "
+        f"({100 * r['stored'] / max(total_sampled, 1):.1f}% stored).",
+        "",
+    ]
     return lines
 
 
@@ -164,7 +185,7 @@ def main() -> None:
     args = ap.parse_args()
     corpus = stdlib_corpus()
     docs = corpus[: args.docs]
-    queries = [p.query for p in corpus[-args.queries:]]
+    queries = [p.query for p in corpus[-args.queries :]]
     lines = [
         "# Query tap overhead: embguard.Client versus plain MilvusClient",
         "",

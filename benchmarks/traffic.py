@@ -68,8 +68,14 @@ def load_corpus(n_families: int = 12) -> Corpus:
     fam_of_topic = dict(zip(topics.tolist(), families, strict=True))
     sims = real.query @ real.text.T
     top = np.argsort(-sims, axis=1)[:, :10]
-    return Corpus(real.ids, real.query, real.text, top, np.take_along_axis(sims, top, axis=1),
-                  np.array([fam_of_topic[t] for t in real.topics.tolist()]))
+    return Corpus(
+        real.ids,
+        real.query,
+        real.text,
+        top,
+        np.take_along_axis(sims, top, axis=1),
+        np.array([fam_of_topic[t] for t in real.topics.tolist()]),
+    )
 
 
 @dataclass
@@ -149,8 +155,14 @@ class Traffic:
         return ts[keep], rows[keep]
 
 
-def window(corpus: Corpus, rows: np.ndarray, dedup: bool = False, cap: int | None = None,
-           seed: int = 0, ts: np.ndarray | None = None) -> Window:
+def window(
+    corpus: Corpus,
+    rows: np.ndarray,
+    dedup: bool = False,
+    cap: int | None = None,
+    seed: int = 0,
+    ts: np.ndarray | None = None,
+) -> Window:
     ts = np.zeros(len(rows)) if ts is None else ts
     if dedup:
         rows, first = np.unique(rows, return_index=True)  # one row per distinct query text in the window
@@ -159,11 +171,18 @@ def window(corpus: Corpus, rows: np.ndarray, dedup: bool = False, cap: int | Non
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), cap, replace=False))
         rows, ts = rows[pick], ts[pick]
     ids = corpus.ids
-    return Window(kind="queries", collection="docs", model_id="m", start_ms=0, end_ms=1,
-                  ids=tuple(range(len(rows))), vectors=corpus.query[rows],
-                  timestamps_ms=(np.asarray(ts) * 1000).astype(np.int64),
-                  top_ids=tuple(tuple(int(ids[j]) for j in corpus.top[r]) for r in rows),
-                  top_scores=corpus.scores[rows])
+    return Window(
+        kind="queries",
+        collection="docs",
+        model_id="m",
+        start_ms=0,
+        end_ms=1,
+        ids=tuple(range(len(rows))),
+        vectors=corpus.query[rows],
+        timestamps_ms=(np.asarray(ts) * 1000).astype(np.int64),
+        top_ids=tuple(tuple(int(ids[j]) for j in corpus.top[r]) for r in rows),
+        top_scores=corpus.scores[rows],
+    )
 
 
 def dedup_by_window(traffic: Traffic, t0: float, t1: float, window_s: int) -> np.ndarray:
@@ -176,19 +195,29 @@ def dedup_by_window(traffic: Traffic, t0: float, t1: float, window_s: int) -> np
     return np.concatenate(parts)
 
 
-def make_monitor(corpus: Corpus, drift: DriftSettings, reference: Window, doc_sample: int,
-                 window_s: int = HOUR) -> CollectionMonitor:
+def make_monitor(
+    corpus: Corpus, drift: DriftSettings, reference: Window, doc_sample: int, window_s: int = HOUR
+) -> CollectionMonitor:
     sample = np.random.default_rng(0).choice(len(corpus.ids), min(doc_sample, len(corpus.ids)), replace=False)
-    docs = Window(kind="documents", collection="docs", model_id="m", start_ms=0, end_ms=1,
-                  ids=tuple(int(i) for i in corpus.ids[sample]), vectors=corpus.text[sample],
-                  timestamps_ms=np.zeros(len(sample)))
+    docs = Window(
+        kind="documents",
+        collection="docs",
+        model_id="m",
+        start_ms=0,
+        end_ms=1,
+        ids=tuple(int(i) for i in corpus.ids[sample]),
+        vectors=corpus.text[sample],
+        timestamps_ms=np.zeros(len(sample)),
+    )
     by_id = dict(zip(corpus.ids.tolist(), corpus.text, strict=True))
-    return CollectionMonitor("docs", drift, reference, 1, corpus=docs,
-                             lookup=lambda ids: {i: by_id[i] for i in ids}, window_s=window_s)
+    return CollectionMonitor(
+        "docs", drift, reference, 1, corpus=docs, lookup=lambda ids: {i: by_id[i] for i in ids}, window_s=window_s
+    )
 
 
-def run_checks(mon: CollectionMonitor, traffic: Traffic, t0: float, t1: float, window_s: int, interval_s: int,
-               dedup: bool = False) -> list[dict[str, float | None]]:
+def run_checks(
+    mon: CollectionMonitor, traffic: Traffic, t0: float, t1: float, window_s: int, interval_s: int, dedup: bool = False
+) -> list[dict[str, float | None]]:
     """p-values and sustained flags of every check in ``[t0, t1)``: one dict per check."""
     out = []
     for t in np.arange(t0, t1, interval_s):
@@ -225,16 +254,20 @@ class Peers:
     def __init__(self, reference: Window, consecutive: int, methods: tuple[str, ...] = PEERS) -> None:
         import monitors
 
-        self.detectors = {m: monitors.SequentialDetector(monitors.EvidentlyDetector(m), consecutive=consecutive,
-                                                         fixed_threshold=True).fit(reference.vectors)
-                          for m in methods}
+        self.detectors = {
+            m: monitors.SequentialDetector(
+                monitors.EvidentlyDetector(m), consecutive=consecutive, fixed_threshold=True
+            ).fit(reference.vectors)
+            for m in methods
+        }
 
     def check(self, w: Window) -> dict[str, bool]:
         return {f"evidently_{m}": bool(d.check(w.vectors).drift) for m, d in self.detectors.items()}
 
 
-def run_peers(peers: Peers, traffic: Traffic, t0: float, t1: float, window_s: int, interval_s: int,
-              dedup: bool = False) -> dict[str, list[bool]]:
+def run_peers(
+    peers: Peers, traffic: Traffic, t0: float, t1: float, window_s: int, interval_s: int, dedup: bool = False
+) -> dict[str, list[bool]]:
     out: dict[str, list[bool]] = {}
     for t in np.arange(t0, t1, interval_s):
         _, rows = traffic.queries(t - window_s, t)
@@ -257,21 +290,37 @@ def delay(flags: list[bool], onset_index: int) -> int | None:
     return None
 
 
-VARIANTS = ("hour reference", "day reference", "day reference, deduplicated windows",
-            "day reference + empirical null", "day reference, deduplicated + empirical null")
+VARIANTS = (
+    "hour reference",
+    "day reference",
+    "day reference, deduplicated windows",
+    "day reference + empirical null",
+    "day reference, deduplicated + empirical null",
+)
 
 
-def no_drift(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int, days: float, ref_cap: int,
-             doc_sample: int, seed: int, with_peers: bool) -> dict[str, Any]:
+def no_drift(
+    corpus: Corpus,
+    drift: DriftSettings,
+    window_s: int,
+    interval_s: int,
+    days: float,
+    ref_cap: int,
+    doc_sample: int,
+    seed: int,
+    with_peers: bool,
+) -> dict[str, Any]:
     """Day 0: reference; day 1: the reference's own null windows; days 2..: evaluation. Pages per variant."""
     traffic = Traffic(corpus, seed)
     t_eval, t_end = 2 * DAY, 2 * DAY + days * DAY
     ts0, day0 = traffic.queries(0, DAY)
     _, hour0 = traffic.queries(10 * HOUR, 11 * HOUR)
-    refs = {"hour reference": window(corpus, hour0),
-            "day reference": window(corpus, day0, cap=ref_cap, seed=seed),
-            # The daemon's drift.dedup_queries: the day is deduplicated window-long piece by piece.
-            "day reference, deduplicated windows": window(corpus, day0, seed=seed, ts=ts0)}
+    refs = {
+        "hour reference": window(corpus, hour0),
+        "day reference": window(corpus, day0, cap=ref_cap, seed=seed),
+        # The daemon's drift.dedup_queries: the day is deduplicated window-long piece by piece.
+        "day reference, deduplicated windows": window(corpus, day0, seed=seed, ts=ts0),
+    }
     runs: dict[str, list[dict[str, float | None]]] = {}
     taus: dict[str, float] = {}
     for name, ref in refs.items():
@@ -285,18 +334,27 @@ def no_drift(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: in
     tau = taus["day reference"]
     k = drift.consecutive
     per_week = 7 / days
-    out: dict[str, Any] = {"tau": tau, "checks": len(runs["day reference"]), "per_week": per_week,
-                           "mean_window": float(np.mean([r["n"] for r in runs["day reference"]])), "rows": {}}
+    out: dict[str, Any] = {
+        "tau": tau,
+        "checks": len(runs["day reference"]),
+        "per_week": per_week,
+        "mean_window": float(np.mean([r["n"] for r in runs["day reference"]])),
+        "rows": {},
+    }
     monitors_ = [m for m in (*drift.monitors, COMBINED) if f"s:{m}" in runs["day reference"][0]]
     for name, rows in runs.items():
         out["rows"][name] = {m: pages([bool(r[f"s:{m}"]) for r in rows]) * per_week for m in monitors_}
         out["rows"][name]["window rejections"] = float(np.mean([bool(r[f"d:{COMBINED}"]) for r in rows]))
-    for base, name in (("day reference", "day reference + empirical null"),
-                       ("day reference, deduplicated windows", "day reference, deduplicated + empirical null")):
+    for base, name in (
+        ("day reference", "day reference + empirical null"),
+        ("day reference, deduplicated windows", "day reference, deduplicated + empirical null"),
+    ):
         rows, t = runs[base], taus[base]
         emp = sustained_at([r[f"p:{COMBINED}"] for r in rows], t, k)
-        out["rows"][name] = {COMBINED: pages(emp) * per_week,
-                             "window rejections": float(np.mean([(r[f"p:{COMBINED}"] or 1) <= t for r in rows]))}
+        out["rows"][name] = {
+            COMBINED: pages(emp) * per_week,
+            "window rejections": float(np.mean([(r[f"p:{COMBINED}"] or 1) <= t for r in rows])),
+        }
     out["tau_dedup"] = taus["day reference, deduplicated windows"]
     if with_peers:
         peers = Peers(refs["day reference"], k)
@@ -305,9 +363,21 @@ def no_drift(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: in
     return out
 
 
-def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int, sizes: list[float], seeds: int,
-           ref_cap: int, doc_sample: int, tau: float, before: int, after: int, ramp_s: float,
-           peers: tuple[str, ...]) -> dict[tuple[str, float], list[int | None]]:
+def shifts(
+    corpus: Corpus,
+    drift: DriftSettings,
+    window_s: int,
+    interval_s: int,
+    sizes: list[float],
+    seeds: int,
+    ref_cap: int,
+    doc_sample: int,
+    tau: float,
+    before: int,
+    after: int,
+    ramp_s: float,
+    peers: tuple[str, ...],
+) -> dict[tuple[str, float], list[int | None]]:
     """Delay (checks after onset) to the first page, per (method, share), over seeds (one family held out each)."""
     k = drift.consecutive
     out: dict[tuple[str, float], list[int | None]] = {}
@@ -315,8 +385,9 @@ def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int,
         base = Traffic(corpus, 100 + seed)
         ts0, day0 = base.queries(0, DAY)
         # The daemon deduplicates (drift.dedup_queries); the peers get the same deduplicated inputs.
-        mon = make_monitor(corpus, drift.model_copy(update={"dedup_queries": True}),
-                           window(corpus, day0, ts=ts0), doc_sample, window_s)
+        mon = make_monitor(
+            corpus, drift.model_copy(update={"dedup_queries": True}), window(corpus, day0, ts=ts0), doc_sample, window_s
+        )
         peer_ref = window(corpus, dedup_by_window(base, 0, DAY, window_s), cap=ref_cap, seed=seed)
         peer = Peers(peer_ref, k, peers) if peers else None
         for share in sizes:
@@ -336,25 +407,29 @@ def shifts(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int,
             if peer is not None:
                 for d in peer.detectors.values():
                     d.reset()
-                for name, f in run_peers(peer, traffic, t0, onset + after * interval_s, window_s, interval_s,
-                                         dedup=True).items():
+                for name, f in run_peers(
+                    peer, traffic, t0, onset + after * interval_s, window_s, interval_s, dedup=True
+                ).items():
                     out.setdefault((name, share), []).append(delay(f, before))
     return out
 
 
-def quiet_dedup(corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int, days: float,
-                doc_sample: int, seed: int) -> dict[str, float]:
+def quiet_dedup(
+    corpus: Corpus, drift: DriftSettings, window_s: int, interval_s: int, days: float, doc_sample: int, seed: int
+) -> dict[str, float]:
     """A longer no-drift run of the default (deduplicating) daemon only: pages per monitor over ``days``."""
     traffic = Traffic(corpus, seed)
     ts0, day0 = traffic.queries(0, DAY)
-    mon = make_monitor(corpus, drift.model_copy(update={"dedup_queries": True}), window(corpus, day0, ts=ts0),
-                       doc_sample, window_s)
+    mon = make_monitor(
+        corpus, drift.model_copy(update={"dedup_queries": True}), window(corpus, day0, ts=ts0), doc_sample, window_s
+    )
     # Day 1 is the reference's own null (its combined p-values set tau); days 2.. are the evaluation.
     null = run_checks(mon, traffic, DAY, 2 * DAY, window_s, interval_s)
     tau = empirical_threshold([r[f"p:{COMBINED}"] for r in null], drift.alpha)
     rows = run_checks(mon, traffic, 2 * DAY, 2 * DAY + days * DAY, window_s, interval_s)
-    out = {m: float(pages([bool(r[f"s:{m}"]) for r in rows])) for m in (*drift.monitors, COMBINED)
-           if f"s:{m}" in rows[0]}
+    out = {
+        m: float(pages([bool(r[f"s:{m}"]) for r in rows])) for m in (*drift.monitors, COMBINED) if f"s:{m}" in rows[0]
+    }
     p = [r[f"p:{COMBINED}"] for r in rows]
     out["combined, empirical null"] = float(pages(sustained_at(p, tau, drift.consecutive)))
     out["tau"] = tau
@@ -372,49 +447,74 @@ def _delay_cell(v: list[int | None], interval_s: int) -> str:
     return f"{len(hit)}/{len(v)}, median {med} ({med * interval_s // 60} min)"
 
 
-def write(path: Path, nd: dict[str, Any], sh: dict[tuple[str, float], list[int | None]],
-          ramp: dict[tuple[str, float], list[int | None]], args: argparse.Namespace, drift: DriftSettings,
-          window_s: int, interval_s: int, elapsed: float, load: tuple[float, float]) -> None:
-    lines = ["# traffic benchmark: false pages per week and detection delay at the daemon's defaults", "",
-             f"Generated by `benchmarks/traffic.py{' --quick' if args.quick else ''}` in {elapsed:.0f} s; "
-             f"{platform.machine()}, {os.cpu_count()} CPUs visible, 1-minute load {load[0]:.1f}/{load[1]:.1f} "
-             "at start/end (shared machine).", "",
-             f"Defaults: window = last {window_s} s of tapped queries, a check every {interval_s} s, "
-             f"alpha = {drift.alpha}, consecutive = {drift.consecutive}, monitors = {', '.join(drift.monitors)}, "
-             f"combined = Holm. Traffic: ~{args.rate:.0f} tapped queries an hour (mean window "
-             f"{nd['mean_window']:.0f} queries), 30% from a Zipf head of 40 queries, daily topic-mix cycle "
-             "(amplitude 0.7), a 25-query burst in 10% of hours; real stdlib-docs queries, 12 topic families. "
-             f"Day 0 is the reference (capped at {args.ref_cap} queries; the hour variant takes 10:00-11:00), "
-             f"day 1 the empirical null (threshold tau on the combined p-value: {nd['tau']:.2g}, deduplicated "
-             f"{nd['tau_dedup']:.2g}), then "
-             f"{args.days:g} evaluation day(s) = {nd['checks']} checks. A page is a rising edge of a sustained "
-             "alarm; pages per week are scaled from the evaluation days.", "",
-             "## False pages per simulated week (no drift)", ""]
+def write(
+    path: Path,
+    nd: dict[str, Any],
+    sh: dict[tuple[str, float], list[int | None]],
+    ramp: dict[tuple[str, float], list[int | None]],
+    args: argparse.Namespace,
+    drift: DriftSettings,
+    window_s: int,
+    interval_s: int,
+    elapsed: float,
+    load: tuple[float, float],
+) -> None:
+    lines = [
+        "# traffic benchmark: false pages per week and detection delay at the daemon's defaults",
+        "",
+        f"Generated by `benchmarks/traffic.py{' --quick' if args.quick else ''}` in {elapsed:.0f} s; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs visible, 1-minute load {load[0]:.1f}/{load[1]:.1f} "
+        "at start/end (shared machine).",
+        "",
+        f"Defaults: window = last {window_s} s of tapped queries, a check every {interval_s} s, "
+        f"alpha = {drift.alpha}, consecutive = {drift.consecutive}, monitors = {', '.join(drift.monitors)}, "
+        f"combined = Holm. Traffic: ~{args.rate:.0f} tapped queries an hour (mean window "
+        f"{nd['mean_window']:.0f} queries), 30% from a Zipf head of 40 queries, daily topic-mix cycle "
+        "(amplitude 0.7), a 25-query burst in 10% of hours; real stdlib-docs queries, 12 topic families. "
+        f"Day 0 is the reference (capped at {args.ref_cap} queries; the hour variant takes 10:00-11:00), "
+        f"day 1 the empirical null (threshold tau on the combined p-value: {nd['tau']:.2g}, deduplicated "
+        f"{nd['tau_dedup']:.2g}), then "
+        f"{args.days:g} evaluation day(s) = {nd['checks']} checks. A page is a rising edge of a sustained "
+        "alarm; pages per week are scaled from the evaluation days.",
+        "",
+        "## False pages per simulated week (no drift)",
+        "",
+    ]
     cols = [*drift.monitors, COMBINED]
-    lines += ["| reference / calibration | " + " | ".join(cols) + " | combined window rejection rate |",
-              "|---|" + "---|" * (len(cols) + 1)]
+    lines += [
+        "| reference / calibration | " + " | ".join(cols) + " | combined window rejection rate |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
     for name in VARIANTS:
         row = nd["rows"].get(name, {})
         cells = [f"{row[c]:.1f}" if c in row else "-" for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('window rejections', 0):.3f} |")
     if "peers" in nd:
-        lines += ["", "Evidently's methods (fixed thresholds, day reference without deduplication, same consecutive "
-                  "rule), false pages per week: " + ", ".join(f"{m} {v:.1f}" for m, v in nd["peers"].items())]
+        lines += [
+            "",
+            "Evidently's methods (fixed thresholds, day reference without deduplication, same consecutive "
+            "rule), false pages per week: " + ", ".join(f"{m} {v:.1f}" for m, v in nd["peers"].items()),
+        ]
     ramp_after = int(args.ramp_h * HOUR / interval_s) + 24
-    for title, table, after in (("sudden shift", sh, args.after),
-                                (f"gradual shift (ramped over {args.ramp_h:g} h)", ramp, ramp_after)):
+    for title, table, after in (
+        ("sudden shift", sh, args.after),
+        (f"gradual shift (ramped over {args.ramp_h:g} h)", ramp, ramp_after),
+    ):
         if not table:
             continue
         sizes = sorted({s for _, s in table})
-        lines += ["", f"## Detection delay, {title}: new topic family at share s (day reference, deduplicated "
-                  "windows)", "",
-                  f"Cells: runs paged within {after} checks of the onset / runs, median delay in checks "
-                  "(minutes); windows are an hour long, so a sudden shift fills a window over 12 checks.", "",
-                  "| method | " + " | ".join(f"s = {s:g}" for s in sizes) + " |",
-                  "|---|" + "---|" * len(sizes)]
+        lines += [
+            "",
+            f"## Detection delay, {title}: new topic family at share s (day reference, deduplicated windows)",
+            "",
+            f"Cells: runs paged within {after} checks of the onset / runs, median delay in checks "
+            "(minutes); windows are an hour long, so a sudden shift fills a window over 12 checks.",
+            "",
+            "| method | " + " | ".join(f"s = {s:g}" for s in sizes) + " |",
+            "|---|" + "---|" * len(sizes),
+        ]
         for m in dict.fromkeys(name for name, _ in table):
-            lines.append(f"| {m} | " + " | ".join(_delay_cell(table.get((m, s), []), interval_s) for s in sizes)
-                         + " |")
+            lines.append(f"| {m} | " + " | ".join(_delay_cell(table.get((m, s), []), interval_s) for s in sizes) + " |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -428,22 +528,35 @@ def main() -> None:
     ap.add_argument("--after", type=int, default=36, help="checks after a shift's onset")
     ap.add_argument("--ramp-h", type=float, default=6.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "traffic.md")
-    ap.add_argument("--quiet-days", type=float, default=0.0,
-                    help="only run this many more no-drift days of the default daemon (seed 1) and append them")
+    ap.add_argument(
+        "--quiet-days",
+        type=float,
+        default=0.0,
+        help="only run this many more no-drift days of the default daemon (seed 1) and append them",
+    )
     args = ap.parse_args()
     if args.quiet_days:
         start = time.perf_counter()
         drift, window_s = DriftSettings(), SamplingSettings().window_s
-        q = quiet_dedup(load_corpus(), drift, window_s, ScheduleSettings().check_interval_s, args.quiet_days,
-                        SamplingSettings().doc_sample_size, 1)
+        q = quiet_dedup(
+            load_corpus(),
+            drift,
+            window_s,
+            ScheduleSettings().check_interval_s,
+            args.quiet_days,
+            SamplingSettings().doc_sample_size,
+            1,
+        )
         text = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         skip = ("checks", "window rejections", "tau", "window rejections at tau")
-        text += (f"\n## Longer no-drift run of the defaults (drift.dedup_queries = true; seed 1, day reference)\n\n"
-                 f"`benchmarks/traffic.py --quiet-days {args.quiet_days:g}` ({time.perf_counter() - start:.0f} s): "
-                 f"day 0 reference, day 1 empirical null (tau = {q['tau']:.2g}), then {q['checks']:.0f} checks over "
-                 f"{args.quiet_days:g} days; combined window rejection rate {q['window rejections']:.4f} at alpha, "
-                 f"{q['window rejections at tau']:.4f} at tau; pages in those {args.quiet_days:g} days (total, not "
-                 "per week): " + ", ".join(f"{m} {v:.0f}" for m, v in q.items() if m not in skip) + "\n")
+        text += (
+            f"\n## Longer no-drift run of the defaults (drift.dedup_queries = true; seed 1, day reference)\n\n"
+            f"`benchmarks/traffic.py --quiet-days {args.quiet_days:g}` ({time.perf_counter() - start:.0f} s): "
+            f"day 0 reference, day 1 empirical null (tau = {q['tau']:.2g}), then {q['checks']:.0f} checks over "
+            f"{args.quiet_days:g} days; combined window rejection rate {q['window rejections']:.4f} at alpha, "
+            f"{q['window rejections at tau']:.4f} at tau; pages in those {args.quiet_days:g} days (total, not "
+            "per week): " + ", ".join(f"{m} {v:.0f}" for m, v in q.items() if m not in skip) + "\n"
+        )
         args.out.write_text(text, encoding="utf-8")
         print(text)
         return
@@ -460,14 +573,53 @@ def main() -> None:
     print("no drift:", nd, flush=True)
     sizes = [0.05, 0.2, 0.5] if not args.quick else [0.2, 0.5]
     peers = () if args.quick else ("model", "distance")
-    sh = shifts(corpus, drift, window_s, interval_s, sizes, args.seeds, args.ref_cap, doc_sample, nd["tau_dedup"], 6,
-                args.after, 0.0, peers)
+    sh = shifts(
+        corpus,
+        drift,
+        window_s,
+        interval_s,
+        sizes,
+        args.seeds,
+        args.ref_cap,
+        doc_sample,
+        nd["tau_dedup"],
+        6,
+        args.after,
+        0.0,
+        peers,
+    )
     print("sudden:", sh, flush=True)
-    ramp = {} if args.quick else shifts(corpus, drift, window_s, interval_s, [0.2], 1, args.ref_cap, doc_sample,
-                                        nd["tau_dedup"], 6, int(args.ramp_h * HOUR / interval_s) + 24,
-                                        args.ramp_h * HOUR, ())
-    write(args.out, nd, sh, ramp, args, drift, window_s, interval_s, time.perf_counter() - start,
-          (load0, os.getloadavg()[0]))
+    ramp = (
+        {}
+        if args.quick
+        else shifts(
+            corpus,
+            drift,
+            window_s,
+            interval_s,
+            [0.2],
+            1,
+            args.ref_cap,
+            doc_sample,
+            nd["tau_dedup"],
+            6,
+            int(args.ramp_h * HOUR / interval_s) + 24,
+            args.ramp_h * HOUR,
+            (),
+        )
+    )
+    write(
+        args.out,
+        nd,
+        sh,
+        ramp,
+        args,
+        drift,
+        window_s,
+        interval_s,
+        time.perf_counter() - start,
+        (load0, os.getloadavg()[0]),
+    )
     print(args.out.read_text())
 
 

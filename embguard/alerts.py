@@ -48,8 +48,18 @@ from .sender import ACTIONS, RETRY_AFTER_MAX_S, Delivery, Sender, Transport
 from .webhooks import PAGERDUTY_EVENTS_URL, dedup_key, sign
 
 __all__ = [
-    "ACTIONS", "PAGERDUTY_EVENTS_URL", "RETRY_AFTER_MAX_S", "SEVERITIES", "STATE_VERSION",
-    "Alert", "AlertConfigError", "AlertError", "Delivery", "Notifier", "dedup_key", "sign",
+    "ACTIONS",
+    "PAGERDUTY_EVENTS_URL",
+    "RETRY_AFTER_MAX_S",
+    "SEVERITIES",
+    "STATE_VERSION",
+    "Alert",
+    "AlertConfigError",
+    "AlertError",
+    "Delivery",
+    "Notifier",
+    "dedup_key",
+    "sign",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,11 +72,21 @@ class Notifier:
     waits), ``transport`` (httpx transport) and ``registry`` (Prometheus metrics; none registered without it).
     """
 
-    def __init__(self, targets: Sequence[AlertTarget], *, state_path: Path | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 max_attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 5.0,
-                 transport: Transport | None = None, registry: CollectorRegistry | None = None,
-                 background: bool = False, queue_size: int = 100) -> None:
+    def __init__(
+        self,
+        targets: Sequence[AlertTarget],
+        *,
+        state_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 4,
+        backoff_s: float = 1.0,
+        timeout_s: float = 5.0,
+        transport: Transport | None = None,
+        registry: CollectorRegistry | None = None,
+        background: bool = False,
+        queue_size: int = 100,
+    ) -> None:
         if max_attempts < 1:
             raise AlertConfigError(f"max_attempts={max_attempts} must be at least 1 (1 means no retries)")
         if backoff_s < 0 or timeout_s <= 0:
@@ -76,10 +96,18 @@ class Notifier:
         names = [t.name for t in targets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise AlertConfigError(f"alert targets: duplicate name(s) {', '.join(map(repr, dup))}; "
-                                   "give every [[alerts]] entry a unique name (state and metrics are keyed by it)")
-        self._sender = Sender(targets, sleep=sleep, max_attempts=max_attempts, backoff_s=backoff_s,
-                              timeout_s=timeout_s, transport=transport)
+            raise AlertConfigError(
+                f"alert targets: duplicate name(s) {', '.join(map(repr, dup))}; "
+                "give every [[alerts]] entry a unique name (state and metrics are keyed by it)"
+            )
+        self._sender = Sender(
+            targets,
+            sleep=sleep,
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+            timeout_s=timeout_s,
+            transport=transport,
+        )
         self._targets: tuple[AlertTarget, ...] = tuple(targets)
         self._state_path = state_path
         self._clock = clock
@@ -92,14 +120,20 @@ class Notifier:
         self._sent: Counter | None = None
         self._active: Gauge | None = None
         if registry is not None:
-            self._sent = Counter("embguard_alerts_sent_total", "Alert deliveries by target, action and outcome",
-                                 ("target", "action", "outcome"), registry=registry)
-            self._active = Gauge("embguard_alerts_active", "Alert keys active after the last check",
-                                 registry=registry)
+            self._sent = Counter(
+                "embguard_alerts_sent_total",
+                "Alert deliveries by target, action and outcome",
+                ("target", "action", "outcome"),
+                registry=registry,
+            )
+            self._active = Gauge("embguard_alerts_active", "Alert keys active after the last check", registry=registry)
         for target in self._targets:
             if target.kind == "webhook" and target.secret is None:
-                log.warning("alert target %r (webhook) has no secret: its requests are unsigned and receivers "
-                            "cannot verify them; set secret_env for this target", target.name)
+                log.warning(
+                    "alert target %r (webhook) has no secret: its requests are unsigned and receivers "
+                    "cannot verify them; set secret_env for this target",
+                    target.name,
+                )
         # What each target was told survives restarts, so a restart neither re-pages nor forgets a resolve.
         self._alerts, self._told = incidents.load(state_path)
         # Background delivery: one bounded queue and one thread per target, so a target that never answers
@@ -110,8 +144,9 @@ class Notifier:
             for target in self._targets:
                 q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
                 self._queues[target.name] = q
-                worker = threading.Thread(target=self._worker, args=(target, q), daemon=True,
-                                          name=f"embguard-alerts-{target.name}")
+                worker = threading.Thread(
+                    target=self._worker, args=(target, q), daemon=True, name=f"embguard-alerts-{target.name}"
+                )
                 worker.start()
                 self._workers.append(worker)
 
@@ -199,8 +234,9 @@ class Notifier:
                     changed = self._apply(target, action, alert, seen, delivery, now) or changed
         return changed
 
-    def _resolve_cleared(self, current: dict[str, Alert], settled: Callable[[str], bool] | None, now: float,
-                         deliveries: list[Delivery]) -> bool:
+    def _resolve_cleared(
+        self, current: dict[str, Alert], settled: Callable[[str], bool] | None, now: float, deliveries: list[Delivery]
+    ) -> bool:
         """Resolve remembered alerts that are no longer active with every target that was told (caller holds
         the lock). Returns whether the state changed."""
         changed = False
@@ -216,8 +252,12 @@ class Notifier:
                 target = by_name.get(name)
                 if target is None:
                     # Removed from the config while the alert was open: nothing left to send the resolve to.
-                    log.warning("alert %r: target %r is no longer configured; its open alert cannot be "
-                                "resolved by embguard, resolve it by hand", key, name)
+                    log.warning(
+                        "alert %r: target %r is no longer configured; its open alert cannot be "
+                        "resolved by embguard, resolve it by hand",
+                        key,
+                        name,
+                    )
                     del told[name]
                     changed = True
                     continue
@@ -230,8 +270,7 @@ class Notifier:
 
     # -- background delivery ------------------------------------------------------------------------------------
 
-    def _send(self, target: AlertTarget, action: str, alert: Alert, told: Told | None,
-              now: float) -> Delivery | None:
+    def _send(self, target: AlertTarget, action: str, alert: Alert, told: Told | None, now: float) -> Delivery | None:
         """Deliver now (synchronous) or queue for the target's thread (background; None is returned)."""
         q = self._queues.get(target.name)
         if q is None:
@@ -242,14 +281,21 @@ class Notifier:
             # The target is far behind; this edge is not lost, the next update offers it again.
             if self._sent is not None:
                 self._sent.labels(target=target.name, action=action, outcome="dropped").inc()
-            log.warning("alert %r: %s to target %r not queued, its queue of %d is full (the target is slow or "
-                        "down); it is offered again on the next check", alert.key, action, target.name, q.maxsize)
+            log.warning(
+                "alert %r: %s to target %r not queued, its queue of %d is full (the target is slow or "
+                "down); it is offered again on the next check",
+                alert.key,
+                action,
+                target.name,
+                q.maxsize,
+            )
             return None
         self._pending.add((alert.key, target.name))
         return None
 
-    def _apply(self, target: AlertTarget, action: str, alert: Alert, told: Told | None, delivery: Delivery,
-               now: float) -> bool:
+    def _apply(
+        self, target: AlertTarget, action: str, alert: Alert, told: Told | None, delivery: Delivery, now: float
+    ) -> bool:
         """Record a finished delivery (caller holds the lock). Returns whether the state changed."""
         if not delivery.ok:
             return False
@@ -278,8 +324,15 @@ class Notifier:
             try:
                 delivery = self._deliver(target, action, alert, told, now)
             except Exception as exc:  # the thread must outlive any bug in one delivery
-                delivery = Delivery(target=target.name, key=alert.key, action=action, ok=False, attempts=0,
-                                    status=None, error=self._sender.redact(f"{type(exc).__name__}: {exc}"))
+                delivery = Delivery(
+                    target=target.name,
+                    key=alert.key,
+                    action=action,
+                    ok=False,
+                    attempts=0,
+                    status=None,
+                    error=self._sender.redact(f"{type(exc).__name__}: {exc}"),
+                )
             with self._idle:
                 self._pending.discard((alert.key, target.name))
                 changed = self._apply(target, action, alert, told, delivery, now)

@@ -52,13 +52,21 @@ def _pk_filter(field_name: str, cursor: Any) -> str:
     return f"{field_name} > {literal(cursor)}" if isinstance(cursor, str) else f"{field_name} > {int(cursor)}"
 
 
-def backfill_local(milvus: Milvus, spec: CollectionSettings, st: SwapState, fields: list[str],
-                   embed: Callable[[Rows], Rows], batch_size: int, checkpoint: Callable[[], None]) -> None:
+def backfill_local(
+    milvus: Milvus,
+    spec: CollectionSettings,
+    st: SwapState,
+    fields: list[str],
+    embed: Callable[[Rows], Rows],
+    batch_size: int,
+    checkpoint: Callable[[], None],
+) -> None:
     st.total = milvus.count(st.source)
     checkpoint()
     t0, done0 = time.monotonic(), st.done
-    batches = _prefetch(milvus.iterate(st.source, fields, filter=_pk_filter(spec.id_field, st.cursor),
-                                       batch_size=batch_size))
+    batches = _prefetch(
+        milvus.iterate(st.source, fields, filter=_pk_filter(spec.id_field, st.cursor), batch_size=batch_size)
+    )
 
     def commit(batch: Rows) -> None:
         st.cursor = max(r[spec.id_field] for r in batch)

@@ -71,8 +71,9 @@ def publish_stored(milvus: Milvus, alias: str, tap_collection: str, metrics: Met
             metrics.feedback_stored.labels(alias, sig).set(milvus.count(FEEDBACK_COLLECTION, filter=where))
 
 
-def vector_lookup(milvus: Callable[[], Milvus], collection: str,
-                  spec: CollectionSettings) -> Callable[[Sequence[Any]], dict[Any, np.ndarray]]:
+def vector_lookup(
+    milvus: Callable[[], Milvus], collection: str, spec: CollectionSettings
+) -> Callable[[Sequence[Any]], dict[Any, np.ndarray]]:
     """Vectors by id from ``collection``, for hits outside the retrieval monitor's document sample.
 
     ``milvus`` is a getter: the monitor outlives a reconnect, and must use the connection of the moment."""
@@ -84,8 +85,14 @@ def vector_lookup(milvus: Callable[[], Milvus], collection: str,
     return lookup
 
 
-def check_collection(settings: Settings, milvus: Callable[[], Milvus], watched: Watched,
-                     references: ReferenceStore, metrics: Metrics, now: float | None = None) -> CheckReport:
+def check_collection(
+    settings: Settings,
+    milvus: Callable[[], Milvus],
+    watched: Watched,
+    references: ReferenceStore,
+    metrics: Metrics,
+    now: float | None = None,
+) -> CheckReport:
     """Check the latest window of one collection against its reference; a report says why when it cannot."""
     m = milvus()
     alias = watched.alias
@@ -95,9 +102,16 @@ def check_collection(settings: Settings, milvus: Callable[[], Milvus], watched: 
     now = time.time() if now is None else now
 
     def skipped(reason: str) -> CheckReport:
-        return CheckReport(collection=alias, served_by=served_by, model_id=model_id, reference_version=0,
-                           n_reference=0, n_current=watched.window.size if watched.window else 0, checked_at=now,
-                           skipped=reason)
+        return CheckReport(
+            collection=alias,
+            served_by=served_by,
+            model_id=model_id,
+            reference_version=0,
+            n_reference=0,
+            n_current=watched.window.size if watched.window else 0,
+            checked_at=now,
+            skipped=reason,
+        )
 
     try:
         ref = references.latest(alias, "queries")
@@ -106,19 +120,31 @@ def check_collection(settings: Settings, milvus: Callable[[], Milvus], watched: 
     metrics.reference_age.labels(alias).set(ref.age_s)
     metrics.reference_size.labels(alias).set(ref.size)
     if ref.model_id != model_id:
-        return skipped(f"reference v{ref.version:04d} was made by {ref.model_id}, but {alias} is served by "
-                       f"{model_id}; capture a new baseline with `embguard baseline capture {alias}`")
+        return skipped(
+            f"reference v{ref.version:04d} was made by {ref.model_id}, but {alias} is served by "
+            f"{model_id}; capture a new baseline with `embguard baseline capture {alias}`"
+        )
     mon = watched.monitor
     if mon is None or mon.reference_version != ref.version or mon.model_id != model_id:
-        if "retrieval" in settings.drift.monitors and (watched.corpus is None or watched.corpus.collection != served_by
-                                                        or now - watched.corpus_at > CORPUS_MAX_AGE_S):
+        if "retrieval" in settings.drift.monitors and (
+            watched.corpus is None
+            or watched.corpus.collection != served_by
+            or now - watched.corpus_at > CORPUS_MAX_AGE_S
+        ):
             watched.corpus = sample_documents(m, watched.spec, settings.sampling.doc_sample_size, with_text=False)
             watched.corpus_at = now
             metrics.window_size.labels(alias, "documents").set(watched.corpus.size)
             metrics.windows_total.labels(alias, "documents").inc()
         lookup = vector_lookup(milvus, served_by, watched.spec)
-        watched.monitor = CollectionMonitor(alias, settings.drift, references.load(ref), ref.version,
-                                            corpus=watched.corpus, lookup=lookup, window_s=settings.sampling.window_s)
+        watched.monitor = CollectionMonitor(
+            alias,
+            settings.drift,
+            references.load(ref),
+            ref.version,
+            corpus=watched.corpus,
+            lookup=lookup,
+            window_s=settings.sampling.window_s,
+        )
         mon = watched.monitor
     if watched.window is None:
         return skipped("no query window sampled yet")

@@ -53,9 +53,16 @@ class _Retrieval:
     name = "retrieval"
     input_kind = "top_ids"
 
-    def __init__(self, corpus_ids: Sequence[Any], corpus_vectors: np.ndarray,
-                 lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]], alpha: float, n_queries: int,
-                 seed: int = 0, n_permutations: int = 999):
+    def __init__(
+        self,
+        corpus_ids: Sequence[Any],
+        corpus_vectors: np.ndarray,
+        lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]],
+        alpha: float,
+        n_queries: int,
+        seed: int = 0,
+        n_permutations: int = 999,
+    ):
         self.n_permutations = n_permutations
         n_clusters = monitors.clusters_for_window(max(n_queries, 1), RETRIEVAL_TOP_K, len(corpus_ids))
         labels = monitors.cluster_corpus(corpus_vectors, n_clusters=n_clusters, seed=seed)
@@ -81,8 +88,13 @@ class _Retrieval:
         if self._det is None:
             ids = list(self._known)
             self._det = monitors.RetrievalClusterDetector(
-                np.array(ids), np.array([self._known[i] for i in ids]), alpha=self.alpha, top_k=RETRIEVAL_TOP_K,
-                n_permutations=self.n_permutations, seed=self.seed).fit(self._reference)
+                np.array(ids),
+                np.array([self._known[i] for i in ids]),
+                alpha=self.alpha,
+                top_k=RETRIEVAL_TOP_K,
+                n_permutations=self.n_permutations,
+                seed=self.seed,
+            ).fit(self._reference)
 
     def fit(self, reference_top_ids: Sequence[Sequence[Any]]) -> _Retrieval:
         self._reference = self._hits(reference_top_ids)
@@ -120,11 +132,15 @@ def distinct_queries(window: Window, span_s: float | None = None) -> Window:
         return window
     idx = np.array(keep)
     return dataclasses.replace(
-        window, ids=tuple(window.ids[i] for i in keep), vectors=window.vectors[idx], timestamps_ms=ts[idx],
+        window,
+        ids=tuple(window.ids[i] for i in keep),
+        vectors=window.vectors[idx],
+        timestamps_ms=ts[idx],
         texts=tuple(window.texts[i] for i in keep) if window.texts else (),
         top_ids=tuple(window.top_ids[i] for i in keep) if window.top_ids else (),
         top_scores=None if window.top_scores is None else window.top_scores[idx],
-        meta={**window.meta, "duplicates_removed": window.size - len(keep)})
+        meta={**window.meta, "duplicates_removed": window.size - len(keep)},
+    )
 
 
 def _details(res: monitors.DriftResult) -> dict[str, Any]:
@@ -135,9 +151,17 @@ def _details(res: monitors.DriftResult) -> dict[str, Any]:
 class CollectionMonitor:
     """The fitted monitors of one alias against one reference, each behind a sequential alarm, and the page."""
 
-    def __init__(self, collection: str, drift: DriftSettings, reference: Window, reference_version: int,
-                 corpus: Window | None = None, lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]] | None = None,
-                 seed: int = 0, window_s: float | None = None):
+    def __init__(
+        self,
+        collection: str,
+        drift: DriftSettings,
+        reference: Window,
+        reference_version: int,
+        corpus: Window | None = None,
+        lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]] | None = None,
+        seed: int = 0,
+        window_s: float | None = None,
+    ):
         self.collection = collection
         self.settings = drift
         self.reference = reference
@@ -161,15 +185,17 @@ class CollectionMonitor:
             if name == "retrieval":
                 if corpus is None or lookup is None or corpus.size < 50:
                     continue  # needs a document sample; reported as not run
-                det: Any = _Retrieval(corpus.ids, corpus.vectors, lookup, a, reference.size, seed,
-                                      n_permutations=max(999, perms))
+                det: Any = _Retrieval(
+                    corpus.ids, corpus.vectors, lookup, a, reference.size, seed, n_permutations=max(999, perms)
+                )
             elif name.startswith("evidently_"):
                 method: Any = name.removeprefix("evidently_")  # one of Evidently's methods: the config validates it
                 det = monitors.EvidentlyDetector(method)
             else:
                 det = makers[name]()
-            seq = monitors.SequentialDetector(det, consecutive=drift.consecutive, window_alpha=a,
-                                              fixed_threshold=name not in CALIBRATED)
+            seq = monitors.SequentialDetector(
+                det, consecutive=drift.consecutive, window_alpha=a, fixed_threshold=name not in CALIBRATED
+            )
             try:
                 self._detectors[name] = seq.fit(INPUTS[det.input_kind](reference))
             except monitors.MonitorInputError as exc:
@@ -180,8 +206,9 @@ class CollectionMonitor:
         self._page: monitors.SequentialDetector | None = None
         if self._calibrated:
             # Members are already fitted; the combined detector only routes inputs and combines p-values.
-            combined = monitors.CombinedDetector(self._calibrated, alpha=a, method=COMBINE_METHOD, name=COMBINED,
-                                                 members_fitted=True)
+            combined = monitors.CombinedDetector(
+                self._calibrated, alpha=a, method=COMBINE_METHOD, name=COMBINED, members_fitted=True
+            )
             self._page = monitors.SequentialDetector(combined, consecutive=drift.consecutive, window_alpha=a)
 
     @property
@@ -197,15 +224,26 @@ class CollectionMonitor:
 
     def check(self, window: Window, served_by: str) -> CheckReport:
         now = time.time()
-        base: dict[str, Any] = dict(collection=self.collection, served_by=served_by, model_id=window.model_id,
-                                    reference_version=self.reference_version, n_reference=self.reference.size,
-                                    n_current=window.size, checked_at=now)
+        base: dict[str, Any] = dict(
+            collection=self.collection,
+            served_by=served_by,
+            model_id=window.model_id,
+            reference_version=self.reference_version,
+            n_reference=self.reference.size,
+            n_current=window.size,
+            checked_at=now,
+        )
         if window.model_id != self.model_id:
-            return CheckReport(**base, skipped=f"window model {window.model_id} differs from the reference's "
-                                               f"{self.model_id}; capture a new baseline")
+            return CheckReport(
+                **base,
+                skipped=f"window model {window.model_id} differs from the reference's "
+                f"{self.model_id}; capture a new baseline",
+            )
         if window.size < self.settings.min_window:
-            return CheckReport(**base, skipped=f"window has {window.size} queries, fewer than drift.min_window="
-                                               f"{self.settings.min_window}")
+            return CheckReport(
+                **base,
+                skipped=f"window has {window.size} queries, fewer than drift.min_window={self.settings.min_window}",
+            )
         if self._dedup:
             window = distinct_queries(window)
         k = self.settings.consecutive
@@ -221,29 +259,56 @@ class CollectionMonitor:
         for name, seq in self._detectors.items():
             res = results[name]
             win = res.details["window"]
-            outcomes.append(MonitorOutcome(name, float(win.statistic), None if win.p_value is None
-                                           else float(win.p_value), bool(res.details["window_drift"]),
-                                           seq.consecutive, seq.consecutive >= k, _details(win)))
+            outcomes.append(
+                MonitorOutcome(
+                    name,
+                    float(win.statistic),
+                    None if win.p_value is None else float(win.p_value),
+                    bool(res.details["window_drift"]),
+                    seq.consecutive,
+                    seq.consecutive >= k,
+                    _details(win),
+                )
+            )
         carried: tuple[str, ...] = ()
         if page is not None:
             comb = page.details["window"]
             carried = tuple(comb.details["carried_by"])
-            outcomes.append(MonitorOutcome(COMBINED, float(comb.statistic), float(comb.p_value), bool(comb.drift),
-                                           page.details["consecutive"], bool(page.drift),
-                                           {"method": COMBINE_METHOD, "carried_by": ", ".join(carried),
-                                            "guarantee": str(comb.params["guarantee"])}))
+            outcomes.append(
+                MonitorOutcome(
+                    COMBINED,
+                    float(comb.statistic),
+                    float(comb.p_value),
+                    bool(comb.drift),
+                    page.details["consecutive"],
+                    bool(page.drift),
+                    {
+                        "method": COMBINE_METHOD,
+                        "carried_by": ", ".join(carried),
+                        "guarantee": str(comb.params["guarantee"]),
+                    },
+                )
+            )
         ood = results["ood"].details["window"] if "ood" in results else None
         clusters: tuple[Mapping[str, Any], ...] = ()
         if ood is not None and any(o.drift for o in outcomes) and ood.details["n_flagged"]:
             ood_detector: Any = self._detectors["ood"].inner  # the kNN detector, by the monitor table
             expl = monitors.explain_ood(ood_detector, window.vectors, list(range(window.size)))
-            clusters = tuple({"size": e.size, "share": e.share, "distance": e.centroid_distance,
-                              "rows": list(e.representative_ids)} for e in expl)
+            clusters = tuple(
+                {"size": e.size, "share": e.share, "distance": e.centroid_distance, "rows": list(e.representative_ids)}
+                for e in expl
+            )
         q = {}
         if window.top1_scores.size:
             levels = {"0.05": 0.05, "0.5": 0.5, "0.95": 0.95}
             q = {k: float(np.quantile(window.top1_scores, v)) for k, v in levels.items()}
-        return CheckReport(**base, outcomes=tuple(outcomes), not_run=dict(self.not_run),
-                           ood_rate=None if ood is None else float(ood.details["rate"]),
-                           ood_expected_rate=None if ood is None else float(ood.details["expected_rate"]),
-                           top1_quantiles=q, clusters=clusters, carried_by=carried)
+        return CheckReport(
+            **base,
+            outcomes=tuple(outcomes),
+            not_run=dict(self.not_run),
+            ood_rate=None if ood is None else float(ood.details["rate"]),
+            ood_expected_rate=None if ood is None else float(ood.details["expected_rate"]),
+            top1_quantiles=q,
+            clusters=clusters,
+            carried_by=carried,
+        )

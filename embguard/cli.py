@@ -51,18 +51,26 @@ def _echo(lines: Iterable[str]) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="embguard")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=config_mod.CONFIG_ENV,
-              help="Config file (TOML). Default: $EMBGUARD_CONFIG, else ./embguard.toml if present.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=config_mod.CONFIG_ENV,
+    help="Config file (TOML). Default: $EMBGUARD_CONFIG, else ./embguard.toml if present.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """embguard: catch embedding drift in Milvus, retrain, and hot-swap the model."""
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.obj = config_path  # read by _settings on first use
 
 
 # --- config ----------------------------------------------------------------------------------------------
+
 
 @cli.group("config")
 def config_group() -> None:
@@ -92,6 +100,7 @@ def config_reference() -> None:
 
 
 # --- lite ------------------------------------------------------------------------------------------------
+
 
 @cli.group("lite")
 def lite_group() -> None:
@@ -124,6 +133,7 @@ def lite_status(ctx: click.Context) -> None:
 
 # --- collections, baselines, retention ------------------------------------------------------------------
 
+
 def _milvus(ctx: click.Context) -> Milvus:
     from .milvus import Milvus
 
@@ -134,8 +144,9 @@ def _milvus(ctx: click.Context) -> Milvus:
 
 @cli.command("adopt")
 @click.argument("name")
-@click.option("--model", "model_spec", default="default", show_default=True,
-              help="The model that made the collection's vectors.")
+@click.option(
+    "--model", "model_spec", default="default", show_default=True, help="The model that made the collection's vectors."
+)
 @click.option("--force", is_flag=True, help="Replace a model id the collection already records.")
 @click.pass_context
 def adopt_cmd(ctx: click.Context, name: str, model_spec: str, force: bool) -> None:
@@ -150,8 +161,13 @@ def collection_group() -> None:
 
 @collection_group.command("create")
 @click.argument("name")
-@click.option("--model", "model_spec", default="default", show_default=True,
-              help="Model spec: 'default', a local sentence-transformers directory, or a registry version.")
+@click.option(
+    "--model",
+    "model_spec",
+    default="default",
+    show_default=True,
+    help="Model spec: 'default', a local sentence-transformers directory, or a registry version.",
+)
 @click.option("--index", "index_type", default=None, help="Vector index type (default: [[collections]] or HNSW).")
 @click.pass_context
 def collection_create(ctx: click.Context, name: str, model_spec: str, index_type: str | None) -> None:
@@ -173,12 +189,22 @@ def baseline_group() -> None:
 
 @baseline_group.command("capture")
 @click.argument("alias")
-@click.option("--kind", type=click.Choice(["queries", "documents"]), default="queries", show_default=True,
-              help="Tapped queries of a time window, or a uniform sample of the collection's documents.")
-@click.option("--window-s", type=click.IntRange(1), default=None,
-              help="Query window length in seconds (default: sampling.window_s).")
-@click.option("--size", type=click.IntRange(1), default=None,
-              help="Documents to sample (default: sampling.doc_sample_size).")
+@click.option(
+    "--kind",
+    type=click.Choice(["queries", "documents"]),
+    default="queries",
+    show_default=True,
+    help="Tapped queries of a time window, or a uniform sample of the collection's documents.",
+)
+@click.option(
+    "--window-s",
+    type=click.IntRange(1),
+    default=None,
+    help="Query window length in seconds (default: sampling.window_s).",
+)
+@click.option(
+    "--size", type=click.IntRange(1), default=None, help="Documents to sample (default: sampling.doc_sample_size)."
+)
 @click.pass_context
 def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | None, size: int | None) -> None:
     """Freeze the current window of ALIAS as its reference (earlier references are kept)."""
@@ -203,6 +229,7 @@ def prune_cmd(ctx: click.Context) -> None:
 
 # --- daemon ---------------------------------------------------------------------------------------------
 
+
 @cli.command("serve")
 @click.option("--once", is_flag=True, help="Run every job once and exit (for cron or a smoke test).")
 @click.pass_context
@@ -223,6 +250,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 # --- models, retrain, swap ------------------------------------------------------------------------------
+
 
 @cli.group("models")
 def models_group() -> None:
@@ -252,8 +280,15 @@ def models_show(ctx: click.Context, version: str) -> None:
 @click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
 @click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
 @click.pass_context
-def retrain_cmd(ctx: click.Context, approve: bool, candidate: str | None, collection: str | None,
-                force: bool, abort: bool, max_steps: int) -> None:
+def retrain_cmd(
+    ctx: click.Context,
+    approve: bool,
+    candidate: str | None,
+    collection: str | None,
+    force: bool,
+    abort: bool,
+    max_steps: int,
+) -> None:
     """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
     settings = _settings(ctx)  # names are checked before Milvus is reached
     if approve and not abort:
@@ -293,9 +328,14 @@ def label_group() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--collection", required=True, help="Watched alias whose tapped queries to pick from.")
 @click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
-@click.option("--strategy", type=click.Choice(["auto", "random", "drift"]), default="auto", show_default=True,
-              help="drift: the queries the monitors flag (OOD clusters, fallen top-1, no click); auto: drift while "
-                   "the last check found drift sustained, else random.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "random", "drift"]),
+    default="auto",
+    show_default=True,
+    help="drift: the queries the monitors flag (OOD clusters, fallen top-1, no click); auto: drift while "
+    "the last check found drift sustained, else random.",
+)
 @click.pass_context
 def label_export(ctx: click.Context, path: str, collection: str, budget: int, strategy: str) -> None:
     """Write the queries active learning picks (with their current top-5 passages) to JSONL at PATH."""
@@ -312,6 +352,7 @@ def label_import(ctx: click.Context, path: str, collection: str) -> None:
 
 
 # --- demo ------------------------------------------------------------------------------------------------
+
 
 @cli.command("demo")
 @click.option("--fast", is_flag=True, help="A smaller corpus and less traffic (what the tests run).")

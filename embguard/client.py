@@ -72,8 +72,16 @@ class _Recent:
 class Client:
     """Search, write and leave feedback through embguard. Thread-safe; call ``close()`` (or use ``with``)."""
 
-    def __init__(self, settings: Settings | None = None, *, uri: str | None = None, query_rate: float | None = None,
-                 seed: int | None = None, registry: Any = None, recent_queries: int = 10_000):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        uri: str | None = None,
+        query_rate: float | None = None,
+        seed: int | None = None,
+        registry: Any = None,
+        recent_queries: int = 10_000,
+    ):
         self.settings = settings or load_settings()
         self._uri = uri or self.settings.milvus_uri
         self._milvus = Milvus.connect(self.settings, uri=self._uri)
@@ -91,10 +99,13 @@ class Client:
         self._metrics = ClientMetrics(registry) if registry is not None else None
         self.tap_stats = TapStats()
         self._tap = QueryTap(
-            lambda: Milvus.connect(self.settings, uri=self._uri), buffer_size=s.tap_buffer_size,
-            flush_interval_s=s.tap_flush_interval_s, stats=self.tap_stats,
+            lambda: Milvus.connect(self.settings, uri=self._uri),
+            buffer_size=s.tap_buffer_size,
+            flush_interval_s=s.tap_flush_interval_s,
+            stats=self.tap_stats,
             on_written=self._metrics.written if self._metrics else None,
-            on_dropped=self._metrics.dropped if self._metrics else None)
+            on_dropped=self._metrics.dropped if self._metrics else None,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -143,7 +154,8 @@ class Client:
             raise MissingModelId(
                 f"collection {collection!r} records no {MODEL_ID_PROPERTY} property, so embguard cannot tell "
                 f"which model made its vectors; run `embguard adopt {collection} --model default` (or the "
-                "model that did) once")
+                "model that did) once"
+            )
         with self._lock:
             self._collection_models[collection] = model_id
         return model_id
@@ -181,10 +193,18 @@ class Client:
                 self._aliases[alias] = (collection, now)
         return collection
 
-    def search(self, alias: str, texts: Sequence[str] | None = None, *, vectors: np.ndarray | None = None,
-               limit: int = 10, filter: str = "", output_fields: Sequence[str] | None = None,
-               search_params: Mapping[str, Any] | None = None,
-               consistency_level: str | None = None) -> SearchResponse:
+    def search(
+        self,
+        alias: str,
+        texts: Sequence[str] | None = None,
+        *,
+        vectors: np.ndarray | None = None,
+        limit: int = 10,
+        filter: str = "",
+        output_fields: Sequence[str] | None = None,
+        search_params: Mapping[str, Any] | None = None,
+        consistency_level: str | None = None,
+    ) -> SearchResponse:
         """Embed ``texts`` with the model of the collection behind ``alias`` (or take ``vectors``) and search.
 
         ``consistency_level="Strong"`` makes the search see writes made just before it (a Milvus server's
@@ -205,17 +225,31 @@ class Client:
             qv = check_vectors(vectors, model.dimension, f"search vectors for {alias!r} (model {model.model_id})")
         # Asking for no fields makes Milvus Lite return every field, vectors included: ask for the key only.
         fields = list(output_fields) if output_fields else [spec.id_field]
-        raw = self._milvus.search(collection, qv, limit=limit, anns_field=spec.vector_field, filter=filter,
-                                  output_fields=fields, search_params=search_params,
-                                  consistency_level=consistency_level)
+        raw = self._milvus.search(
+            collection,
+            qv,
+            limit=limit,
+            anns_field=spec.vector_field,
+            filter=filter,
+            output_fields=fields,
+            search_params=search_params,
+            consistency_level=consistency_level,
+        )
         qids = tuple(new_id() for _ in range(len(qv)))
         self._record(alias, collection, model.model_id, qids, texts, qv, raw)
-        hits = tuple(tuple(Hit(h["id"], float(h["distance"]), dict(h.get("entity") or {})) for h in row)
-                     for row in raw)
+        hits = tuple(tuple(Hit(h["id"], float(h["distance"]), dict(h.get("entity") or {})) for h in row) for row in raw)
         return SearchResponse(qids, hits, collection, model.model_id)
 
-    def _record(self, alias: str, collection: str, model_id: str, qids: tuple[str, ...],
-                texts: Sequence[str] | None, qv: np.ndarray, raw: list[list[dict[str, Any]]]) -> None:
+    def _record(
+        self,
+        alias: str,
+        collection: str,
+        model_id: str,
+        qids: tuple[str, ...],
+        texts: Sequence[str] | None,
+        qv: np.ndarray,
+        raw: list[list[dict[str, Any]]],
+    ) -> None:
         # Everything here is best effort: the application's search has already succeeded.
         try:
             store_text = self.settings.sampling.store_query_text
@@ -224,9 +258,18 @@ class Client:
             for i, qid in enumerate(qids):
                 text = texts[i] if texts is not None else None
                 hits = tuple({"id": h["id"], "distance": h["distance"]} for h in raw[i])
-                tapped = draws[i] and self._tap.offer(tap_row(
-                    query_id=qid, vector=qv[i], alias=alias, collection=collection, model_id=model_id,
-                    text=text, store_text=store_text, hits=hits))
+                tapped = draws[i] and self._tap.offer(
+                    tap_row(
+                        query_id=qid,
+                        vector=qv[i],
+                        alias=alias,
+                        collection=collection,
+                        model_id=model_id,
+                        text=text,
+                        store_text=store_text,
+                        hits=hits,
+                    )
+                )
                 if draws[i]:
                     self.tap_stats.add(sampled=1)
                 with self._lock:
@@ -241,8 +284,14 @@ class Client:
 
     # --- feedback ---------------------------------------------------------------------------------------------
 
-    def feedback(self, query_id: str, doc_id: int | str, signal: str = "click", weight: float = 1.0,
-                 query_text: str | None = None) -> str:
+    def feedback(
+        self,
+        query_id: str,
+        doc_id: int | str,
+        signal: str = "click",
+        weight: float = 1.0,
+        query_text: str | None = None,
+    ) -> str:
         """Record that the user clicked (or judged) ``doc_id`` for ``query_id``. Returns the feedback id.
 
         Written synchronously, so a label is never silently lost: a failure raises ``FeedbackError`` and the
@@ -254,11 +303,20 @@ class Client:
         if recent is None:
             raise FeedbackError(
                 f"query_id {query_id!r:.80} is unknown to this client (feedback must come from the process that "
-                f"ran the search, within its last {self._recent_max} queries)")
+                f"ran the search, within its last {self._recent_max} queries)"
+            )
         check_feedback_doc(self._milvus, recent.collection, recent.alias, recent.hits, doc_id)
         text = query_text if query_text is not None else (recent.text or "")
-        row = feedback_row(query_id=query_id, doc_id=doc_id, alias=recent.alias, collection=recent.collection,
-                           model_id=recent.model_id, signal=signal, weight=weight, query_text=text)
+        row = feedback_row(
+            query_id=query_id,
+            doc_id=doc_id,
+            alias=recent.alias,
+            collection=recent.collection,
+            model_id=recent.model_id,
+            signal=signal,
+            weight=weight,
+            query_text=text,
+        )
         try:
             if not self._feedback_ready:
                 ensure_feedback_collection(self._milvus)
@@ -267,17 +325,26 @@ class Client:
         except MilvusError as exc:
             raise FeedbackError(f"feedback for query {query_id!r} on doc {doc_id!r} was not recorded: {exc}") from None
         if not recent.tapped:
-            tapped = self._tap.offer(tap_row(query_id=query_id, vector=recent.vector, alias=recent.alias,
-                                             collection=recent.collection, model_id=recent.model_id,
-                                             text=recent.text, store_text=self.settings.sampling.store_query_text,
-                                             hits=recent.hits))
+            tapped = self._tap.offer(
+                tap_row(
+                    query_id=query_id,
+                    vector=recent.vector,
+                    alias=recent.alias,
+                    collection=recent.collection,
+                    model_id=recent.model_id,
+                    text=recent.text,
+                    store_text=self.settings.sampling.store_query_text,
+                    hits=recent.hits,
+                )
+            )
             self.tap_stats.add(sampled=1)  # a forced tap is a sampled row: keeps drop ratios honest
             if self._metrics:
                 self._metrics.searched(0, 1)
             if tapped:
                 with self._lock:
-                    self._recent[query_id] = _Recent(recent.text, recent.vector, recent.alias, recent.collection,
-                                                     recent.model_id, recent.hits, True)
+                    self._recent[query_id] = _Recent(
+                        recent.text, recent.vector, recent.alias, recent.collection, recent.model_id, recent.hits, True
+                    )
         if self._metrics:
             self._metrics.feedback(signal)
         return str(row["feedback_id"])
@@ -299,19 +366,31 @@ class Client:
     def _rows(self, alias: str, collection: str, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         spec = self._spec(alias)
         if not spec.text_field:
-            raise ConfigError(f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
-                                "and keeps it so the collection can be re-embedded later")
-        bad = [i for i, d in enumerate(documents) if not isinstance(d, Mapping) or spec.id_field not in d
-               or not isinstance(d.get(spec.text_field), str)]
+            raise ConfigError(
+                f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
+                "and keeps it so the collection can be re-embedded later"
+            )
+        bad = [
+            i
+            for i, d in enumerate(documents)
+            if not isinstance(d, Mapping) or spec.id_field not in d or not isinstance(d.get(spec.text_field), str)
+        ]
         if bad:
-            raise InvalidInput(f"documents at positions {bad[:10]} lack {spec.id_field!r} or a string "
-                               f"{spec.text_field!r}; every document needs both; nothing was written")
-        check_ids([d[spec.id_field] for d in documents], self._milvus.primary_key(collection)[1],
-                  f"documents' {spec.id_field!r}")
+            raise InvalidInput(
+                f"documents at positions {bad[:10]} lack {spec.id_field!r} or a string "
+                f"{spec.text_field!r}; every document needs both; nothing was written"
+            )
+        check_ids(
+            [d[spec.id_field] for d in documents],
+            self._milvus.primary_key(collection)[1],
+            f"documents' {spec.id_field!r}",
+        )
         long = [i for i, d in enumerate(documents) if len(d[spec.text_field]) > TEXT_LIMIT]
         if long:
-            raise InvalidInput(f"documents at positions {long[:10]} have {spec.text_field!r} longer than "
-                               f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them")
+            raise InvalidInput(
+                f"documents at positions {long[:10]} have {spec.text_field!r} longer than "
+                f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them"
+            )
         model = self.model_for(collection)
         vecs = model.encode([str(d[spec.text_field]) for d in documents], batch_size=self.settings.model.batch_size)
         return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs, strict=True)]
@@ -329,8 +408,10 @@ class Client:
             raise InvalidInput(f"documents must be a list of mappings, got {type(documents).__name__}")
         if not documents:
             return 0
-        counts = [self._milvus.upsert(collection, self._rows(alias, collection, documents))
-                  for collection in self._targets(alias)]  # the serving collection, then a dual-write target
+        counts = [
+            self._milvus.upsert(collection, self._rows(alias, collection, documents))
+            for collection in self._targets(alias)
+        ]  # the serving collection, then a dual-write target
         return counts[0]
 
     def delete(self, alias: str, ids: Sequence[int | str]) -> None:

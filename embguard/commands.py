@@ -35,8 +35,10 @@ Say = Callable[[str], None]
 
 def config_summary(settings: Settings) -> str:
     """The one line `config check` prints for a valid configuration."""
-    return (f"ok: {settings.source} ({len(settings.collections)} collection(s), "
-            f"{len(settings.alerts)} alert target(s), Milvus {redact_uri(settings.milvus_uri)})")
+    return (
+        f"ok: {settings.source} ({len(settings.collections)} collection(s), "
+        f"{len(settings.alerts)} alert target(s), Milvus {redact_uri(settings.milvus_uri)})"
+    )
 
 
 def config_dump(settings: Settings, as_json: bool) -> str:
@@ -83,8 +85,7 @@ def adopt(settings: Settings, milvus: Milvus, name: str, model_spec: str, force:
     return f"{name}: embguard.model_id = {model_id}"
 
 
-def create_collection(settings: Settings, milvus: Milvus, name: str, model_spec: str,
-                      index_type: str | None) -> str:
+def create_collection(settings: Settings, milvus: Milvus, name: str, model_spec: str, index_type: str | None) -> str:
     """Create NAME__v1, its alias and model property; the line describing the result."""
     from .managed import create
 
@@ -119,12 +120,18 @@ def demo(settings: Settings, fast: bool, seed: int, say: Say) -> bool:
     from . import demo as demo_mod
 
     summary = demo_mod.run(settings, fast=fast, seed=seed, say=say)
-    return bool(summary.drift_after_shift and summary.gate_passed and summary.swap_completed
-                and not summary.failed_searches and not summary.left_running)
+    return bool(
+        summary.drift_after_shift
+        and summary.gate_passed
+        and summary.swap_completed
+        and not summary.failed_searches
+        and not summary.left_running
+    )
 
 
-def capture_baseline(settings: Settings, milvus: Milvus, alias: str, kind: str, window_s: int | None,
-                     size: int | None) -> ReferenceInfo:
+def capture_baseline(
+    settings: Settings, milvus: Milvus, alias: str, kind: str, window_s: int | None, size: int | None
+) -> ReferenceInfo:
     from .references import ReferenceStore
     from .sampling import query_window, sample_documents
 
@@ -132,14 +139,17 @@ def capture_baseline(settings: Settings, milvus: Milvus, alias: str, kind: str, 
         end = int(time.time() * 1000)
         window = query_window(milvus, alias, end - 1000 * (window_s or settings.sampling.window_s), end)
     else:
-        window = sample_documents(milvus, settings.collection(alias), size or settings.sampling.doc_sample_size,
-                                  with_text=False)
+        window = sample_documents(
+            milvus, settings.collection(alias), size or settings.sampling.doc_sample_size, with_text=False
+        )
     return ReferenceStore(settings.state.dir).capture(alias, window, min_size=settings.drift.min_window)
 
 
 def reference_line(info: ReferenceInfo, alias: str) -> str:
-    return (f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
-            f"model {info.model_id}, {info.path}")
+    return (
+        f"captured {info.kind} reference v{info.version:04d} for {alias}: {info.size} rows, "
+        f"model {info.model_id}, {info.path}"
+    )
 
 
 def prune(settings: Settings, milvus: Milvus) -> str:
@@ -148,10 +158,17 @@ def prune(settings: Settings, milvus: Milvus) -> str:
     from .retention import prune as prune_rows
 
     s = settings.sampling
-    res = prune_rows(milvus, Pins(settings.state.dir), tap_max_age_s=s.tap_max_age_s, tap_max_rows=s.tap_max_rows,
-                     feedback_max_age_s=s.feedback_max_age_s)
-    return (f"pruned {res.tap_deleted} tapped queries and {res.feedback_deleted} feedback rows "
-            f"({res.pinned_feedback} feedback rows pinned by pending training sets)")
+    res = prune_rows(
+        milvus,
+        Pins(settings.state.dir),
+        tap_max_age_s=s.tap_max_age_s,
+        tap_max_rows=s.tap_max_rows,
+        feedback_max_age_s=s.feedback_max_age_s,
+    )
+    return (
+        f"pruned {res.tap_deleted} tapped queries and {res.feedback_deleted} feedback rows "
+        f"({res.pinned_feedback} feedback rows pinned by pending training sets)"
+    )
 
 
 def baseline_lines(settings: Settings, alias: str | None) -> Iterator[str]:
@@ -173,8 +190,10 @@ def collection_lines(milvus: Milvus) -> Iterator[str]:
         return
     yield f"{'alias':<20} {'collection':<28} {'dim':>5} {'rows':>10}  model"
     for r in rows:
-        yield (f"{r.alias or '-':<20} {r.collection:<28} {r.dimension:>5} {r.rows:>10}  "
-               f"{r.model_id or '- (run embguard adopt)'}")
+        yield (
+            f"{r.alias or '-':<20} {r.collection:<28} {r.dimension:>5} {r.rows:>10}  "
+            f"{r.model_id or '- (run embguard adopt)'}"
+        )
 
 
 def model_lines(settings: Settings) -> Iterator[str]:
@@ -190,8 +209,9 @@ def model_lines(settings: Settings) -> Iterator[str]:
 def model_json(settings: Settings, version: str) -> str:
     """One version's identity, training manifest and gate verdict as JSON."""
     v = ModelRegistry(settings.model.store_dir).get(version)
-    return json.dumps({k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2,
-                      default=str)
+    return json.dumps(
+        {k: (str(x) if k == "path" else x) for k, x in dataclasses.asdict(v).items()}, indent=2, default=str
+    )
 
 
 def candidate(settings: Settings, version: str | None) -> ModelVersion:
@@ -208,10 +228,16 @@ def candidate(settings: Settings, version: str | None) -> ModelVersion:
 
 def switched_line(st: SwapState) -> str:
     v = st.verify
-    checked = (f"verified {v.target_count} documents, shadow top-10 overlap {v.top10_overlap:.2f} on "
-               f"{v.shadow_queries} queries" if v else "verified")
-    return (f"{st.alias}: now served by {st.target} ({st.candidate_model_id}); {checked}. "
-            f"Roll back with `embguard rollback --collection {st.alias}`")
+    checked = (
+        f"verified {v.target_count} documents, shadow top-10 overlap {v.top10_overlap:.2f} on "
+        f"{v.shadow_queries} queries"
+        if v
+        else "verified"
+    )
+    return (
+        f"{st.alias}: now served by {st.target} ({st.candidate_model_id}); {checked}. "
+        f"Roll back with `embguard rollback --collection {st.alias}`"
+    )
 
 
 def progress_printer() -> Callable[[SwapState], None]:
@@ -240,12 +266,15 @@ def abort_swaps(settings: Settings, milvus: Milvus, chosen: list[CollectionSetti
 
     for spec in chosen:
         st = Swapper(settings, milvus).abort(spec)
-        yield (f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
-               "collection written")
+        yield (
+            f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
+            "collection written"
+        )
 
 
-def build_candidates(settings: Settings, milvus: Milvus, chosen: list[CollectionSettings], say: Say,
-                     max_steps: int = -1) -> Iterator[str]:
+def build_candidates(
+    settings: Settings, milvus: Milvus, chosen: list[CollectionSettings], say: Say, max_steps: int = -1
+) -> Iterator[str]:
     """Train a candidate per collection from its feedback; each gate report as text."""
     from .training import build_candidate
 
@@ -253,8 +282,9 @@ def build_candidates(settings: Settings, milvus: Milvus, chosen: list[Collection
         yield str(build_candidate(settings, milvus, spec, say=say, max_steps=max_steps))
 
 
-def approve(settings: Settings, milvus: Milvus, chosen: ModelVersion, collection: str | None, say: Say,
-            force: bool = False) -> Iterator[str]:
+def approve(
+    settings: Settings, milvus: Milvus, chosen: ModelVersion, collection: str | None, say: Say, force: bool = False
+) -> Iterator[str]:
     """Hot-swap each collection to ``chosen`` (see :func:`candidate`), with a progress bar per backfill."""
     from .swap import Swapper
 
@@ -270,8 +300,10 @@ def rollback(settings: Settings, milvus: Milvus, collection: str | None, say: Sa
     swapper = Swapper(settings, milvus, say=say)
     for spec in specs(settings, collection):
         e = swapper.rollback(spec)
-        yield (f"{spec.name}: rolled back to {e.target} ({e.target_model}); {e.source} is kept and receives "
-               "dual writes until `embguard gc`")
+        yield (
+            f"{spec.name}: rolled back to {e.target} ({e.target_model}); {e.source} is kept and receives "
+            "dual writes until `embguard gc`"
+        )
 
 
 def gc(settings: Settings, milvus: Milvus, retention_s: int | None, dry_run: bool) -> str:
@@ -283,8 +315,9 @@ def gc(settings: Settings, milvus: Milvus, retention_s: int | None, dry_run: boo
     return f"{verb}: {', '.join(dropped) if dropped else 'nothing'}"
 
 
-def export_labels(settings: Settings, milvus: Milvus, path: str, collection: str, budget: int,
-                  strategy: str = "auto") -> str:
+def export_labels(
+    settings: Settings, milvus: Milvus, path: str, collection: str, budget: int, strategy: str = "auto"
+) -> str:
     from .labels import export_labels as export
 
     n = export(settings, milvus, settings.collection(collection), Path(path), budget, strategy=strategy)

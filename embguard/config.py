@@ -53,11 +53,32 @@ from .settings import (
 )
 
 __all__ = [
-    "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "ENV_PREFIX", "INDEX_TYPES", "MONITORS", "AlertTarget", "CollectionSettings",
-    "DriftSettings", "LiteSettings", "MetricsSettings", "MilvusSettings", "ModelSettings", "RetrainSettings",
-    "SamplingSettings", "ScheduleSettings", "Settings", "StateSettings", "SwapSettings", "find_config", "load",
-    "masked", "redact_uri", "reference_markdown", "secret",
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_NAME",
+    "ENV_PREFIX",
+    "INDEX_TYPES",
+    "MONITORS",
+    "AlertTarget",
+    "CollectionSettings",
+    "DriftSettings",
+    "LiteSettings",
+    "MetricsSettings",
+    "MilvusSettings",
+    "ModelSettings",
+    "RetrainSettings",
+    "SamplingSettings",
+    "ScheduleSettings",
+    "Settings",
+    "StateSettings",
+    "SwapSettings",
+    "find_config",
+    "load",
+    "masked",
+    "redact_uri",
+    "reference_markdown",
+    "secret",
 ]
+
 
 def _describe_loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -127,7 +148,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if len(path) == 1 and path[0] not in Settings.model_fields:
             continue  # EMBGUARD_SOMETHING unrelated to settings (e.g. EMBGUARD_LOG_LEVEL)
         value: Any = raw
@@ -159,11 +180,13 @@ def _absolutise(settings: Settings, base: Path) -> Settings:
     def fix(p: Path) -> Path:
         return p if p.is_absolute() else (base / p)
 
-    return settings.model_copy(update={
-        "lite": settings.lite.model_copy(update={"data_dir": fix(settings.lite.data_dir)}),
-        "model": settings.model.model_copy(update={"store_dir": fix(settings.model.store_dir)}),
-        "state": settings.state.model_copy(update={"dir": fix(settings.state.dir)}),
-    })
+    return settings.model_copy(
+        update={
+            "lite": settings.lite.model_copy(update={"data_dir": fix(settings.lite.data_dir)}),
+            "model": settings.model.model_copy(update={"store_dir": fix(settings.model.store_dir)}),
+            "state": settings.state.model_copy(update={"dir": fix(settings.state.dir)}),
+        }
+    )
 
 
 def find_config(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -191,15 +214,18 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         try:
             data = tomllib.loads(cfg_path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {str(cfg_path)!r} does not exist; pass --config PATH or set "
-                              f"{CONFIG_ENV}, or run without one to use the defaults") from None
+            raise ConfigError(
+                f"config file {str(cfg_path)!r} does not exist; pass --config PATH or set "
+                f"{CONFIG_ENV}, or run without one to use the defaults"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(cfg_path)!r} is not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {str(cfg_path)!r} cannot be read: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {str(cfg_path)!r} is not UTF-8 text (byte {exc.start}); save it as "
-                              "UTF-8") from None
+            raise ConfigError(
+                f"config file {str(cfg_path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
         reject_file_secrets(data, cfg_path)
         source = str(cfg_path)
     env = _env_overrides(environ)
@@ -219,9 +245,16 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
-    for long, short in (("<class '", ""), ("'>", ""), ("Annotated[", ""), ("StrictInt", "int"),
-                        ("StrictFloat", "float"), ("StrictBool", "bool"), ("SecretStr", "secret"),
-                        ("embguard.config.", "")):
+    for long, short in (
+        ("<class '", ""),
+        ("'>", ""),
+        ("Annotated[", ""),
+        ("StrictInt", "int"),
+        ("StrictFloat", "float"),
+        ("StrictBool", "bool"),
+        ("SecretStr", "secret"),
+        ("embguard.config.", ""),
+    ):
         text = text.replace(long, short)
     text = text.split(", Strict(")[0].split(", FieldInfo")[0].split(", Gt(")[0].split(", Ge(")[0].split(", Lt(")[0]
     return text.replace(" | ", " or ").replace("|", " or ")
@@ -234,8 +267,13 @@ def reference_markdown() -> str:
         if section == "source":
             continue
         ann = field.annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else \
-            next((a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = (
+            ann
+            if isinstance(ann, type) and issubclass(ann, BaseModel)
+            else next(
+                (a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), None
+            )
+        )
         if model is None:
             continue
         prefix = f"[[{section}]]" if section in ("collections", "alerts") else f"[{section}]"

@@ -78,8 +78,7 @@ class Connection:
                 now = time.monotonic()
                 if now - self._down_logged >= DOWN_LOG_EVERY_S:
                     self._down_logged = now
-                    log.warning("%s (retrying every %.0f s; logged once a minute)", redact_uri(str(exc)),
-                                self._watch_s)
+                    log.warning("%s (retrying every %.0f s; logged once a minute)", redact_uri(str(exc)), self._watch_s)
                 return
             self._backoff_s = 1.0
             self._down_logged = 0.0

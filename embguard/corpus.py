@@ -18,13 +18,24 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
-_EXCLUDED = {"this", "antigravity", "idlelib", "test", "lib2to3", "pydoc_data", "turtledemo", "ensurepip",
-             "venv", "distutils", "__future__"}
+_EXCLUDED = {
+    "this",
+    "antigravity",
+    "idlelib",
+    "test",
+    "lib2to3",
+    "pydoc_data",
+    "turtledemo",
+    "ensurepip",
+    "venv",
+    "distutils",
+    "__future__",
+}
 # Every public top-level standard-library module is a topic; "language-reference" holds the paragraphs of
 # the interpreter's bundled reference manual (pydoc_data), the largest block of prose that ships offline.
-DEFAULT_TOPICS: tuple[str, ...] = tuple(sorted(
-    n for n in sys.stdlib_module_names if not n.startswith("_") and n not in _EXCLUDED
-)) + ("language-reference",)
+DEFAULT_TOPICS: tuple[str, ...] = tuple(
+    sorted(n for n in sys.stdlib_module_names if not n.startswith("_") and n not in _EXCLUDED)
+) + ("language-reference",)
 
 _SKIP = re.compile(r"(^|\.)(test|tests|idlelib|__main__|antigravity|this)(\.|$)")
 
@@ -90,8 +101,9 @@ def _walk(topic: str) -> list[tuple[str, str, str]]:
                 continue
             members = [(name, obj)]
             if inspect.isclass(obj):
-                members += [(f"{name}.{m}", v) for m, v in sorted(vars(obj).items())
-                            if not m.startswith("_") and callable(v)]
+                members += [
+                    (f"{name}.{m}", v) for m, v in sorted(vars(obj).items()) if not m.startswith("_") and callable(v)
+                ]
             for qual, member in members:
                 seen.add(id(member))
                 doc = getattr(member, "__doc__", None)

@@ -43,12 +43,17 @@ def split_userinfo(uri: str) -> tuple[str, str, str]:
     if m is None:
         return uri, "", ""
     user, _, password = m.group("userinfo").partition(":")
-    return m.group("scheme") + uri[m.end():], unquote(user), unquote(password)
+    return m.group("scheme") + uri[m.end() :], unquote(user), unquote(password)
 
 
 # Keys that hold secrets: the file may point at them (*_file / *_env) but never contain them.
-SECRET_KEYS = {("milvus", "token"), ("milvus", "password"), ("alerts", "url"), ("alerts", "routing_key"),
-                ("alerts", "secret")}
+SECRET_KEYS = {
+    ("milvus", "token"),
+    ("milvus", "password"),
+    ("alerts", "url"),
+    ("alerts", "routing_key"),
+    ("alerts", "secret"),
+}
 
 
 def secret_values(raw: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
@@ -95,11 +100,13 @@ def read_secret_file(path: Path, key: str) -> SecretStr:
     try:
         text = path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"{key} = {str(path)!r}: cannot read the secret file ({exc.strerror}); "
-                          "check the path and its permissions") from None
+        raise ConfigError(
+            f"{key} = {str(path)!r}: cannot read the secret file ({exc.strerror}); check the path and its permissions"
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{key} = {str(path)!r}: the secret file is not UTF-8 text; write the secret as "
-                          "plain text") from None
+        raise ConfigError(
+            f"{key} = {str(path)!r}: the secret file is not UTF-8 text; write the secret as plain text"
+        ) from None
     if not text:
         raise ConfigError(f"{key} = {str(path)!r}: the secret file is empty")
     return SecretStr(text)
@@ -133,9 +140,10 @@ def reject_file_secrets(data: dict[str, Any], path: Path) -> None:
                 if section == "milvus":
                     hint = f"set EMBGUARD_{section.upper()}__{key.upper()} or {section}.{key}_file"
                 else:
-                    hint = f"use {key}_env = \"VAR\"" + (" or url_file" if key == "url" else "")
-                raise ConfigError(f"{section}.{key} in {str(path)!r}: secrets are not read from the config file; "
-                                  f"{hint}")
+                    hint = f'use {key}_env = "VAR"' + (" or url_file" if key == "url" else "")
+                raise ConfigError(
+                    f"{section}.{key} in {str(path)!r}: secrets are not read from the config file; {hint}"
+                )
 
 
 def masked(settings: Settings) -> dict[str, Any]:

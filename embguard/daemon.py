@@ -26,8 +26,10 @@ from typing import Any
 try:
     from apscheduler.schedulers.background import BackgroundScheduler
 except ModuleNotFoundError as exc:  # the core install is the application-side client only
-    raise ModuleNotFoundError("the embguard daemon needs APScheduler, which is not installed; "
-                              "run: pip install 'embguard[serve]'", name=exc.name) from exc
+    raise ModuleNotFoundError(
+        "the embguard daemon needs APScheduler, which is not installed; run: pip install 'embguard[serve]'",
+        name=exc.name,
+    ) from exc
 from prometheus_client import CollectorRegistry
 
 from . import __version__, pages, policy
@@ -50,8 +52,13 @@ JOBS = ("milvus_watch", "sample", "check", "prune", "retrain_policy")
 class Daemon:
     """The sidecar: schedules jobs, owns the Milvus connection, exports metrics, raises alerts."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None, notifier: Any = None,
-                 milvus_watch_s: float = 5.0):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        notifier: Any = None,
+        milvus_watch_s: float = 5.0,
+    ):
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -77,8 +84,7 @@ class Daemon:
         from .alerts import Notifier
 
         # Background delivery: a webhook host that never answers must not hold up checks or the watch.
-        return Notifier(self.settings.alerts, state_path=self.state.alerts,
-                        registry=self.registry, background=True)
+        return Notifier(self.settings.alerts, state_path=self.state.alerts, registry=self.registry, background=True)
 
     # --- Milvus connection ----------------------------------------------------------------------------------
 
@@ -178,9 +184,14 @@ class Daemon:
 
     def alerts(self) -> list[Any]:
         """The alerts active now, from the latest reports (the notifier dedups and resolves)."""
-        return pages.active_alerts(milvus_up=self.milvus_up, milvus_uri=self.settings.milvus_uri,
-                                   watched=self._collections, awaiting=self._awaiting_by_alias(),
-                                   consecutive=self.settings.drift.consecutive, describe=self._describe_cluster)
+        return pages.active_alerts(
+            milvus_up=self.milvus_up,
+            milvus_uri=self.settings.milvus_uri,
+            watched=self._collections,
+            awaiting=self._awaiting_by_alias(),
+            consecutive=self.settings.drift.consecutive,
+            describe=self._describe_cluster,
+        )
 
     def _awaiting_by_alias(self) -> dict[str, list[Any]]:
         from .registry import ModelRegistry
@@ -197,8 +208,9 @@ class Daemon:
         return out
 
     def _settled(self, key: str) -> bool:
-        return pages.settled(key, watched_milvus=self._watched, watched=self._collections,
-                             registry_ok=self._registry_ok)
+        return pages.settled(
+            key, watched_milvus=self._watched, watched=self._collections, registry_ok=self._registry_ok
+        )
 
     def _describe_cluster(self, w: Watched, cluster: Any) -> dict[str, Any]:
         def texts_of(collection: str, ids: list[Any], field: str) -> list[str]:
@@ -225,8 +237,13 @@ class Daemon:
 
     def job_prune(self) -> None:
         s = self.settings.sampling
-        res = prune(self.milvus(), self.pins, tap_max_age_s=s.tap_max_age_s, tap_max_rows=s.tap_max_rows,
-                    feedback_max_age_s=s.feedback_max_age_s)
+        res = prune(
+            self.milvus(),
+            self.pins,
+            tap_max_age_s=s.tap_max_age_s,
+            tap_max_rows=s.tap_max_rows,
+            feedback_max_age_s=s.feedback_max_age_s,
+        )
         if res.tap_deleted or res.feedback_deleted:
             log.info("pruned %d tapped queries and %d feedback rows", res.tap_deleted, res.feedback_deleted)
 
@@ -249,25 +266,41 @@ class Daemon:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         ok = self.milvus_up and not self._stop.is_set()
-        return ok, {"milvus": "up" if self.milvus_up else "down", "uri": redact_uri(self.settings.milvus_uri),
-                    "collections": {a: (st.report.summary() if st.report else "not checked yet")
-                                    for a, st in self._collections.items()}}
+        return ok, {
+            "milvus": "up" if self.milvus_up else "down",
+            "uri": redact_uri(self.settings.milvus_uri),
+            "collections": {
+                a: (st.report.summary() if st.report else "not checked yet") for a, st in self._collections.items()
+            },
+        }
 
     def start(self, serve_metrics: bool = True) -> None:
         if serve_metrics:
-            self._exporter = Exporter(self.registry, self.settings.metrics.host, self.settings.metrics.port,
-                                      self.health, self.ready)
+            self._exporter = Exporter(
+                self.registry, self.settings.metrics.host, self.settings.metrics.port, self.health, self.ready
+            )
             self._exporter.start()
         sched = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         sc = self.settings.schedule
-        intervals = {"milvus_watch": self._milvus_watch_s, "sample": sc.sample_interval_s,
-                     "check": sc.check_interval_s, "prune": sc.prune_interval_s,
-                     "retrain_policy": sc.retrain_interval_s}
+        intervals = {
+            "milvus_watch": self._milvus_watch_s,
+            "sample": sc.sample_interval_s,
+            "check": sc.check_interval_s,
+            "prune": sc.prune_interval_s,
+            "retrain_policy": sc.retrain_interval_s,
+        }
         self._run("milvus_watch", self.job_milvus_watch)
         for name, every in intervals.items():
             fn = getattr(self, f"job_{name}")
-            sched.add_job(self._run, "interval", args=(name, fn), seconds=every, id=name, name=name,
-                          next_run_time=_utcnow_plus(0.2))  # None would add the job paused
+            sched.add_job(
+                self._run,
+                "interval",
+                args=(name, fn),
+                seconds=every,
+                id=name,
+                name=name,
+                next_run_time=_utcnow_plus(0.2),
+            )  # None would add the job paused
         sched.start()
         self._scheduler = sched
 
@@ -283,8 +316,7 @@ class Daemon:
 
             threading.Thread(target=shutdown, daemon=True).start()
             if not done.wait(timeout_s):
-                log.warning("jobs still running after %.0f s; abandoning them (they hold no partial state)",
-                            timeout_s)
+                log.warning("jobs still running after %.0f s; abandoning them (they hold no partial state)", timeout_s)
         if self._exporter is not None:
             self._exporter.stop()
         if self.notifier is not None:
@@ -301,8 +333,13 @@ class Daemon:
             signal.signal(sig, lambda *_: stop.set())
         self.start()
         host, port = self._exporter.address if self._exporter else ("-", 0)
-        log.warning("embguard %s serving metrics on http://%s:%d/metrics, watching %s", __version__, host, port,
-                    ", ".join(self._collections) or "no collections")
+        log.warning(
+            "embguard %s serving metrics on http://%s:%d/metrics, watching %s",
+            __version__,
+            host,
+            port,
+            ", ".join(self._collections) or "no collections",
+        )
         pid_file = self.state.write_daemon_pid(os.getpid())
         try:
             while not stop.wait(0.5):

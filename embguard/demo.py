@@ -79,23 +79,39 @@ def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[
 def demo_settings(settings: Settings, fast: bool) -> Settings:
     work = settings.state.dir / "demo"
     s = settings
-    return s.model_copy(update={
-        "state": s.state.model_copy(update={"dir": work / "state"}),
-        "model": s.model.model_copy(update={"store_dir": work / "models"}),
-        "lite": s.lite.model_copy(update={"data_dir": work / "milvus", "port": free_port(s.lite.host)}),
-        "milvus": s.milvus.model_copy(update={"uri": "lite"}),
-        "metrics": s.metrics.model_copy(update={"host": "127.0.0.1", "port": free_port()}),
-        "collections": (CollectionSettings(name=ALIAS, index_type="HNSW"),),
-        "sampling": s.sampling.model_copy(update={"query_rate": 1.0, "store_query_text": True,
-                                                  "tap_flush_interval_s": 0.2}),
-        "drift": s.drift.model_copy(update={"alpha": 0.01, "consecutive": 2, "min_window": 40,
-                                            "monitors": ("mmd", "retrieval", "ood", "top1")}),
-        "retrain": s.retrain.model_copy(update={"min_feedback_pairs": 100, "epochs": 3.0, "learning_rate": 2e-5,
-                                                "gate_margin": 0.0,
-                                                "min_held_out": 30, "guard_queries": 100 if fast else 200}),
-        "swap": s.swap.model_copy(update={"grace_s": 1.0}),
-        "alerts": (),
-    })
+    return s.model_copy(
+        update={
+            "state": s.state.model_copy(update={"dir": work / "state"}),
+            "model": s.model.model_copy(update={"store_dir": work / "models"}),
+            "lite": s.lite.model_copy(update={"data_dir": work / "milvus", "port": free_port(s.lite.host)}),
+            "milvus": s.milvus.model_copy(update={"uri": "lite"}),
+            "metrics": s.metrics.model_copy(update={"host": "127.0.0.1", "port": free_port()}),
+            "collections": (CollectionSettings(name=ALIAS, index_type="HNSW"),),
+            "sampling": s.sampling.model_copy(
+                update={"query_rate": 1.0, "store_query_text": True, "tap_flush_interval_s": 0.2}
+            ),
+            "drift": s.drift.model_copy(
+                update={
+                    "alpha": 0.01,
+                    "consecutive": 2,
+                    "min_window": 40,
+                    "monitors": ("mmd", "retrieval", "ood", "top1"),
+                }
+            ),
+            "retrain": s.retrain.model_copy(
+                update={
+                    "min_feedback_pairs": 100,
+                    "epochs": 3.0,
+                    "learning_rate": 2e-5,
+                    "gate_margin": 0.0,
+                    "min_held_out": 30,
+                    "guard_queries": 100 if fast else 200,
+                }
+            ),
+            "swap": s.swap.model_copy(update={"grace_s": 1.0}),
+            "alerts": (),
+        }
+    )
 
 
 @dataclass
@@ -137,8 +153,18 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
         milvus = Milvus.connect(s)
         client = Client(s, seed=seed)
         daemon = Daemon(s, registry=CollectorRegistry())
-        r = _Run(s, milvus, client, daemon, base, shift, random.Random(seed), step, say,
-                 *((250, 130) if fast else (400, 200)))
+        r = _Run(
+            s,
+            milvus,
+            client,
+            daemon,
+            base,
+            shift,
+            random.Random(seed),
+            step,
+            say,
+            *((250, 130) if fast else (400, 200)),
+        )
         fields = _index_and_watch(r)
         fields |= _drift(r)
         report, gate = _retrain(r)
@@ -160,8 +186,10 @@ def _index_and_watch(r: _Run) -> dict[str, Any]:
     r.client.create_collection(ALIAS, r.s.model.default)
     em = r.client.model_for(r.client.resolve(ALIAS))
     r.first_model = em.model_id
-    r.step(f"indexing {len(r.base) + len(r.shift)} passages of the Python standard library's documentation with "
-           f"{em.model_id} into {ALIAS}__v1 (alias {ALIAS})")
+    r.step(
+        f"indexing {len(r.base) + len(r.shift)} passages of the Python standard library's documentation with "
+        f"{em.model_id} into {ALIAS}__v1 (alias {ALIAS})"
+    )
     t = time.monotonic()
     index(r.client, ALIAS, r.base + r.shift)
     r.say(f"      indexed in {time.monotonic() - t:.0f} s")
@@ -176,8 +204,9 @@ def _drift(r: _Run) -> dict[str, Any]:
     a = _now()
     traffic(r.client, ALIAS, r.base, r.n_ref, seed=r.rng.randint(0, 10**6), click_rate=CLICK_RATE)
     r.client.flush_tap()
-    ref = ReferenceStore(r.s.state.dir).capture(ALIAS, query_window(r.milvus, ALIAS, a, _now() + 1),
-                                                min_size=r.s.drift.min_window)
+    ref = ReferenceStore(r.s.state.dir).capture(
+        ALIAS, query_window(r.milvus, ALIAS, a, _now() + 1), min_size=r.s.drift.min_window
+    )
     r.say(f"      baseline captured: reference v{ref.version:04d}, {ref.size} queries, model {ref.model_id}")
 
     r.step("more traffic like the reference: the daemon checks it")
@@ -195,25 +224,37 @@ def _drift(r: _Run) -> dict[str, Any]:
         for c in clusters:
             ex = "; ".join(repr(e[:70]) for e in c["examples"][:2])
             r.say(f"        {100 * c['share']:.0f}% of the window, distance {c['distance']:.2f}: {ex}")
-    return {"drift_before_shift": steady.drift or steady.sustained, "drift_after_shift": shifted.sustained,
-            "drift_p_values": {o.monitor: o.p_value for o in shifted.outcomes if o.p_value is not None},
-            "clusters": tuple(clusters)}
+    return {
+        "drift_before_shift": steady.drift or steady.sustained,
+        "drift_after_shift": shifted.sustained,
+        "drift_p_values": {o.monitor: o.p_value for o in shifted.outcomes if o.p_value is not None},
+        "clusters": tuple(clusters),
+    }
 
 
 def _retrain(r: _Run) -> tuple[Any, dict[str, Any]]:
-    r.step("annotators label queries the clicks do not cover (embguard label import), then retraining from "
-           "clicks + labels (fine-tune in a subprocess, gate on held-out queries)")
+    r.step(
+        "annotators label queries the clicks do not cover (embguard label import), then retraining from "
+        "clicks + labels (fine-tune in a subprocess, gate on held-out queries)"
+    )
     labels = r.s.state.dir / "labels.jsonl"
     everything = r.base + r.shift
-    labels.write_text("".join(json.dumps({"query": p.query, "doc_id": p.id, "signal": "positive"}) + "\n"
-                              for p in r.rng.sample(everything, len(everything) * 3 // 4)))
+    labels.write_text(
+        "".join(
+            json.dumps({"query": p.query, "doc_id": p.id, "signal": "positive"}) + "\n"
+            for p in r.rng.sample(everything, len(everything) * 3 // 4)
+        )
+    )
     r.say(f"      imported {import_labels(r.s, r.milvus, r.spec, labels)} labels from {labels}")
     report = build_candidate(r.s, r.milvus, r.spec, say=lambda x: r.say(f"      {x}"))
     for line in str(report).splitlines():
         r.say(f"      {line}")
-    return report, {"candidate": report.version.version, "gate_passed": report.promoted,
-                    "gate_ndcg_base": report.metrics["base"]["ndcg@10"],
-                    "gate_ndcg_candidate": report.metrics["candidate"]["ndcg@10"]}
+    return report, {
+        "candidate": report.version.version,
+        "gate_passed": report.promoted,
+        "gate_ndcg_base": report.metrics["base"]["ndcg@10"],
+        "gate_ndcg_candidate": report.metrics["candidate"]["ndcg@10"],
+    }
 
 
 def _swap_and_roll_back(r: _Run, report: Any) -> dict[str, Any]:
@@ -246,8 +287,10 @@ def _swap_and_roll_back(r: _Run, report: Any) -> dict[str, Any]:
     th.join()
     ndcg_after = _ndcg10(r.client, ALIAS, report.held_out)
     r.step("retrieval quality on the held-out queries, through the live alias")
-    r.say(f"      nDCG@10 before the swap {ndcg_before:.4f} -> after {ndcg_after:.4f} "
-          f"({100 * (ndcg_after - ndcg_before):+.2f} points)")
+    r.say(
+        f"      nDCG@10 before the swap {ndcg_before:.4f} -> after {ndcg_after:.4f} "
+        f"({100 * (ndcg_after - ndcg_before):+.2f} points)"
+    )
 
     r.step("rollback is one command away: embguard rollback")
     restored = False
@@ -256,10 +299,18 @@ def _swap_and_roll_back(r: _Run, report: Any) -> dict[str, Any]:
         time.sleep(r.s.milvus.alias_cache_s)  # a client reuses its alias lookup for that long
         back = r.client.search(ALIAS, [q for q, _ in report.held_out[:5]], limit=3)
         restored = back.collection == f"{ALIAS}__v1" and back.model_id == r.first_model
-        r.say(f"      {ALIAS} is served by {back.collection} ({back.model_id}) again; "
-              f"`embguard retrain --approve --candidate {report.version.version}` swaps forward again")
-    return {"swap_completed": swap_ok, "failed_searches": counts["failed"], "searches_during_swap": counts["searches"],
-            "ndcg_before_swap": ndcg_before, "ndcg_after_swap": ndcg_after, "rollback_restored": restored}
+        r.say(
+            f"      {ALIAS} is served by {back.collection} ({back.model_id}) again; "
+            f"`embguard retrain --approve --candidate {report.version.version}` swaps forward again"
+        )
+    return {
+        "swap_completed": swap_ok,
+        "failed_searches": counts["failed"],
+        "searches_during_swap": counts["searches"],
+        "ndcg_before_swap": ndcg_before,
+        "ndcg_after_swap": ndcg_after,
+        "rollback_restored": restored,
+    }
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[Any], None]:
@@ -291,8 +342,16 @@ def _now() -> int:
 
 def _window(r: _Run, shift: Sequence[Passage], share: float) -> CheckReport:
     a = _now()
-    stats = traffic(r.client, ALIAS, r.base, r.n_win, shifted=shift, shift_share=share,
-                    seed=r.rng.randint(0, 10**6), click_rate=CLICK_RATE)
+    stats = traffic(
+        r.client,
+        ALIAS,
+        r.base,
+        r.n_win,
+        shifted=shift,
+        shift_share=share,
+        seed=r.rng.randint(0, 10**6),
+        click_rate=CLICK_RATE,
+    )
     r.client.flush_tap()
     report = r.daemon.check_window(ALIAS, a, _now() + 1)
     if stats.failures:
@@ -314,10 +373,16 @@ def _table(s: DemoSummary, say: Callable[[str], None]) -> None:
         ("drift before the shift", "yes" if s.drift_before_shift else "no"),
         ("drift after the shift", "yes, sustained" if s.drift_after_shift else "no"),
         ("p-values after the shift", ", ".join(f"{k} {v:.2g}" for k, v in s.drift_p_values.items())),
-        ("candidate", f"{s.candidate}: gate {'PASSED' if s.gate_passed else 'REJECTED'}, held-out nDCG@10 "
-                      f"{s.gate_ndcg_base:.4f} -> {s.gate_ndcg_candidate:.4f}"),
-        ("swap", f"{'completed' if s.swap_completed else 'not done'}; {s.searches_during_swap} searches during it, "
-                 f"{s.failed_searches} failed"),
+        (
+            "candidate",
+            f"{s.candidate}: gate {'PASSED' if s.gate_passed else 'REJECTED'}, held-out nDCG@10 "
+            f"{s.gate_ndcg_base:.4f} -> {s.gate_ndcg_candidate:.4f}",
+        ),
+        (
+            "swap",
+            f"{'completed' if s.swap_completed else 'not done'}; {s.searches_during_swap} searches during it, "
+            f"{s.failed_searches} failed",
+        ),
         ("live nDCG@10", f"{s.ndcg_before_swap:.4f} before -> {s.ndcg_after_swap:.4f} after the swap"),
         ("rollback", "restored the previous collection and model" if s.rollback_restored else "not run"),
         ("metrics", f"{s.metrics_url} (served while the demo ran)"),

@@ -16,9 +16,14 @@ from .errors import MetricsServerError
 class Exporter:
     """Serves the registry and two probes on ``host:port`` from a background thread."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int,
-                 health: Callable[[], tuple[bool, dict[str, Any]]],
-                 ready: Callable[[], tuple[bool, dict[str, Any]]]):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        ready: Callable[[], tuple[bool, dict[str, Any]]],
+    ):
         registry_ = registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,8 +51,10 @@ class Exporter:
         try:
             self._server = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
-            raise MetricsServerError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; set metrics.port "
-                                "(or EMBGUARD_METRICS__PORT) to a free port") from None
+            raise MetricsServerError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror}; set metrics.port "
+                "(or EMBGUARD_METRICS__PORT) to a free port"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="embguard-exporter", daemon=True)
 

@@ -35,13 +35,15 @@ def check_ids(ids: Any, int_keys: bool, what: str = "ids") -> list[int | str]:
         if int_keys:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
                 raise InvalidInput(f"{what}: {i!r:.80} is not an integer; this collection's primary key is INT64")
-            if not -(2 ** 63) <= int(i) < 2 ** 63:
+            if not -(2**63) <= int(i) < 2**63:
                 raise InvalidInput(f"{what}: {i} is out of the INT64 range of this collection's primary key")
             out.append(int(i))
         else:
             if not isinstance(i, str) or not i or len(i) > MAX_ID_LENGTH:
-                raise InvalidInput(f"{what}: {i!r:.80} is not a non-empty string of at most {MAX_ID_LENGTH} "
-                                   "characters; this collection's primary key is VARCHAR")
+                raise InvalidInput(
+                    f"{what}: {i!r:.80} is not a non-empty string of at most {MAX_ID_LENGTH} "
+                    "characters; this collection's primary key is VARCHAR"
+                )
             out.append(i)
     return out
 

@@ -50,8 +50,10 @@ class Alert:
         if not self.key:
             raise AlertError(f"alert {self.name!r} has an empty key; give it a stable key such as 'drift:<alias>'")
         if self.severity not in SEVERITIES:
-            raise AlertError(f"alert {self.key!r}: severity {self.severity!r} is not one of "
-                             f"{', '.join(SEVERITIES)}; use 'critical', 'warning' or 'info'")
+            raise AlertError(
+                f"alert {self.key!r}: severity {self.severity!r} is not one of "
+                f"{', '.join(SEVERITIES)}; use 'critical', 'warning' or 'info'"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """Every field as plain JSON (numpy scalars, NaN and the like made serialisable)."""
@@ -68,10 +70,16 @@ class Alert:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Alert:
-        return cls(key=str(data["key"]), name=str(data.get("name", "")), collection=str(data.get("collection", "")),
-                   severity=str(data.get("severity", "warning")), summary=str(data.get("summary", "")),
-                   details=dict(data.get("details") or {}), clusters=tuple(data.get("clusters") or ()),
-                   next_command=str(data.get("next_command", "")))
+        return cls(
+            key=str(data["key"]),
+            name=str(data.get("name", "")),
+            collection=str(data.get("collection", "")),
+            severity=str(data.get("severity", "warning")),
+            summary=str(data.get("summary", "")),
+            details=dict(data.get("details") or {}),
+            clusters=tuple(data.get("clusters") or ()),
+            next_command=str(data.get("next_command", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -99,13 +107,18 @@ def load(path: Path | None) -> tuple[Alerts, Recipients]:
             raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
         for key, entry in data["alerts"].items():
             alerts[key] = Alert.from_dict(entry["alert"])
-            told[key] = {name: Told(float(t["first_sent"]), float(t["last_sent"]))
-                         for name, t in entry["told"].items()}
+            told[key] = {name: Told(float(t["first_sent"]), float(t["last_sent"])) for name, t in entry["told"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, AlertError) as exc:
         # Refusing to start would silence every future page; starting empty risks one duplicate page.
         aside = path.with_name(path.name + ".corrupt")
-        log.warning("alert state %s is unreadable (%s: %s); starting empty (open alerts may page once more) "
-                    "and keeping the old file as %s", path, type(exc).__name__, exc, aside)
+        log.warning(
+            "alert state %s is unreadable (%s: %s); starting empty (open alerts may page once more) "
+            "and keeping the old file as %s",
+            path,
+            type(exc).__name__,
+            exc,
+            aside,
+        )
         try:
             os.replace(path, aside)
         except OSError:
@@ -120,14 +133,24 @@ def save(path: Path | None, alerts: Alerts, told: Recipients) -> None:
         return
     data = {
         "version": STATE_VERSION,
-        "alerts": {key: {"alert": alerts[key].as_dict(),
-                         "told": {name: {"first_sent": t.first_sent, "last_sent": t.last_sent}
-                                  for name, t in told.get(key, {}).items()}}
-                   for key in alerts},
+        "alerts": {
+            key: {
+                "alert": alerts[key].as_dict(),
+                "told": {
+                    name: {"first_sent": t.first_sent, "last_sent": t.last_sent}
+                    for name, t in told.get(key, {}).items()
+                },
+            }
+            for key in alerts
+        },
     }
     try:
         write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
     except OSError as exc:
         # Losing the state costs at most a duplicate page after a restart; raising would stop alerting now.
-        log.error("could not write alert state %s (%s: %s); check the directory is writable (state.dir)",
-                  path, type(exc).__name__, exc.strerror or exc)
+        log.error(
+            "could not write alert state %s (%s: %s); check the directory is writable (state.dir)",
+            path,
+            type(exc).__name__,
+            exc.strerror or exc,
+        )

@@ -51,8 +51,12 @@ def check_vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
 def check_feedback(signal: Any, weight: Any, query_text: Any) -> None:
     if not isinstance(signal, str) or signal not in SIGNALS:
         raise FeedbackError(f"feedback signal {signal!r} is not one of {', '.join(SIGNALS)}")
-    if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight))
-            or not 0.0 < float(weight) <= 100.0):
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, numbers.Real)
+        or not math.isfinite(float(weight))
+        or not 0.0 < float(weight) <= 100.0
+    ):
         raise FeedbackError(f"feedback weight {weight!r} must be a number in (0, 100]")
     if query_text is not None and not isinstance(query_text, str):
         raise FeedbackError(f"feedback query_text must be a string, got {type(query_text).__name__}")
@@ -71,8 +75,9 @@ def check_feedback_doc(milvus: Milvus, collection: str, alias: str, hits: Sequen
     except MilvusError as exc:
         raise FeedbackError(f"feedback on doc {doc!r} was not recorded: {exc}") from None
     if not found:
-        raise FeedbackError(f"feedback doc_id {doc!r} is not a document of {alias!r} ({collection}); nothing was "
-                            "recorded")
+        raise FeedbackError(
+            f"feedback doc_id {doc!r} is not a document of {alias!r} ({collection}); nothing was recorded"
+        )
 
 
 class ClientMetrics:
@@ -81,11 +86,11 @@ class ClientMetrics:
     def __init__(self, registry: Any):
         from prometheus_client import Counter
 
-        self._searches = Counter("embguard_client_searches_total", "Queries searched through embguard.Client",
-                                 registry=registry)
+        self._searches = Counter(
+            "embguard_client_searches_total", "Queries searched through embguard.Client", registry=registry
+        )
         self._tap = Counter("embguard_tap_rows_total", "Query tap rows by outcome", ["outcome"], registry=registry)
-        self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"],
-                                 registry=registry)
+        self._feedback = Counter("embguard_client_feedback_total", "Feedback recorded", ["signal"], registry=registry)
         for outcome in ("sampled", "written", "dropped_buffer_full", "dropped_write_error"):
             self._tap.labels(outcome)
         for signal in SIGNALS:

@@ -18,8 +18,17 @@ from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
 from .training import QUERY_TEXT_MAX, _texts
 
 
-def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, out: Path, budget: int,
-                  *, since_ms: int = 0, seed: int = 0, strategy: str = "auto") -> int:
+def export_labels(
+    settings: Settings,
+    milvus: Milvus,
+    spec: CollectionSettings,
+    out: Path,
+    budget: int,
+    *,
+    since_ms: int = 0,
+    seed: int = 0,
+    strategy: str = "auto",
+) -> int:
     """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL.
 
     ``strategy`` (embguard.selection): ``random``, ``drift`` (aimed at what the monitors flag), or ``auto``
@@ -28,32 +37,59 @@ def export_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
 
     served = milvus.resolve(spec.name)
     tap = tap_collection_name(milvus.vector_dimension(served, spec.vector_field))
-    rows = read_tap(milvus, tap, f'alias == {literal(spec.name)} and text != "" and ts_ms >= {int(since_ms)}',
-                    ["query_id", "text", "top_ids", "top_scores", "vector"])
+    rows = read_tap(
+        milvus,
+        tap,
+        f'alias == {literal(spec.name)} and text != "" and ts_ms >= {int(since_ms)}',
+        ["query_id", "text", "top_ids", "top_scores", "vector"],
+    )
     # One row per distinct text, in a fixed order: the same tap and seed give the same picks.
     rows = sorted({text_hash(r["text"]): r for r in rows}.values(), key=lambda r: str(r["query_id"]))
     if not rows:
-        raise LabelError(f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
-                            "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow")
+        raise LabelError(
+            f"no tapped queries with text for {spec.name}: annotation needs query text, so set "
+            "sampling.store_query_text = true (if your privacy policy allows) and let traffic flow"
+        )
     from .selection import pick
 
     clicked_ids: set[str] = set()
     if milvus.has_collection(FEEDBACK_COLLECTION):
-        clicked_ids = {str(r["query_id"]) for r in milvus.query(
-            FEEDBACK_COLLECTION, filter=f'alias == {literal(spec.name)} and signal == "click"',
-            output_fields=["query_id"])}
-    picked = pick(settings, spec, strategy, np.array([r["vector"] for r in rows], dtype=np.float32),
-                  [r["top_scores"] or [] for r in rows],
-                  np.array([str(r["query_id"]) in clicked_ids for r in rows]), min(budget, len(rows)), seed)
+        clicked_ids = {
+            str(r["query_id"])
+            for r in milvus.query(
+                FEEDBACK_COLLECTION,
+                filter=f'alias == {literal(spec.name)} and signal == "click"',
+                output_fields=["query_id"],
+            )
+        }
+    picked = pick(
+        settings,
+        spec,
+        strategy,
+        np.array([r["vector"] for r in rows], dtype=np.float32),
+        [r["top_scores"] or [] for r in rows],
+        np.array([str(r["query_id"]) in clicked_ids for r in rows]),
+        min(budget, len(rows)),
+        seed,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for i in picked:
             r = rows[int(i)]
             top = list(r["top_ids"] or [])[:5]
             texts = _texts(milvus, served, spec, top)
-            fh.write(json.dumps({"query": r["text"], "query_id": r["query_id"],
-                                 "candidates": [{"doc_id": d, "text": texts.get(d, "")[:500]} for d in top],
-                                 "doc_id": None, "signal": "positive"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "query": r["text"],
+                        "query_id": r["query_id"],
+                        "candidates": [{"doc_id": d, "text": texts.get(d, "")[:500]} for d in top],
+                        "doc_id": None,
+                        "signal": "positive",
+                    }
+                )
+                + "\n"
+            )
     return len(picked)
 
 
@@ -90,18 +126,33 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     known = _texts(milvus, served, spec, [r.doc_id for r in records])
     unknown = sorted({r.doc_id for r in records if r.doc_id not in known}, key=str)
     if unknown:
-        raise LabelError(f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
-                            "ids (they must be the collection's primary keys)")
+        raise LabelError(
+            f"{path}: doc_id(s) {unknown[:10]} are not in {served}; nothing imported. Fix the "
+            "ids (they must be the collection's primary keys)"
+        )
     ensure_feedback_collection(milvus)
     model_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
-    rows = [{"feedback_id": new_id(), "query_id": f"label:{text_hash(r.query)[:24]}", "doc_id": json.dumps(r.doc_id),
-             "alias": spec.name, "collection": served, "model_id": model_id, "signal": r.signal,
-             "weight": float(r.weight), "ts_ms": now_ms(), "query_text": r.query, "_v": [1.0, 0.0]} for r in records]
+    rows = [
+        {
+            "feedback_id": new_id(),
+            "query_id": f"label:{text_hash(r.query)[:24]}",
+            "doc_id": json.dumps(r.doc_id),
+            "alias": spec.name,
+            "collection": served,
+            "model_id": model_id,
+            "signal": r.signal,
+            "weight": float(r.weight),
+            "ts_ms": now_ms(),
+            "query_text": r.query,
+            "_v": [1.0, 0.0],
+        }
+        for r in records
+    ]
     done: list[str] = []
     try:
         for i in range(0, len(rows), 1000):
-            milvus.insert(FEEDBACK_COLLECTION, rows[i:i + 1000])
-            done += [str(r["feedback_id"]) for r in rows[i:i + 1000]]
+            milvus.insert(FEEDBACK_COLLECTION, rows[i : i + 1000])
+            done += [str(r["feedback_id"]) for r in rows[i : i + 1000]]
         milvus.flush(FEEDBACK_COLLECTION)
     except EmbguardError:
         if done:  # Milvus has no transactions: take back what went in so the import stays all-or-nothing

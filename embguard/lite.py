@@ -153,8 +153,14 @@ class LiteServer:
     def status(self) -> LiteStatus:
         rec = self._record()
         if rec and pid_alive(rec["pid"]) and _is_lite(rec["pid"]):
-            return LiteStatus(True, rec["pid"], str(rec.get("uri", self.uri)), str(rec.get("data_dir", self.data_dir)),
-                              rec.get("started_at"), rec.get("log"))
+            return LiteStatus(
+                True,
+                rec["pid"],
+                str(rec.get("uri", self.uri)),
+                str(rec.get("data_dir", self.data_dir)),
+                rec.get("started_at"),
+                rec.get("log"),
+            )
         return LiteStatus(False, None, self.uri, str(self.data_dir))
 
     def start(self) -> LiteStatus:
@@ -163,23 +169,42 @@ class LiteServer:
         if current.running:
             raise LiteServerError(
                 f"a Milvus Lite server (pid {current.pid}) already serves {current.data_dir} at {current.uri}; "
-                "use it, or run `embguard lite stop` first")
+                "use it, or run `embguard lite stop` first"
+            )
         self.pid_file.unlink(missing_ok=True)  # stale record of a dead server
         if not self._wait_unlocked(5.0):
             raise LiteServerError(
                 f"Milvus Lite data dir {self.data_dir} is locked by another process (only one process may open "
-                "it); connect to the server that holds it by URI instead, or stop that process")
+                "it); connect to the server that holds it by URI instead, or stop that process"
+            )
         if port_in_use(self.host, self.port):
             raise LiteServerError(
                 f"port {self.port} on {self.host} is already in use; set lite.port (or EMBGUARD_LITE__PORT) to a "
-                "free port")
+                "free port"
+            )
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir),
-               "--host", self.host, "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "milvus_lite",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
         try:
             self._wait_ready(proc)
         except BaseException:
@@ -188,8 +213,17 @@ class LiteServer:
             proc.wait(timeout=10)
             raise
         started_at = time.time()
-        write_json(self.pid_file, {"pid": proc.pid, "uri": self.uri, "data_dir": str(self.data_dir),
-                                   "started_at": started_at, "log": str(self.log_file)}, indent=None)
+        write_json(
+            self.pid_file,
+            {
+                "pid": proc.pid,
+                "uri": self.uri,
+                "data_dir": str(self.data_dir),
+                "started_at": started_at,
+                "log": str(self.log_file),
+            },
+            indent=None,
+        )
         return LiteStatus(True, proc.pid, self.uri, str(self.data_dir), started_at, str(self.log_file))
 
     def _wait_ready(self, proc: subprocess.Popen) -> None:
@@ -198,14 +232,16 @@ class LiteServer:
             if proc.poll() is not None:
                 raise LiteServerError(
                     f"Milvus Lite server exited with code {proc.returncode} during start-up; "
-                    f"last log lines from {self.log_file}:\n{self._log_tail()}")
+                    f"last log lines from {self.log_file}:\n{self._log_tail()}"
+                )
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
                 if s.connect_ex((self.host, self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise LiteServerError(f"Milvus Lite server did not listen on {self.uri} within {self.start_timeout_s:.0f} s; "
-                              f"see {self.log_file}")
+        raise LiteServerError(
+            f"Milvus Lite server did not listen on {self.uri} within {self.start_timeout_s:.0f} s; see {self.log_file}"
+        )
 
     def _wait_unlocked(self, timeout_s: float) -> bool:
         # A server that just exited (or was killed) can hold its lock for a moment longer: the kernel

@@ -45,27 +45,31 @@ def spec_for(settings: Settings, name: str, index_type: str | None = None) -> Co
         raise InvalidInput(f"collection {name!r}: {' '.join(str(exc).split())[:300]}") from None
 
 
-def create(settings: Settings, milvus: Milvus, name: str, model_spec: str = "default",
-           index_type: str | None = None) -> CollectionInfo:
+def create(
+    settings: Settings, milvus: Milvus, name: str, model_spec: str = "default", index_type: str | None = None
+) -> CollectionInfo:
     """Create ``name__v1`` for ``model_spec`` (its dimension, its id recorded) and the alias ``name``."""
     spec = spec_for(settings, name, index_type)
     milvus.check_index_type(spec.index_type)
     if _exists(milvus, name):
-        raise CollectionExists(f"a collection or alias named {name!r} already exists on {milvus.uri}; pick another "
-                            f"name, or record its model with `embguard adopt {name} --model {model_spec}`")
+        raise CollectionExists(
+            f"a collection or alias named {name!r} already exists on {milvus.uri}; pick another "
+            f"name, or record its model with `embguard adopt {name} --model {model_spec}`"
+        )
     model = _serving_model(settings, model_spec, name)
     target = f"{name}__{FIRST_VERSION}"
     if milvus.has_collection(target):
-        raise CollectionExists(f"collection {target!r} already exists on {milvus.uri} without the alias {name!r}; "
-                            f"serve it with `embguard adopt` after creating the alias, or drop it")
+        raise CollectionExists(
+            f"collection {target!r} already exists on {milvus.uri} without the alias {name!r}; "
+            f"serve it with `embguard adopt` after creating the alias, or drop it"
+        )
     milvus.create_collection(spec, model.dimension, name=target, properties={MODEL_ID_PROPERTY: model.model_id})
     try:
         milvus.create_alias(target, name)
     except EmbguardError:
         milvus.drop_collection(target)  # all or nothing: an unaliased copy would only confuse the next run
         raise
-    return CollectionInfo(alias=name, collection=target, model_id=model.model_id, rows=0,
-                          dimension=model.dimension)
+    return CollectionInfo(alias=name, collection=target, model_id=model.model_id, rows=0, dimension=model.dimension)
 
 
 def _serving_model(settings: Settings, model_spec: str, alias: str) -> models.EmbeddingModel:
@@ -77,8 +81,9 @@ def _serving_model(settings: Settings, model_spec: str, alias: str) -> models.Em
         models.find_by_id(model.model_id, store)
     except models.ModelNotFound:
         _, path = models.resolve(model_spec, store)
-        version = ModelRegistry(store).register(path, status="active", extra={"alias": alias,
-                                                                              "imported_from": str(path)})
+        version = ModelRegistry(store).register(
+            path, status="active", extra={"alias": alias, "imported_from": str(path)}
+        )
         model = models.load_by_id(version.model_id, store, settings.model.device)
     return model
 
@@ -96,8 +101,7 @@ def list_collections(milvus: Milvus) -> list[CollectionInfo]:
             dim = 0
         rows = milvus.count(collection)
         for alias in milvus.aliases_of(collection) or [""]:
-            out.append(CollectionInfo(alias=alias, collection=collection, model_id=model_id, rows=rows,
-                                      dimension=dim))
+            out.append(CollectionInfo(alias=alias, collection=collection, model_id=model_id, rows=rows, dimension=dim))
     return out
 
 

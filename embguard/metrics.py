@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -22,9 +22,16 @@ if TYPE_CHECKING:
 RETRAIN_STATES = ("idle", "training", "awaiting_approval", "rejected", "failed")
 REINDEX_STATES = ("idle", "backfilling", "verifying", "switching", "done", "failed")
 # A swap's phases as the reindex_state metric shows them.
-SWAP_PHASE_STATES = {"planned": "backfilling", "created": "backfilling", "dual_write": "backfilling",
-                     "backfilled": "verifying", "reconciled": "verifying", "verified": "switching",
-                     "switched": "switching", "done": "done"}
+SWAP_PHASE_STATES = {
+    "planned": "backfilling",
+    "created": "backfilling",
+    "dual_write": "backfilling",
+    "backfilled": "verifying",
+    "reconciled": "verifying",
+    "verified": "switching",
+    "switched": "switching",
+    "done": "done",
+}
 
 
 @dataclass(frozen=True)
@@ -42,63 +49,114 @@ class Metrics:
         self.registry = registry
         c = ("collection",)
         cm = ("collection", "monitor")
-        self.drift_statistic = Gauge("embguard_drift_statistic", "Test statistic of the last check", cm,
-                                     registry=registry)
-        self.drift_p_value = Gauge("embguard_drift_p_value", "p-value of the last check (calibrated monitors)", cm,
-                                   registry=registry)
-        self.drift_detected = Gauge("embguard_drift_detected", "1 if the last window drifted at alpha", cm,
-                                    registry=registry)
-        self.drift_sustained = Gauge("embguard_drift_sustained", "1 if drift persisted over the configured "
-                                     "consecutive windows (the sequential alarm)", cm, registry=registry)
-        self.drift_consecutive = Gauge("embguard_drift_consecutive_windows", "Drifted windows in a row", cm,
-                                       registry=registry)
+        self.drift_statistic = Gauge(
+            "embguard_drift_statistic", "Test statistic of the last check", cm, registry=registry
+        )
+        self.drift_p_value = Gauge(
+            "embguard_drift_p_value", "p-value of the last check (calibrated monitors)", cm, registry=registry
+        )
+        self.drift_detected = Gauge(
+            "embguard_drift_detected", "1 if the last window drifted at alpha", cm, registry=registry
+        )
+        self.drift_sustained = Gauge(
+            "embguard_drift_sustained",
+            "1 if drift persisted over the configured consecutive windows (the sequential alarm)",
+            cm,
+            registry=registry,
+        )
+        self.drift_consecutive = Gauge(
+            "embguard_drift_consecutive_windows", "Drifted windows in a row", cm, registry=registry
+        )
         self.drift_alpha = Gauge("embguard_drift_alpha", "Significance level of each test", c, registry=registry)
-        self.ood_rate = Gauge("embguard_ood_rate_ratio", "Share of window queries flagged out-of-distribution", c,
-                              registry=registry)
-        self.ood_expected = Gauge("embguard_ood_expected_rate_ratio", "OOD share expected with no drift", c,
-                                  registry=registry)
-        self.top1 = Gauge("embguard_top1_similarity", "Top-1 query-to-corpus similarity of window queries",
-                          ("collection", "quantile"), registry=registry)
-        self.window_size = Gauge("embguard_window_samples", "Rows in the last sampled window",
-                                 ("collection", "kind"), registry=registry)
-        self.windows_total = Counter("embguard_windows_sampled_total", "Windows sampled", ("collection", "kind"),
-                                     registry=registry)
-        self.reference_age = Gauge("embguard_reference_age_seconds", "Age of the reference in use", c,
-                                   registry=registry)
-        self.reference_size = Gauge("embguard_reference_samples", "Rows in the reference in use", c,
-                                    registry=registry)
-        self.tap_stored = Gauge("embguard_tap_stored_queries", "Tapped queries stored for the collection", c,
-                                registry=registry)
-        self.feedback_stored = Gauge("embguard_feedback_stored_events", "Feedback events stored, by signal",
-                                     ("collection", "signal"), registry=registry)
-        self.last_check = Gauge("embguard_last_check_timestamp_seconds", "Unix time of the last completed check",
-                                c, registry=registry)
-        self.checks_total = Counter("embguard_checks_total", "Checks run, by outcome",
-                                    ("collection", "outcome"), registry=registry)
-        self.job_runs = Counter("embguard_job_runs_total", "Scheduled job runs, by outcome", ("job", "outcome"),
-                                registry=registry)
-        self.job_duration = Histogram("embguard_job_duration_seconds", "Scheduled job run time", ("job",),
-                                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-                                      registry=registry)
-        self.job_last_success = Gauge("embguard_job_last_success_timestamp_seconds",
-                                      "Unix time of the job's last successful run", ("job",), registry=registry)
+        self.ood_rate = Gauge(
+            "embguard_ood_rate_ratio", "Share of window queries flagged out-of-distribution", c, registry=registry
+        )
+        self.ood_expected = Gauge(
+            "embguard_ood_expected_rate_ratio", "OOD share expected with no drift", c, registry=registry
+        )
+        self.top1 = Gauge(
+            "embguard_top1_similarity",
+            "Top-1 query-to-corpus similarity of window queries",
+            ("collection", "quantile"),
+            registry=registry,
+        )
+        self.window_size = Gauge(
+            "embguard_window_samples", "Rows in the last sampled window", ("collection", "kind"), registry=registry
+        )
+        self.windows_total = Counter(
+            "embguard_windows_sampled_total", "Windows sampled", ("collection", "kind"), registry=registry
+        )
+        self.reference_age = Gauge(
+            "embguard_reference_age_seconds", "Age of the reference in use", c, registry=registry
+        )
+        self.reference_size = Gauge("embguard_reference_samples", "Rows in the reference in use", c, registry=registry)
+        self.tap_stored = Gauge(
+            "embguard_tap_stored_queries", "Tapped queries stored for the collection", c, registry=registry
+        )
+        self.feedback_stored = Gauge(
+            "embguard_feedback_stored_events",
+            "Feedback events stored, by signal",
+            ("collection", "signal"),
+            registry=registry,
+        )
+        self.last_check = Gauge(
+            "embguard_last_check_timestamp_seconds", "Unix time of the last completed check", c, registry=registry
+        )
+        self.checks_total = Counter(
+            "embguard_checks_total", "Checks run, by outcome", ("collection", "outcome"), registry=registry
+        )
+        self.job_runs = Counter(
+            "embguard_job_runs_total", "Scheduled job runs, by outcome", ("job", "outcome"), registry=registry
+        )
+        self.job_duration = Histogram(
+            "embguard_job_duration_seconds",
+            "Scheduled job run time",
+            ("job",),
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.job_last_success = Gauge(
+            "embguard_job_last_success_timestamp_seconds",
+            "Unix time of the job's last successful run",
+            ("job",),
+            registry=registry,
+        )
         self.milvus_up = Gauge("embguard_milvus_up", "1 if Milvus answers", registry=registry)
-        self.active_model = Gauge("embguard_active_model_info", "The model serving the collection (value 1)",
-                                  ("collection", "model_id", "served_by"), registry=registry)
-        self.retrain_state = Gauge("embguard_retrain_state", "1 for the collection's current retrain state",
-                                   ("collection", "state"), registry=registry)
-        self.candidate_awaiting = Gauge("embguard_candidate_awaiting_approval",
-                                        "1 while a gated candidate model waits for `embguard retrain --approve`", c,
-                                        registry=registry)
-        self.reindex_state = Gauge("embguard_reindex_state", "1 for the collection's current reindex state",
-                                   ("collection", "state"), registry=registry)
-        self.reindex_progress = Gauge("embguard_reindex_progress_ratio", "Backfilled share of the documents", c,
-                                      registry=registry)
+        self.active_model = Gauge(
+            "embguard_active_model_info",
+            "The model serving the collection (value 1)",
+            ("collection", "model_id", "served_by"),
+            registry=registry,
+        )
+        self.retrain_state = Gauge(
+            "embguard_retrain_state",
+            "1 for the collection's current retrain state",
+            ("collection", "state"),
+            registry=registry,
+        )
+        self.candidate_awaiting = Gauge(
+            "embguard_candidate_awaiting_approval",
+            "1 while a gated candidate model waits for `embguard retrain --approve`",
+            c,
+            registry=registry,
+        )
+        self.reindex_state = Gauge(
+            "embguard_reindex_state",
+            "1 for the collection's current reindex state",
+            ("collection", "state"),
+            registry=registry,
+        )
+        self.reindex_progress = Gauge(
+            "embguard_reindex_progress_ratio", "Backfilled share of the documents", c, registry=registry
+        )
         self.reindex_rate = Gauge("embguard_reindex_documents_per_second", "Backfill rate", c, registry=registry)
-        self.reindex_last_progress = Gauge("embguard_reindex_last_progress_timestamp_seconds",
-                                           "Unix time the backfill last made progress", c, registry=registry)
-        self.build_info = Gauge("embguard_build_info", "embguard version (value 1)", ("version",),
-                                registry=registry)
+        self.reindex_last_progress = Gauge(
+            "embguard_reindex_last_progress_timestamp_seconds",
+            "Unix time the backfill last made progress",
+            c,
+            registry=registry,
+        )
+        self.build_info = Gauge("embguard_build_info", "embguard version (value 1)", ("version",), registry=registry)
 
     def set_state(self, gauge: Gauge, collection: str, state: str, states: tuple[str, ...]) -> None:
         for s in states:
@@ -110,7 +168,6 @@ class Metrics:
             if labels[0] == collection and labels[1:] != (model_id, served_by):
                 self.active_model.remove(*labels)
         self.active_model.labels(collection, model_id, served_by).set(1.0)
-
 
     def init_series(self, collections: Iterable[str], jobs: Iterable[str], alpha: float) -> None:
         """Create every per-collection and per-job series at start, so dashboards and alert rules never see
@@ -161,16 +218,16 @@ class Metrics:
             self.reindex_rate.labels(st.alias).set(st.rate if state == "backfilling" else 0.0)
             self.reindex_last_progress.labels(st.alias).set(st.updated_at)
 
+
 def catalogue() -> list[MetricDoc]:
     """Every daemon metric with its type, labels and help (for docs and tests)."""
     m = Metrics(CollectorRegistry())
     docs: list[MetricDoc] = []
+    # prometheus_client keeps a metric's name, type, labels and help in private attributes only.
     for collector in m.registry._collector_to_names:
-        name = collector._name  # type: ignore[attr-defined]
-        kind = collector._type  # type: ignore[attr-defined]
-        full = f"{name}_total" if kind == "counter" else name
-        docs.append(MetricDoc(full, kind, tuple(collector._labelnames),  # type: ignore[attr-defined]
-                              collector._documentation))  # type: ignore[attr-defined]
+        c: Any = collector
+        full = f"{c._name}_total" if c._type == "counter" else c._name
+        docs.append(MetricDoc(full, c._type, tuple(c._labelnames), c._documentation))
     return sorted(docs, key=lambda d: d.name)
 
 

@@ -22,8 +22,9 @@ from .filters import MAX_ID_LENGTH, check_ids, ids_expr, literal
 from .rows import STRONG, Rows
 
 # Accepted by Lite at create time, then fail in its background build: refuse them before that.
-LITE_UNSUPPORTED_INDEXES = frozenset({"IVF_PQ", "DISKANN", "SCANN", "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ",
-                                      "GPU_BRUTE_FORCE"})
+LITE_UNSUPPORTED_INDEXES = frozenset(
+    {"IVF_PQ", "DISKANN", "SCANN", "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE"}
+)
 LITE_SUPPORTED_INDEXES = ("FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
 _DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
     "HNSW": {"M": 16, "efConstruction": 200},
@@ -77,8 +78,11 @@ class Milvus(Rows):
             client = MilvusClient(uri=uri, token=token, db_name=m.db_name, timeout=m.timeout_s, dedicated=True)
             version = client.get_server_version()
         except MilvusException as exc:
-            hint = ("start the local server with `embguard lite start`" if settings.milvus.uri == "lite"
-                    else "check that Milvus is running, the host and port, and the credentials")
+            hint = (
+                "start the local server with `embguard lite start`"
+                if settings.milvus.uri == "lite"
+                else "check that Milvus is running, the host and port, and the credentials"
+            )
             raise MilvusUnavailable(f"cannot reach Milvus at {uri}: {_reason(exc)}; {hint}") from None
         return cls(client, uri, str(version))
 
@@ -118,7 +122,8 @@ class Milvus(Rows):
         if self.is_lite and index_type.upper() in LITE_UNSUPPORTED_INDEXES:
             raise UnsupportedIndex(
                 f"index type {index_type!r} cannot be built by Milvus Lite (at {self.uri}); use one of "
-                f"{', '.join(LITE_SUPPORTED_INDEXES)}, or point milvus.uri at Milvus standalone/cluster")
+                f"{', '.join(LITE_SUPPORTED_INDEXES)}, or point milvus.uri at Milvus standalone/cluster"
+            )
 
     def has_collection(self, name: str) -> bool:
         with self._call(f"has_collection({name!r})"):
@@ -128,9 +133,15 @@ class Milvus(Rows):
         with self._call("list_collections"):
             return list(self._client.list_collections())
 
-    def create_collection(self, spec: CollectionSettings, dimension: int, name: str | None = None,
-                          properties: Mapping[str, str] | None = None, id_type: str = "int",
-                          extra_text_fields: Mapping[str, int] | None = None) -> str:
+    def create_collection(
+        self,
+        spec: CollectionSettings,
+        dimension: int,
+        name: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        id_type: str = "int",
+        extra_text_fields: Mapping[str, int] | None = None,
+    ) -> str:
         """Create a collection for ``spec`` (id, vector, text, optional timestamp) and its vector index.
 
         ``extra_text_fields`` maps further VARCHAR field names to their maximum length.
@@ -151,23 +162,28 @@ class Milvus(Rows):
             schema.add_field(fname, DataType.VARCHAR, max_length=max_length)
         index = MilvusClient.prepare_index_params()
         params = _index_params(spec.index_type, dimension, spec.index_params)
-        index.add_index(field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type,
-                        params=params)
+        index.add_index(
+            field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type, params=params
+        )
         with self._call(f"create_collection({name!r})"):
-            self._client.create_collection(name, schema=schema, index_params=index,
-                                           properties=dict(properties or {}))
+            self._client.create_collection(name, schema=schema, index_params=index, properties=dict(properties or {}))
         return name
 
-    def create_table(self, name: str, fields: Sequence[tuple[str, str, int]], primary: str,
-                     vector: tuple[str, int], properties: Mapping[str, str] | None = None) -> str:
+    def create_table(
+        self,
+        name: str,
+        fields: Sequence[tuple[str, str, int]],
+        primary: str,
+        vector: tuple[str, int],
+        properties: Mapping[str, str] | None = None,
+    ) -> str:
         """Create an embguard bookkeeping collection (tap, feedback).
 
         ``fields`` are ``(name, kind, max_length)`` with kind one of varchar, int64, float, json; the
         primary key is a VARCHAR. Milvus requires a vector field in every collection, so one is always
         present (``vector``: name and dimension) with a FLAT index, which costs nothing until searched.
         """
-        kinds = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float": DataType.FLOAT,
-                 "json": DataType.JSON}
+        kinds = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float": DataType.FLOAT, "json": DataType.JSON}
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         for fname, kind, max_length in fields:
             kwargs: dict[str, Any] = {"is_primary": fname == primary}
@@ -178,27 +194,34 @@ class Milvus(Rows):
         index = MilvusClient.prepare_index_params()
         index.add_index(field_name=vector[0], index_type="FLAT", metric_type="COSINE")
         with self._call(f"create_collection({name!r})"):
-            self._client.create_collection(name, schema=schema, index_params=index,
-                                           properties=dict(properties or {}))
+            self._client.create_collection(name, schema=schema, index_params=index, properties=dict(properties or {}))
         return name
 
     def schema_fields(self, collection: str) -> list[dict[str, Any]]:
         return list(self.describe(collection).get("fields", []))
 
-    def clone_collection(self, source: str, target: str, properties: Mapping[str, str],
-                         index_params: Mapping[str, Any] | None = None, dimension: int | None = None) -> str:
+    def clone_collection(
+        self,
+        source: str,
+        target: str,
+        properties: Mapping[str, str],
+        index_params: Mapping[str, Any] | None = None,
+        dimension: int | None = None,
+    ) -> str:
         """Create ``target`` with ``source``'s fields, vector index (type, metric, params) and ``properties``.
 
         ``dimension`` replaces the vector dimension when the new model's differs.
         """
         desc = self.describe(source)
-        schema = MilvusClient.create_schema(auto_id=bool(desc.get("auto_id")),
-                                            enable_dynamic_field=bool(desc.get("enable_dynamic_field")))
+        schema = MilvusClient.create_schema(
+            auto_id=bool(desc.get("auto_id")), enable_dynamic_field=bool(desc.get("enable_dynamic_field"))
+        )
         vector_fields = []
         for f in desc["fields"]:
             params = dict(f.get("params") or {})
-            kwargs: dict[str, Any] = {k: v for k, v in params.items() if k in ("dim", "max_length",
-                                                                               "element_type", "max_capacity")}
+            kwargs: dict[str, Any] = {
+                k: v for k, v in params.items() if k in ("dim", "max_length", "element_type", "max_capacity")
+            }
             if f["type"] == DataType.FLOAT_VECTOR:
                 vector_fields.append(f["name"])
                 if dimension:
@@ -214,13 +237,25 @@ class Milvus(Rows):
                 info = dict(self._client.describe_index(source, name))
                 if info.get("field_name") not in vector_fields:
                     continue
-                standard = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
-                            "pending_index_rows", "state"}
+                standard = {
+                    "index_type",
+                    "metric_type",
+                    "field_name",
+                    "index_name",
+                    "total_rows",
+                    "indexed_rows",
+                    "pending_index_rows",
+                    "state",
+                }
                 params = {k: v for k, v in info.items() if k not in standard}
                 params.update(index_params or {})
                 self.check_index_type(str(info["index_type"]))
-                index.add_index(field_name=info["field_name"], index_type=info["index_type"],
-                                metric_type=info["metric_type"], params=params)
+                index.add_index(
+                    field_name=info["field_name"],
+                    index_type=info["index_type"],
+                    metric_type=info["metric_type"],
+                    params=params,
+                )
         with self._call(f"create_collection({target!r})"):
             self._client.create_collection(target, schema=schema, index_params=index, properties=dict(properties))
         return target
@@ -249,8 +284,9 @@ class Milvus(Rows):
         with self._call(f"describe_collection({collection!r})"):
             found = list(self._client.describe_collection(collection).get("aliases") or [])
         with contextlib.suppress(MilvusException):
-            found += [a for a in self._client.list_aliases(collection_name=collection).get("aliases", [])
-                      if a not in found]
+            found += [
+                a for a in self._client.list_aliases(collection_name=collection).get("aliases", []) if a not in found
+            ]
         return found
 
     def resolve(self, name: str) -> str:
@@ -265,8 +301,9 @@ class Milvus(Rows):
             except MilvusException:
                 if not self.ping():
                     raise
-                raise MilvusError(f"no collection or alias named {name!r} on {self.uri}; check the "
-                                  "[[collections]] name in the config") from None
+                raise MilvusError(
+                    f"no collection or alias named {name!r} on {self.uri}; check the [[collections]] name in the config"
+                ) from None
 
     def create_alias(self, collection: str, alias: str) -> None:
         with self._call(f"create_alias({alias!r} -> {collection!r})"):

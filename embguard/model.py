@@ -63,8 +63,11 @@ def content_hash(path: Path) -> str:
 def _content_hash(path: Path, stamp: tuple) -> str:  # stamp keys the cache on file changes
     digest = hashlib.sha256()
     files = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and p.suffix in _HASHED_SUFFIXES and p.name not in _HASH_SKIP
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix in _HASHED_SUFFIXES
+        and p.name not in _HASH_SKIP
         and not any(part.startswith((".", "checkpoint-")) for part in p.relative_to(path).parts)
     )
     if not files:
@@ -113,8 +116,11 @@ class EmbeddingModel:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             vecs = self._st.encode(
-                list(texts), batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
 
@@ -145,7 +151,8 @@ def find_by_id(model_id: str, store_dir: Path | None) -> Path:
                 return version
     raise ModelNotFound(
         f"model {model_id!r} is not in the model store {str(store_dir)!r} (nor is it the default model); "
-        "copy that model's version directory into the store (model.store_dir) on this host")
+        "copy that model's version directory into the store (model.store_dir) on this host"
+    )
 
 
 def load_by_id(model_id: str, store_dir: Path | None = None, device: str = "cpu") -> EmbeddingModel:
@@ -153,8 +160,10 @@ def load_by_id(model_id: str, store_dir: Path | None = None, device: str = "cpu"
     path = find_by_id(model_id, store_dir)
     model = load(str(path), None, device) if path != default_model_path() else load(DEFAULT_MODEL, None, device)
     if model.model_id.split("@")[1] != model_id.split("@")[1]:
-        raise ModelError(f"model directory {str(path)!r} claims id {model_id!r} but its files hash to "
-                         f"{model.model_id!r}; it was modified after registration")
+        raise ModelError(
+            f"model directory {str(path)!r} claims id {model_id!r} but its files hash to "
+            f"{model.model_id!r}; it was modified after registration"
+        )
     return model
 
 
@@ -178,7 +187,8 @@ def load(spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str =
         dim = st.get_embedding_dimension()
         if not dim:
             raise ModelError(f"model {spec!r} at {str(path)!r} does not report an embedding dimension")
-        model = EmbeddingModel(name=name, path=path, model_id=f"{name}@{content_hash(path)}",
-                               dimension=int(dim), _st=st)
+        model = EmbeddingModel(
+            name=name, path=path, model_id=f"{name}@{content_hash(path)}", dimension=int(dim), _st=st
+        )
         _cache[key] = model
         return model

@@ -22,16 +22,29 @@ EXAMPLE_CHARS = 160
 
 
 def milvus_down(uri: str) -> Alert:
-    return Alert(key="milvus", name="MilvusDown", collection="", severity="critical",
-                 summary=f"embguard cannot reach Milvus at {redact_uri(uri)}", next_command="embguard status")
+    return Alert(
+        key="milvus",
+        name="MilvusDown",
+        collection="",
+        severity="critical",
+        summary=f"embguard cannot reach Milvus at {redact_uri(uri)}",
+        next_command="embguard status",
+    )
 
 
 def report_numbers(r: CheckReport) -> dict[str, Any]:
     """The numbers an alert carries: every monitor's p-value, statistic and streak, and the window sizes."""
-    numbers: dict[str, Any] = {o.monitor: {"p_value": o.p_value, "statistic": o.statistic,
-                                           "consecutive": o.consecutive} for o in r.outcomes}
-    numbers.update({"window_queries": r.n_current, "reference_queries": r.n_reference, "ood_rate": r.ood_rate,
-                    "ood_expected_rate": r.ood_expected_rate})
+    numbers: dict[str, Any] = {
+        o.monitor: {"p_value": o.p_value, "statistic": o.statistic, "consecutive": o.consecutive} for o in r.outcomes
+    }
+    numbers.update(
+        {
+            "window_queries": r.n_current,
+            "reference_queries": r.n_reference,
+            "ood_rate": r.ood_rate,
+            "ood_expected_rate": r.ood_expected_rate,
+        }
+    )
     return numbers
 
 
@@ -40,9 +53,16 @@ def drift_sustained(r: CheckReport, consecutive: int, clusters: tuple[Any, ...])
     if r.carried_by:  # the combined page names the monitors that carried it
         hits += f"; carried by {', '.join(r.carried_by)}"
     alias = r.collection
-    return Alert(key=f"drift:{alias}", name="EmbeddingDriftSustained", collection=alias, severity="warning",
-                 summary=f"{alias}: query drift sustained over {consecutive} checks ({hits})",
-                 details=report_numbers(r), clusters=clusters, next_command=f"embguard retrain --collection {alias}")
+    return Alert(
+        key=f"drift:{alias}",
+        name="EmbeddingDriftSustained",
+        collection=alias,
+        severity="warning",
+        summary=f"{alias}: query drift sustained over {consecutive} checks ({hits})",
+        details=report_numbers(r),
+        clusters=clusters,
+        next_command=f"embguard retrain --collection {alias}",
+    )
 
 
 def ood_high(r: CheckReport, clusters: tuple[Any, ...]) -> Alert | None:
@@ -50,25 +70,42 @@ def ood_high(r: CheckReport, clusters: tuple[Any, ...]) -> Alert | None:
     if ood is None or not ood.sustained or not r.ood_rate or not r.ood_expected_rate:
         return None
     alias = r.collection
-    return Alert(key=f"ood:{alias}", name="OODRateHigh", collection=alias, severity="warning",
-                 summary=f"{alias}: {100 * r.ood_rate:.0f}% of queries out of distribution "
-                         f"(expected {100 * r.ood_expected_rate:.0f}%)",
-                 details=report_numbers(r), clusters=clusters, next_command="embguard status")
+    return Alert(
+        key=f"ood:{alias}",
+        name="OODRateHigh",
+        collection=alias,
+        severity="warning",
+        summary=f"{alias}: {100 * r.ood_rate:.0f}% of queries out of distribution "
+        f"(expected {100 * r.ood_expected_rate:.0f}%)",
+        details=report_numbers(r),
+        clusters=clusters,
+        next_command="embguard status",
+    )
 
 
 def candidate_awaiting(alias: str, v: ModelVersion) -> Alert:
     verdict = v.verdict
-    return Alert(key=f"candidate:{alias}:{v.version}", name="CandidateAwaitingApproval", collection=alias,
-                 severity="info",
-                 summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
-                         f"{verdict.get('base_mean', 0):.3f} -> {verdict.get('candidate_mean', 0):.3f})",
-                 details={"reasons": list(verdict.get("reasons", []))},
-                 next_command=f"embguard retrain --approve --candidate {v.version} --collection {alias}")
+    return Alert(
+        key=f"candidate:{alias}:{v.version}",
+        name="CandidateAwaitingApproval",
+        collection=alias,
+        severity="info",
+        summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
+        f"{verdict.get('base_mean', 0):.3f} -> {verdict.get('candidate_mean', 0):.3f})",
+        details={"reasons": list(verdict.get("reasons", []))},
+        next_command=f"embguard retrain --approve --candidate {v.version} --collection {alias}",
+    )
 
 
-def active_alerts(*, milvus_up: bool, milvus_uri: str, watched: Mapping[str, Watched],
-                  awaiting: Mapping[str, Sequence[ModelVersion]], consecutive: int,
-                  describe: Callable[[Watched, Mapping[str, Any]], dict[str, Any]]) -> list[Alert]:
+def active_alerts(
+    *,
+    milvus_up: bool,
+    milvus_uri: str,
+    watched: Mapping[str, Watched],
+    awaiting: Mapping[str, Sequence[ModelVersion]],
+    consecutive: int,
+    describe: Callable[[Watched, Mapping[str, Any]], dict[str, Any]],
+) -> list[Alert]:
     """Every condition active now. ``describe`` turns a drifted cluster into what the page shows of it."""
     out = [] if milvus_up else [milvus_down(milvus_uri)]
     for alias, w in watched.items():
@@ -101,8 +138,9 @@ def settled(key: str, *, watched_milvus: bool, watched: Mapping[str, Watched], r
     return True
 
 
-def describe_cluster(w: Watched, cluster: Mapping[str, Any],
-                     texts_of: Callable[[str, list[Any], str], list[str]] | None = None) -> dict[str, Any]:
+def describe_cluster(
+    w: Watched, cluster: Mapping[str, Any], texts_of: Callable[[str, list[Any], str], list[str]] | None = None
+) -> dict[str, Any]:
     """A drifted cluster as a page shows it: its size, share, distance and a few example queries. Without
     stored query texts, the texts of the documents those queries hit (``texts_of(collection, ids, field)``)."""
     window = w.window
@@ -113,5 +151,4 @@ def describe_cluster(w: Watched, cluster: Mapping[str, Any],
         if not examples and w.spec.text_field and texts_of is not None:
             ids = [window.top1_ids[r] for r in rows if window.top1_ids[r] is not None]
             examples = [f"near: {t[:EXAMPLE_CHARS]}" for t in texts_of(window.collection, ids, w.spec.text_field)]
-    return {"size": cluster["size"], "share": cluster["share"], "distance": cluster["distance"],
-            "examples": examples}
+    return {"size": cluster["size"], "share": cluster["share"], "distance": cluster["distance"], "examples": examples}

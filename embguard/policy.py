@@ -41,8 +41,11 @@ def decide(rs: RetrainSettings, *, awaiting: bool, streak: int | None, feedback:
     if streak < rs.sustained_checks:
         return Decision("wait", f"drift sustained for {streak} of {rs.sustained_checks} checks")
     if feedback is None or feedback < rs.min_feedback_pairs:
-        return Decision("wait", f"drift sustained for {streak} checks but only {feedback or 0} feedback events "
-                                f"since the last model (need {rs.min_feedback_pairs}); not retraining yet")
+        return Decision(
+            "wait",
+            f"drift sustained for {streak} checks but only {feedback or 0} feedback events "
+            f"since the last model (need {rs.min_feedback_pairs}); not retraining yet",
+        )
     return Decision("train", f"drift sustained for {streak} checks and {feedback} feedback events")
 
 
@@ -52,8 +55,14 @@ def _streak(w: Watched) -> int | None:
     return max(w.monitor.consecutive.values(), default=0)
 
 
-def run(settings: Settings, milvus: Milvus, watched: Mapping[str, Watched], metrics: Metrics,
-        stop: threading.Event | None = None, say: Callable[[str], None] = log.info) -> None:
+def run(
+    settings: Settings,
+    milvus: Milvus,
+    watched: Mapping[str, Watched],
+    metrics: Metrics,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = log.info,
+) -> None:
     """Apply :func:`decide` to every watched collection once."""
     from .training import build_candidate, feedback_records  # the training stack loads only when it is used
 

@@ -53,8 +53,10 @@ def _import_ray() -> Any:
         import ray
         import ray.data
     except ImportError as exc:
-        raise SwapError(f"swap.engine = 'ray' needs Ray, which is not installed ({exc}); run: {INSTALL_HINT}, "
-                        "or set swap.engine = 'local'. Nothing was changed") from None
+        raise SwapError(
+            f"swap.engine = 'ray' needs Ray, which is not installed ({exc}); run: {INSTALL_HINT}, "
+            "or set swap.engine = 'local'. Nothing was changed"
+        ) from None
     return ray
 
 
@@ -70,8 +72,9 @@ def plan(milvus: Milvus, source: str, id_field: str, range_docs: int, after: int
     cuts: list[int] = []
     n = seen = 0
     start = INT64_MIN if after is None else int(after)
-    for batch in milvus.iterate(source, [id_field], filter=range_filter(id_field, start, INT64_MAX),
-                                batch_size=RANGE_READ_MAX):
+    for batch in milvus.iterate(
+        source, [id_field], filter=range_filter(id_field, start, INT64_MAX), batch_size=RANGE_READ_MAX
+    ):
         for row in batch:
             n += 1
             seen += 1
@@ -98,26 +101,38 @@ def _milvus(settings: Settings) -> Milvus:
     return _connections[key]
 
 
-def _read(batch: dict[str, np.ndarray], *, settings: Settings, source: str, id_field: str, text_field: str,
-          fields: list[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def _read(
+    batch: dict[str, np.ndarray],
+    *,
+    settings: Settings,
+    source: str,
+    id_field: str,
+    text_field: str,
+    fields: list[str],
+    batch_size: int,
+) -> Iterator[dict[str, np.ndarray]]:
     """Read each range with one query; its last batch carries the range's row count."""
     m = _milvus(settings)
     for r, lo, hi in zip(batch["range"], batch["lo"], batch["hi"], strict=True):
         rows = m.query(source, filter=range_filter(id_field, lo, hi), output_fields=fields, limit=RANGE_READ_MAX)
         if len(rows) >= RANGE_READ_MAX:
-            raise SwapError(f"primary-key range ({lo}, {hi}] of {source!r} holds {RANGE_READ_MAX}+ documents, "
-                            "more than one query returns; the range plan is stale: abort the swap and start it "
-                            "again")
+            raise SwapError(
+                f"primary-key range ({lo}, {hi}] of {source!r} holds {RANGE_READ_MAX}+ documents, "
+                "more than one query returns; the range plan is stale: abort the swap and start it "
+                "again"
+            )
         for i in range(0, len(rows), batch_size):
-            yield _block(int(r), rows[i:i + batch_size], len(rows) if i + batch_size >= len(rows) else -1,
-                         text_field)
+            yield _block(int(r), rows[i : i + batch_size], len(rows) if i + batch_size >= len(rows) else -1, text_field)
 
 
 def _block(r: int, rows: list[dict[str, Any]], total: int, text_field: str) -> dict[str, np.ndarray]:
     n = len(rows)
-    return {"range": np.full(n, r, dtype=np.int64), "range_total": np.full(n, total, dtype=np.int64),
-            "text": np.array([str(x[text_field]) for x in rows], dtype=object),
-            "row": np.array([pickle.dumps(x, protocol=5) for x in rows], dtype=object)}
+    return {
+        "range": np.full(n, r, dtype=np.int64),
+        "range_total": np.full(n, total, dtype=np.int64),
+        "text": np.array([str(x[text_field]) for x in rows], dtype=object),
+        "row": np.array([pickle.dumps(x, protocol=5) for x in rows], dtype=object),
+    }
 
 
 class _Encoder:
@@ -134,8 +149,9 @@ class _Encoder:
         return {**batch, "vector": vectors}
 
 
-def _write(batch: dict[str, np.ndarray], *, settings: Settings, target: str,
-           vector_field: str) -> dict[str, np.ndarray]:
+def _write(
+    batch: dict[str, np.ndarray], *, settings: Settings, target: str, vector_field: str
+) -> dict[str, np.ndarray]:
     rows = [{**pickle.loads(b), vector_field: v.tolist()} for b, v in zip(batch["row"], batch["vector"], strict=True)]
     _milvus(settings).upsert(target, rows)
     ranges, counts = np.unique(batch["range"], return_counts=True)
@@ -167,8 +183,13 @@ def _connect(ray: Any, address: str) -> subprocess.Popen[str] | None:
     head = None
     try:
         if not address:
-            head = subprocess.Popen([sys.executable, "-c", _HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, text=True)
+            head = subprocess.Popen(
+                [sys.executable, "-c", _HEAD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             address, _, auth = (head.stdout.readline() if head.stdout else "").strip().partition(" ")
             if not address:
                 raise RuntimeError(f"the local Ray head exited with code {head.wait()} before it started")
@@ -178,8 +199,10 @@ def _connect(ray: Any, address: str) -> subprocess.Popen[str] | None:
         return head
     except (ConnectionError, RuntimeError, ValueError) as exc:
         _stop(head)
-        raise SwapError(f"cannot reach the Ray cluster at swap.ray_address={address!r}: {exc}; start it "
-                        "(`ray start --head`), fix the address, or leave it empty to start a local Ray") from None
+        raise SwapError(
+            f"cannot reach the Ray cluster at swap.ray_address={address!r}: {exc}; start it "
+            "(`ray start --head`), fix the address, or leave it empty to start a local Ray"
+        ) from None
 
 
 def _stop(head: subprocess.Popen[str] | None) -> None:
@@ -198,8 +221,9 @@ def _workers(ray: Any, settings: Settings) -> tuple[int, dict[str, Any]]:
     if settings.model.device == "cuda":
         gpus = int(res.get("GPU", 0))
         if gpus < 1:
-            raise SwapError("model.device = 'cuda' but the Ray cluster has no GPU; add GPU nodes or set "
-                            "model.device = 'cpu'")
+            raise SwapError(
+                "model.device = 'cuda' but the Ray cluster has no GPU; add GPU nodes or set model.device = 'cpu'"
+            )
         n = settings.swap.ray_workers or gpus
         return n, {"num_gpus": 1, "num_cpus": 1}
     cpus = max(int(res.get("CPU", 1)), 1)
@@ -207,23 +231,32 @@ def _workers(ray: Any, settings: Settings) -> tuple[int, dict[str, Any]]:
     return n, {"num_cpus": max(cpus // n, 1)}
 
 
-def backfill(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: SwapState, fields: list[str],
-             checkpoint: Callable[[], None]) -> None:
+def backfill(
+    settings: Settings,
+    milvus: Milvus,
+    spec: CollectionSettings,
+    st: SwapState,
+    fields: list[str],
+    checkpoint: Callable[[], None],
+) -> None:
     """Backfill ``st.target`` from ``st.source`` on Ray; ``checkpoint()`` persists ``st`` after each range."""
     id_type = next((f.get("type") for f in milvus.schema_fields(st.source) if f["name"] == spec.id_field), None)
     id_type = getattr(id_type, "name", id_type)
     if id_type != "INT64":
-        raise SwapError(f"swap.engine = 'ray' splits {st.source!r} by primary-key ranges and needs an INT64 "
-                        f"primary key; {spec.id_field!r} is {id_type}. Set swap.engine = 'local' for this "
-                        "collection. Nothing was changed")
+        raise SwapError(
+            f"swap.engine = 'ray' splits {st.source!r} by primary-key ranges and needs an INT64 "
+            f"primary key; {spec.id_field!r} is {id_type}. Set swap.engine = 'local' for this "
+            "collection. Nothing was changed"
+        )
     if not settings.swap.ray_address and "ray" not in sys.modules:
         # The local head started below turns token auth on, and a client reads the mode once, at import.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray = _import_ray()
     st.total = milvus.count(st.source)
     if not st.ranges:
-        range_docs = min(max(settings.swap.batch_size * RANGE_BATCHES, math.ceil(st.total / MAX_RANGES)),
-                         RANGE_READ_MAX // 2)
+        range_docs = min(
+            max(settings.swap.batch_size * RANGE_BATCHES, math.ceil(st.total / MAX_RANGES)), RANGE_READ_MAX // 2
+        )
         # A local backfill that ran before leaves a cursor: everything at or below it is already copied.
         after = int(st.cursor) if isinstance(st.cursor, int) else None
         st.ranges = plan(milvus, st.source, spec.id_field, range_docs, after)
@@ -243,32 +276,66 @@ def backfill(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: S
         _stop(head)
 
 
-def _run(ray: Any, settings: Settings, spec: CollectionSettings, st: SwapState, fields: list[str],
-         todo: list[int], checkpoint: Callable[[], None]) -> None:
+def _run(
+    ray: Any,
+    settings: Settings,
+    spec: CollectionSettings,
+    st: SwapState,
+    fields: list[str],
+    todo: list[int],
+    checkpoint: Callable[[], None],
+) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Workers may run elsewhere, with another working directory: give them absolute paths.
-    wsettings = settings.model_copy(update={"model": settings.model.model_copy(
-        update={"store_dir": settings.model.store_dir.resolve()})})
+    wsettings = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"store_dir": settings.model.store_dir.resolve()})}
+    )
     n_workers, resources = _workers(ray, settings)
     batch_size = settings.swap.batch_size
     items = [{"range": i, "lo": int(st.ranges[i]["lo"]), "hi": int(st.ranges[i]["hi"])} for i in todo]
     io_tasks = ray.data.TaskPoolStrategy(size=max(2, n_workers))
-    ds = (ray.data.from_items(items, override_num_blocks=len(items))
-          # Reads and writes wait on Milvus, not on a core: they take no CPU slot from the encoders.
-          .map_batches(_read, batch_size=1, compute=io_tasks, num_cpus=0, fn_kwargs={
-              "settings": wsettings, "source": st.source, "id_field": spec.id_field, "text_field": spec.text_field,
-              "fields": fields, "batch_size": min(batch_size, settings.model.batch_size * 4)})
-          # Ray Data restarts a dead actor and retries its batch (max_restarts defaults to -1).
-          # Encoded and written in model-sized batches, so every actor gets work even from a single range.
-          .map_batches(_Encoder, batch_size=settings.model.batch_size,
-                       compute=ray.data.ActorPoolStrategy(size=n_workers),
-                       fn_constructor_args=(st.candidate_model_id, str(wsettings.model.store_dir),
-                                            settings.model.device, settings.model.batch_size), **resources)
-          .map_batches(_write, batch_size=settings.model.batch_size, compute=io_tasks, num_cpus=0, fn_kwargs={
-              "settings": wsettings, "target": st.target, "vector_field": spec.vector_field}))
+    ds = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        # Reads and writes wait on Milvus, not on a core: they take no CPU slot from the encoders.
+        .map_batches(
+            _read,
+            batch_size=1,
+            compute=io_tasks,
+            num_cpus=0,
+            fn_kwargs={
+                "settings": wsettings,
+                "source": st.source,
+                "id_field": spec.id_field,
+                "text_field": spec.text_field,
+                "fields": fields,
+                "batch_size": min(batch_size, settings.model.batch_size * 4),
+            },
+        )
+        # Ray Data restarts a dead actor and retries its batch (max_restarts defaults to -1).
+        # Encoded and written in model-sized batches, so every actor gets work even from a single range.
+        .map_batches(
+            _Encoder,
+            batch_size=settings.model.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=n_workers),
+            fn_constructor_args=(
+                st.candidate_model_id,
+                str(wsettings.model.store_dir),
+                settings.model.device,
+                settings.model.batch_size,
+            ),
+            **resources,
+        )
+        .map_batches(
+            _write,
+            batch_size=settings.model.batch_size,
+            compute=io_tasks,
+            num_cpus=0,
+            fn_kwargs={"settings": wsettings, "target": st.target, "vector_field": spec.vector_field},
+        )
+    )
     written: dict[int, int] = {}
     totals: dict[int, int] = {}
     done0 = st.done = sum(r["n"] for r in st.ranges if r["done"])
@@ -288,4 +355,3 @@ def _run(ray: Any, settings: Settings, spec: CollectionSettings, st: SwapState, 
     st.done = sum(r["n"] for r in st.ranges)
     st.rate = (st.done - done0) / max(time.monotonic() - t0, 1e-9)
     checkpoint()
-

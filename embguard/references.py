@@ -65,8 +65,9 @@ class ReferenceStore:
         for what, name in (("alias", alias), ("kind", kind)):
             # Names become directories: a '/' or '..' would read or write outside the state directory.
             if not _NAME.fullmatch(name):
-                raise ReferenceMissing(f"{what} {name!r} is not a collection name (letters, digits and '_', "
-                                       "starting with a letter or '_')")
+                raise ReferenceMissing(
+                    f"{what} {name!r} is not a collection name (letters, digits and '_', starting with a letter or '_')"
+                )
         return self.root / alias / kind
 
     def list(self, alias: str | None = None, kind: str | None = None) -> list[ReferenceInfo]:
@@ -85,37 +86,59 @@ class ReferenceStore:
                         continue
                     try:
                         d = json.loads(meta.read_text())
-                        out.append(ReferenceInfo(a.name, k.name, int(m.group(1)), str(d["model_id"]),
-                                                 int(d["size"]), float(d["captured_at"]), int(d["start_ms"]),
-                                                 int(d["end_ms"]), meta.with_suffix(".npz")))
+                        out.append(
+                            ReferenceInfo(
+                                a.name,
+                                k.name,
+                                int(m.group(1)),
+                                str(d["model_id"]),
+                                int(d["size"]),
+                                float(d["captured_at"]),
+                                int(d["start_ms"]),
+                                int(d["end_ms"]),
+                                meta.with_suffix(".npz"),
+                            )
+                        )
                     except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError: ValueError
                         raise ReferenceCorrupt(
                             f"reference {meta} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
                             f"from a backup, or remove it and {meta.with_suffix('.npz').name} and capture a new "
-                            f"baseline with `embguard baseline capture {a.name}`") from None
+                            f"baseline with `embguard baseline capture {a.name}`"
+                        ) from None
         return out
 
     def capture(self, alias: str, window: Window, min_size: int = 1) -> ReferenceInfo:
         """Freeze ``window`` as the newest reference for ``alias``; earlier versions are kept."""
         if window.size < min_size:
-            raise ReferenceMissing(f"the {window.kind} window for {alias!r} holds {window.size} rows; a reference "
-                                  f"needs at least {min_size} (let more traffic be tapped, or widen the window)")
+            raise ReferenceMissing(
+                f"the {window.kind} window for {alias!r} holds {window.size} rows; a reference "
+                f"needs at least {min_size} (let more traffic be tapped, or widen the window)"
+            )
         d = self._dir(alias, window.kind)
         d.mkdir(parents=True, exist_ok=True)
         existing = self.list(alias, window.kind)
         version = (existing[-1].version + 1) if existing else 1
         npz = d / f"v{version:04d}.npz"
         top_ids = np.array([json.dumps(list(t)) for t in window.top_ids], dtype=object) if window.top_ids else None
-        arrays: dict[str, Any] = {"vectors": window.vectors, "timestamps_ms": window.timestamps_ms,
-                                  "ids": np.array([json.dumps(i) for i in window.ids])}
+        arrays: dict[str, Any] = {
+            "vectors": window.vectors,
+            "timestamps_ms": window.timestamps_ms,
+            "ids": np.array([json.dumps(i) for i in window.ids]),
+        }
         if window.top_scores is not None:
             arrays["top_scores"] = window.top_scores
         if top_ids is not None:
             arrays["top_ids"] = np.array(top_ids, dtype=str)
         _atomic_write(npz, lambda fh: np.savez_compressed(fh, **arrays))
-        meta = {"model_id": window.model_id, "size": window.size, "captured_at": time.time(),
-                "start_ms": window.start_ms, "end_ms": window.end_ms, "collection": window.collection,
-                "kind": window.kind}
+        meta = {
+            "model_id": window.model_id,
+            "size": window.size,
+            "captured_at": time.time(),
+            "start_ms": window.start_ms,
+            "end_ms": window.end_ms,
+            "collection": window.collection,
+            "kind": window.kind,
+        }
         # The .json lands last: a version exists only once both files do.
         _atomic_write(d / f"v{version:04d}.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
         return self.list(alias, window.kind)[-1]
@@ -123,8 +146,10 @@ class ReferenceStore:
     def latest(self, alias: str, kind: str = "queries") -> ReferenceInfo:
         refs = self.list(alias, kind)
         if not refs:
-            raise ReferenceMissing(f"no {kind} reference for {alias!r} in {self.root}; capture one with "
-                                  f"`embguard baseline capture {alias} --kind {kind}`")
+            raise ReferenceMissing(
+                f"no {kind} reference for {alias!r} in {self.root}; capture one with "
+                f"`embguard baseline capture {alias} --kind {kind}`"
+            )
         return refs[-1]
 
     def load(self, info: ReferenceInfo) -> Window:
@@ -134,16 +159,25 @@ class ReferenceStore:
             raise ReferenceCorrupt(
                 f"reference {info.path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); remove it and "
                 f"{info.path.with_suffix('.json').name} and capture a new baseline with "
-                f"`embguard baseline capture {info.alias}`") from None
+                f"`embguard baseline capture {info.alias}`"
+            ) from None
 
     def _load(self, info: ReferenceInfo) -> Window:
         with np.load(info.path, allow_pickle=False) as z:
             top_ids = tuple(tuple(json.loads(t)) for t in z["top_ids"]) if "top_ids" in z else ()
-            return Window(kind=info.kind, collection=info.alias, model_id=info.model_id, start_ms=info.start_ms,
-                          end_ms=info.end_ms, ids=tuple(json.loads(i) for i in z["ids"]), vectors=z["vectors"],
-                          timestamps_ms=z["timestamps_ms"], top_ids=top_ids,
-                          top_scores=z["top_scores"] if "top_scores" in z else None,
-                          meta={"reference_version": info.version})
+            return Window(
+                kind=info.kind,
+                collection=info.alias,
+                model_id=info.model_id,
+                start_ms=info.start_ms,
+                end_ms=info.end_ms,
+                ids=tuple(json.loads(i) for i in z["ids"]),
+                vectors=z["vectors"],
+                timestamps_ms=z["timestamps_ms"],
+                top_ids=top_ids,
+                top_scores=z["top_scores"] if "top_scores" in z else None,
+                meta={"reference_version": info.version},
+            )
 
 
 def check_model(reference: ReferenceInfo | Window, model_id: str, alias: str) -> None:
@@ -153,4 +187,5 @@ def check_model(reference: ReferenceInfo | Window, model_id: str, alias: str) ->
         raise ReferenceMismatch(
             f"reference{version} for {alias!r} was made by model {reference.model_id!r}, but the current vectors "
             f"come from {model_id!r}; vectors of different models are not comparable. Capture a reference for "
-            f"the new model with `embguard baseline capture {alias}`")
+            f"the new model with `embguard baseline capture {alias}`"
+        )

@@ -49,14 +49,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def check_version(version: str) -> str:
     """``version`` if it is a registry version name (``v0001``); anything else (a path, ``..``) is refused."""
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
-        raise RegistryError(f"model version {version!r} is not a version name; versions look like v0001 "
-                            "(see `embguard models list`)")
+        raise RegistryError(
+            f"model version {version!r} is not a version name; versions look like v0001 (see `embguard models list`)"
+        )
     return version
 
 
 def _corrupt(path: Path, exc: BaseException) -> RegistryError:
-    return RegistryError(f"model manifest {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
-                         f"it from a backup, or remove the version directory {path.parent} if the version is unused")
+    return RegistryError(
+        f"model manifest {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
+        f"it from a backup, or remove the version directory {path.parent} if the version is unused"
+    )
 
 
 def _read_identity(path: Path) -> dict[str, Any]:
@@ -77,9 +80,17 @@ class ModelRegistry:
         nums = [int(m.group(1)) for p in self.root.glob("v*") if (m := _VERSION.match(p.name))]
         return f"v{(max(nums) + 1) if nums else 1:04d}"
 
-    def register(self, source: Path, *, status: str = "candidate", base_model_id: str = "",
-                 verdict: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, move: bool = False) -> ModelVersion:
+    def register(
+        self,
+        source: Path,
+        *,
+        status: str = "candidate",
+        base_model_id: str = "",
+        verdict: dict[str, Any] | None = None,
+        manifest: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        move: bool = False,
+    ) -> ModelVersion:
         """Copy (or move) a sentence-transformers directory into the store as the next version."""
         if status not in STATUSES:
             raise RegistryError(f"status {status!r} is not one of {', '.join(STATUSES)}")
@@ -95,9 +106,17 @@ class ModelRegistry:
         else:
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "embguard.json"))
         model_id = f"{version}@{models.content_hash(tmp)}"
-        ident = {"version": version, "model_id": model_id, "status": status, "created_at": time.time(),
-                 "base_model_id": base_model_id, "verdict": verdict or {}, "manifest": manifest or {},
-                 "extra": extra or {}, "history": [{"status": status, "at": time.time()}]}
+        ident = {
+            "version": version,
+            "model_id": model_id,
+            "status": status,
+            "created_at": time.time(),
+            "base_model_id": base_model_id,
+            "verdict": verdict or {},
+            "manifest": manifest or {},
+            "extra": extra or {},
+            "history": [{"status": status, "at": time.time()}],
+        }
         _write_json(tmp / models.IDENTITY_FILE, ident)
         tmp.rename(self.root / version)
         return self.get(version)
@@ -110,18 +129,28 @@ class ModelRegistry:
             raise RegistryError(f"model version {version!r} is not in the registry {self.root} (versions: {known})")
         d = _read_identity(ident)
         try:
-            return ModelVersion(version=str(d["version"]), model_id=str(d["model_id"]), path=path,
-                                status=str(d["status"]), created_at=float(d["created_at"]),
-                                base_model_id=str(d.get("base_model_id", "")), verdict=dict(d.get("verdict") or {}),
-                                manifest=dict(d.get("manifest") or {}), extra=dict(d.get("extra") or {}))
+            return ModelVersion(
+                version=str(d["version"]),
+                model_id=str(d["model_id"]),
+                path=path,
+                status=str(d["status"]),
+                created_at=float(d["created_at"]),
+                base_model_id=str(d.get("base_model_id", "")),
+                verdict=dict(d.get("verdict") or {}),
+                manifest=dict(d.get("manifest") or {}),
+                extra=dict(d.get("extra") or {}),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise _corrupt(ident, exc) from None
 
     def list(self) -> list[ModelVersion]:
         if not self.root.is_dir():
             return []
-        return [self.get(p.name) for p in sorted(self.root.iterdir())
-                if _VERSION.match(p.name) and (p / models.IDENTITY_FILE).is_file()]
+        return [
+            self.get(p.name)
+            for p in sorted(self.root.iterdir())
+            if _VERSION.match(p.name) and (p / models.IDENTITY_FILE).is_file()
+        ]
 
     def set_status(self, version: str, status: str, **fields: Any) -> ModelVersion:
         if status not in STATUSES:

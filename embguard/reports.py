@@ -83,8 +83,9 @@ class CheckReport:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in names}
         known = {f.name for f in fields(MonitorOutcome)}
-        kw["outcomes"] = tuple(MonitorOutcome(**{k: v for k, v in o.items() if k in known})
-                               for o in data.get("outcomes", ()))
+        kw["outcomes"] = tuple(
+            MonitorOutcome(**{k: v for k, v in o.items() if k in known}) for o in data.get("outcomes", ())
+        )
         kw["clusters"] = tuple(data.get("clusters", ()))
         kw["carried_by"] = tuple(data.get("carried_by", ()))
         return cls(**kw)

@@ -37,8 +37,15 @@ class Pins:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{name}.json"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"feedback_ids": sorted(set(feedback_ids)), "query_ids": sorted(set(query_ids)),
-                                   "pinned_at": time.time()}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "feedback_ids": sorted(set(feedback_ids)),
+                    "query_ids": sorted(set(query_ids)),
+                    "pinned_at": time.time(),
+                }
+            )
+        )
         tmp.replace(path)
         return path
 
@@ -59,7 +66,8 @@ class Pins:
                     raise PinError(
                         f"training pin {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); pruning is "
                         "stopped until it is fixed: restore it, or remove it if its training set is no longer "
-                        "pending (`embguard models list`)") from None
+                        "pending (`embguard models list`)"
+                    ) from None
         return fb, q
 
 
@@ -77,8 +85,15 @@ def _cutoff_for_cap(milvus: Milvus, collection: str, max_rows: int) -> int | Non
     return int(np.partition(ts, len(ts) - max_rows)[len(ts) - max_rows])
 
 
-def prune(milvus: Milvus, pins: Pins, *, tap_max_age_s: int, tap_max_rows: int, feedback_max_age_s: int,
-          now_ms: int | None = None) -> PruneResult:
+def prune(
+    milvus: Milvus,
+    pins: Pins,
+    *,
+    tap_max_age_s: int,
+    tap_max_rows: int,
+    feedback_max_age_s: int,
+    now_ms: int | None = None,
+) -> PruneResult:
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     pinned_fb, pinned_q = pins.ids()
     taps = tuple(c for c in milvus.list_collections() if c == TAP_COLLECTION or c.startswith(TAP_COLLECTION + "_d"))
@@ -95,8 +110,10 @@ def prune(milvus: Milvus, pins: Pins, *, tap_max_age_s: int, tap_max_rows: int, 
     fb_deleted = 0
     if milvus.has_collection(FEEDBACK_COLLECTION):
         before = milvus.count(FEEDBACK_COLLECTION)
-        milvus.delete(FEEDBACK_COLLECTION, filter=f"ts_ms < {now_ms - feedback_max_age_s * 1000}"
-                      f"{_not_in('feedback_id', pinned_fb)}")
+        milvus.delete(
+            FEEDBACK_COLLECTION,
+            filter=f"ts_ms < {now_ms - feedback_max_age_s * 1000}{_not_in('feedback_id', pinned_fb)}",
+        )
         milvus.flush(FEEDBACK_COLLECTION)
         fb_deleted = before - milvus.count(FEEDBACK_COLLECTION)
     return PruneResult(tap_deleted, fb_deleted, taps, len(pinned_fb))

@@ -30,8 +30,11 @@ class Rows:
     ids_filter: Callable[..., str]
 
     def count(self, collection: str, filter: str = "") -> int:
-        res = self._loaded(collection, f"count({collection!r})", lambda: self._client.query(
-            collection, filter=filter, output_fields=["count(*)"], consistency_level=STRONG))
+        res = self._loaded(
+            collection,
+            f"count({collection!r})",
+            lambda: self._client.query(collection, filter=filter, output_fields=["count(*)"], consistency_level=STRONG),
+        )
         return int(res[0]["count(*)"])
 
     def ensure_loaded(self, collection: str) -> None:
@@ -78,8 +81,9 @@ class Rows:
         with self._call(f"delete from {collection!r}"):
             self._client.delete(collection, filter=filter)
 
-    def iterate(self, collection: str, output_fields: Sequence[str], filter: str = "",
-                batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+    def iterate(
+        self, collection: str, output_fields: Sequence[str], filter: str = "", batch_size: int = 5000
+    ) -> Iterator[list[dict[str, Any]]]:
         """Batches of rows in primary-key order, streamed (the whole collection is never held in memory).
 
         Pages by primary key (``pk > last`` with a limit, asking for key order as pymilvus' query_iterator
@@ -91,17 +95,32 @@ class Rows:
         fields = list(output_fields) + ([] if pk in output_fields else [pk])
         # A server reads an iterator-flagged query at its own timestamp, ignoring the consistency level: one
         # small Strong read first makes every write acknowledged so far visible to the pages that follow.
-        self._loaded(collection, f"query on {collection!r}", lambda: self._client.query(
-            collection, filter=filter, output_fields=[pk], limit=1, consistency_level=STRONG))
+        self._loaded(
+            collection,
+            f"query on {collection!r}",
+            lambda: self._client.query(
+                collection, filter=filter, output_fields=[pk], limit=1, consistency_level=STRONG
+            ),
+        )
         last: int | str | None = None
         while True:
             after = after_expr(pk, int_keys, last)
             cond = " and ".join(f"({c})" for c in (filter, after) if c)
             # The iterator flags make the server return the *smallest* keys past ``last`` (what query_iterator
             # asks for); without them Lite returns any ``limit`` matching rows, and paging would skip rows.
-            rows = self._loaded(collection, f"query on {collection!r}", lambda cond=cond: self._client.query(
-                collection, filter=cond, output_fields=fields, limit=batch_size, consistency_level=STRONG,
-                iterator="True", reduce_stop_for_best="True"))
+            rows = self._loaded(
+                collection,
+                f"query on {collection!r}",
+                lambda cond=cond: self._client.query(
+                    collection,
+                    filter=cond,
+                    output_fields=fields,
+                    limit=batch_size,
+                    consistency_level=STRONG,
+                    iterator="True",
+                    reduce_stop_for_best="True",
+                ),
+            )
             if not rows:
                 return
             batch = sorted((dict(r) for r in rows), key=lambda r: r[pk])
@@ -114,10 +133,18 @@ class Rows:
         with self._call(f"flush({collection!r})"):
             self._client.flush(collection)
 
-    def search(self, collection: str, vectors: np.ndarray, limit: int = 10, *, anns_field: str | None = None,
-               filter: str = "", output_fields: Sequence[str] | None = None,
-               search_params: Mapping[str, Any] | None = None,
-               consistency_level: str | None = None) -> list[list[dict[str, Any]]]:
+    def search(
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        limit: int = 10,
+        *,
+        anns_field: str | None = None,
+        filter: str = "",
+        output_fields: Sequence[str] | None = None,
+        search_params: Mapping[str, Any] | None = None,
+        consistency_level: str | None = None,
+    ) -> list[list[dict[str, Any]]]:
         """Top-``limit`` hits per query vector: ``[[{"id", "distance", "entity"}...]...]``.
 
         ``consistency_level`` defaults to the collection's (Bounded on a server: a search may miss writes of
@@ -127,13 +154,30 @@ class Rows:
         data = np.asarray(vectors, dtype=np.float32)
         if data.ndim != 2:
             raise MilvusError(f"search on {collection!r} needs a 2-D array of query vectors, got shape {data.shape}")
-        res = self._loaded(collection, f"search on {collection!r}", lambda: self._client.search(
-            collection, data=data.tolist(), limit=limit, filter=filter, output_fields=list(output_fields or []),
-            anns_field=anns_field, search_params=dict(search_params or {}), **extra))
+        res = self._loaded(
+            collection,
+            f"search on {collection!r}",
+            lambda: self._client.search(
+                collection,
+                data=data.tolist(),
+                limit=limit,
+                filter=filter,
+                output_fields=list(output_fields or []),
+                anns_field=anns_field,
+                search_params=dict(search_params or {}),
+                **extra,
+            ),
+        )
         return [[dict(hit) for hit in hits] for hits in res]
 
-    def query(self, collection: str, filter: str = "", output_fields: Sequence[str] | None = None,
-              ids: Sequence[int | str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def query(
+        self,
+        collection: str,
+        filter: str = "",
+        output_fields: Sequence[str] | None = None,
+        ids: Sequence[int | str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"output_fields": list(output_fields or []), "consistency_level": STRONG}
         if ids is not None:
             ids = list(ids) if isinstance(ids, (list, tuple)) else ids

@@ -83,19 +83,32 @@ def reservoir(ids: Iterable[Any], k: int, rng: random.Random) -> list[Any]:
 def _model_id(milvus: Milvus, collection: str) -> str:
     model_id = milvus.properties(collection).get(MODEL_ID_PROPERTY)
     if not model_id:
-        raise WindowError(f"collection {collection!r} records no {MODEL_ID_PROPERTY}; run `embguard adopt "
-                          f"{collection} --model ...` first")
+        raise WindowError(
+            f"collection {collection!r} records no {MODEL_ID_PROPERTY}; run `embguard adopt "
+            f"{collection} --model ...` first"
+        )
     return model_id
 
 
-def sample_documents(milvus: Milvus, spec: CollectionSettings, k: int, *, seed: int | None = None,
-                     filter: str = "", with_text: bool = True, batch_size: int = 5000) -> Window:
+def sample_documents(
+    milvus: Milvus,
+    spec: CollectionSettings,
+    k: int,
+    *,
+    seed: int | None = None,
+    filter: str = "",
+    with_text: bool = True,
+    batch_size: int = 5000,
+) -> Window:
     """A uniform random sample of up to ``k`` documents of the collection behind ``spec.name``."""
     collection = milvus.resolve(spec.name)  # iterate a concrete collection, never the alias
     model_id = _model_id(milvus, collection)
     rng = random.Random(seed)
-    stream = (row[spec.id_field] for batch in milvus.iterate(collection, [spec.id_field], filter=filter,
-                                                             batch_size=batch_size) for row in batch)
+    stream = (
+        row[spec.id_field]
+        for batch in milvus.iterate(collection, [spec.id_field], filter=filter, batch_size=batch_size)
+        for row in batch
+    )
     chosen = reservoir(stream, k, rng)
     fields = [spec.id_field, spec.vector_field]
     if with_text and spec.text_field:
@@ -104,11 +117,15 @@ def sample_documents(milvus: Milvus, spec: CollectionSettings, k: int, *, seed: 
         fields.append(spec.timestamp_field)
     rows: list[dict[str, Any]] = []
     for i in range(0, len(chosen), 1000):
-        rows += milvus.query(collection, ids=chosen[i:i + 1000], output_fields=fields)
+        rows += milvus.query(collection, ids=chosen[i : i + 1000], output_fields=fields)
     now = int(time.time() * 1000)
     dim = len(rows[0][spec.vector_field]) if rows else 0
     return Window(
-        kind="documents", collection=collection, model_id=model_id, start_ms=0, end_ms=now,
+        kind="documents",
+        collection=collection,
+        model_id=model_id,
+        start_ms=0,
+        end_ms=now,
         ids=tuple(r[spec.id_field] for r in rows),
         vectors=np.array([r[spec.vector_field] for r in rows], dtype=np.float32).reshape(len(rows), dim),
         timestamps_ms=np.array([int(r.get(spec.timestamp_field or "", 0) or 0) for r in rows], dtype=np.int64),
@@ -117,17 +134,28 @@ def sample_documents(milvus: Milvus, spec: CollectionSettings, k: int, *, seed: 
     )
 
 
-def recent_documents(milvus: Milvus, spec: CollectionSettings, k: int, since_ms: int, *,
-                     seed: int | None = None) -> Window:
+def recent_documents(
+    milvus: Milvus, spec: CollectionSettings, k: int, since_ms: int, *, seed: int | None = None
+) -> Window:
     """A uniform sample of documents whose timestamp field is at or after ``since_ms``."""
     if not spec.timestamp_field:
-        raise WindowError(f"collection {spec.name!r} has no timestamp_field configured; recent-document samples "
-                          "need one (set collections[].timestamp_field)")
+        raise WindowError(
+            f"collection {spec.name!r} has no timestamp_field configured; recent-document samples "
+            "need one (set collections[].timestamp_field)"
+        )
     return sample_documents(milvus, spec, k, seed=seed, filter=f"{spec.timestamp_field} >= {int(since_ms)}")
 
 
-def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, model_id: str | None = None,
-                 dim: int | None = None, limit: int = 50_000) -> Window:
+def query_window(
+    milvus: Milvus,
+    alias: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    model_id: str | None = None,
+    dim: int | None = None,
+    limit: int = 50_000,
+) -> Window:
     """The tapped queries for ``alias`` in ``[start_ms, end_ms)``, made by ``model_id``.
 
     ``model_id`` defaults to the model of the collection the alias serves now, so a window never mixes
@@ -139,8 +167,10 @@ def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, mode
     model_id = model_id or _model_id(milvus, collection)
     dim = dim or milvus.vector_dimension(collection)
     tap = tap_collection_name(dim)
-    flt = (f"alias == {literal(alias)} and model_id == {literal(model_id)} and ts_ms >= {int(start_ms)} "
-           f"and ts_ms < {int(end_ms)}")
+    flt = (
+        f"alias == {literal(alias)} and model_id == {literal(model_id)} and ts_ms >= {int(start_ms)} "
+        f"and ts_ms < {int(end_ms)}"
+    )
     rows = read_tap(milvus, tap, flt, ["query_id", "ts_ms", "vector", "text", "top_ids", "top_scores"])
     good = [r for r in rows if _finite(r["vector"], dim)]
     skipped = len(rows) - len(good)
@@ -149,9 +179,13 @@ def query_window(milvus: Milvus, alias: str, start_ms: int, end_ms: int, *, mode
     scores = np.full((len(rows), k), np.nan, dtype=np.float32)
     for i, r in enumerate(rows):
         s = [float(x) for x in r["top_scores"]]
-        scores[i, :len(s)] = s
+        scores[i, : len(s)] = s
     return Window(
-        kind="queries", collection=collection, model_id=model_id, start_ms=int(start_ms), end_ms=int(end_ms),
+        kind="queries",
+        collection=collection,
+        model_id=model_id,
+        start_ms=int(start_ms),
+        end_ms=int(end_ms),
         ids=tuple(r["query_id"] for r in rows),
         vectors=np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), dim),
         timestamps_ms=np.array([r["ts_ms"] for r in rows], dtype=np.int64),

@@ -30,8 +30,14 @@ STRATEGIES: tuple[str, ...] = ("auto", "random", "drift")
 MAX_CLUSTERS = 5
 
 
-def drift_signals(settings: Settings, spec: CollectionSettings, vectors: np.ndarray, top1: np.ndarray,
-                  clicked: np.ndarray, seed: int = 0) -> retrain.DriftSignals:
+def drift_signals(
+    settings: Settings,
+    spec: CollectionSettings,
+    vectors: np.ndarray,
+    top1: np.ndarray,
+    clicked: np.ndarray,
+    seed: int = 0,
+) -> retrain.DriftSignals:
     """The pool's drift evidence against the latest query reference of ``spec`` (raises ReferenceMissing)."""
     from sklearn.cluster import KMeans
 
@@ -46,12 +52,19 @@ def drift_signals(settings: Settings, spec: CollectionSettings, vectors: np.ndar
     flagged = np.flatnonzero(flags)
     k = max(1, min(MAX_CLUSTERS, flagged.size // 5))
     if flagged.size:
-        cluster[flagged] = (KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors[flagged])
-                            if k > 1 else 0)
+        cluster[flagged] = (
+            KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors[flagged]) if k > 1 else 0
+        )
     ref_top1 = reference.top1_scores
     floor = float(np.quantile(ref_top1, 0.05)) if ref_top1.size else None
-    return retrain.DriftSignals(ood_score=np.asarray(res.scores), ood_flag=flags, cluster=cluster,
-                                top1=top1 if floor is not None else None, top1_floor=floor, clicked=clicked)
+    return retrain.DriftSignals(
+        ood_score=np.asarray(res.scores),
+        ood_flag=flags,
+        cluster=cluster,
+        top1=top1 if floor is not None else None,
+        top1_floor=floor,
+        clicked=clicked,
+    )
 
 
 def drift_found(settings: Settings, alias: str) -> bool:
@@ -60,8 +73,16 @@ def drift_found(settings: Settings, alias: str) -> bool:
     return report is not None and not report.skipped and report.sustained
 
 
-def pick(settings: Settings, spec: CollectionSettings, strategy: str, vectors: np.ndarray,
-         top_scores: Sequence[Sequence[float]], clicked: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
+def pick(
+    settings: Settings,
+    spec: CollectionSettings,
+    strategy: str,
+    vectors: np.ndarray,
+    top_scores: Sequence[Sequence[float]],
+    clicked: np.ndarray,
+    budget: int,
+    seed: int = 0,
+) -> np.ndarray:
     """Indices into the pool, most wanted first."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"label selection strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}")
@@ -76,9 +97,11 @@ def pick(settings: Settings, spec: CollectionSettings, strategy: str, vectors: n
         try:
             signals = drift_signals(settings, spec, vectors, top1, clicked, seed)
         except (ReferenceMissing, MonitorError) as exc:
-            raise ConfigError(f"drift-aimed selection for {spec.name} compares the pool with its query reference, "
-                              f"and cannot: {exc}. Capture a larger reference (`embguard baseline capture "
-                              f"{spec.name}`) or use --strategy random") from None
+            raise ConfigError(
+                f"drift-aimed selection for {spec.name} compares the pool with its query reference, "
+                f"and cannot: {exc}. Capture a larger reference (`embguard baseline capture "
+                f"{spec.name}`) or use --strategy random"
+            ) from None
         log.info("%s: %d of %d pool queries are drift-targeted", spec.name, int(signals.targeted().sum()), n)
         return retrain.select_drift(signals, budget, rng)
     return retrain.RandomSelection().select(retrain.Pool(size=n), budget, rng)

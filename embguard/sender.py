@@ -28,8 +28,9 @@ from typing import NamedTuple
 try:
     import httpx
 except ModuleNotFoundError as exc:  # the core install is the application-side client only
-    raise ModuleNotFoundError("alert delivery needs httpx, which is not installed; "
-                              "run: pip install 'embguard[serve]'", name=exc.name) from exc
+    raise ModuleNotFoundError(
+        "alert delivery needs httpx, which is not installed; run: pip install 'embguard[serve]'", name=exc.name
+    ) from exc
 
 from .config import AlertTarget, secret
 from .errors import AlertConfigError
@@ -79,8 +80,16 @@ class Sender:
     unusable) and installs the ``httpx`` log filter; :meth:`close` removes it again.
     """
 
-    def __init__(self, targets: Sequence[AlertTarget], *, sleep: Callable[[float], None], max_attempts: int,
-                 backoff_s: float, timeout_s: float, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        targets: Sequence[AlertTarget],
+        *,
+        sleep: Callable[[float], None],
+        max_attempts: int,
+        backoff_s: float,
+        timeout_s: float,
+        transport: Transport | None = None,
+    ) -> None:
         for target in targets:
             _validate(target)
         self._sleep = sleep
@@ -91,8 +100,9 @@ class Sender:
         self.secrets = tuple(sorted({s for t in targets for s in _target_secrets(t)}, key=len, reverse=True))
         self._filter = _RedactSecrets(self.secrets)
         logging.getLogger("httpx").addFilter(self._filter)
-        self._client = httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=False,
-                                    headers={"User-Agent": "embguard-notifier"})
+        self._client = httpx.Client(
+            transport=transport, timeout=timeout_s, follow_redirects=False, headers={"User-Agent": "embguard-notifier"}
+        )
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``<redacted>``."""
@@ -108,10 +118,18 @@ class Sender:
         if ok:
             log.info("alert %r (%s): %s sent to target %r", alert.key, alert.name, action, target.name)
         else:
-            log.warning("alert %r (%s): %s to target %r failed after %d attempt(s): %s; it is retried on the "
-                        "next check", alert.key, alert.name, action, target.name, attempts, error)
-        return Delivery(target=target.name, key=alert.key, action=action, ok=ok, attempts=attempts, status=status,
-                        error=error)
+            log.warning(
+                "alert %r (%s): %s to target %r failed after %d attempt(s): %s; it is retried on the next check",
+                alert.key,
+                alert.name,
+                action,
+                target.name,
+                attempts,
+                error,
+            )
+        return Delivery(
+            target=target.name, key=alert.key, action=action, ok=ok, attempts=attempts, status=status, error=error
+        )
 
     def _post(self, target: AlertTarget, request: Request) -> Outcome:
         status: int | None = None
@@ -119,8 +137,9 @@ class Sender:
         for attempt in range(1, self._max_attempts + 1):
             delay = self._backoff_s * 2 ** (attempt - 1)
             try:
-                response = self._client.post(request.url, content=request.body, headers=request.headers,
-                                             timeout=self._target_timeout(target))
+                response = self._client.post(
+                    request.url, content=request.body, headers=request.headers, timeout=self._target_timeout(target)
+                )
             except httpx.TimeoutException as exc:
                 status, error = None, f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
@@ -178,16 +197,22 @@ def _validate(target: AlertTarget) -> None:
     url = secret(target.url)
     if target.kind == "pagerduty":
         if not secret(target.routing_key):
-            raise AlertConfigError(f"alert target {target.name!r} (pagerduty) has no routing key; set "
-                                   "routing_key_env to the variable holding the integration's routing key")
+            raise AlertConfigError(
+                f"alert target {target.name!r} (pagerduty) has no routing key; set "
+                "routing_key_env to the variable holding the integration's routing key"
+            )
     elif not url:
-        raise AlertConfigError(f"alert target {target.name!r} ({target.kind}) has no URL; set url_env or url_file "
-                               "to where the webhook URL is kept")
+        raise AlertConfigError(
+            f"alert target {target.name!r} ({target.kind}) has no URL; set url_env or url_file "
+            "to where the webhook URL is kept"
+        )
     if url:
         parsed = _parse_url(url)
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            raise AlertConfigError(f"alert target {target.name!r} ({target.kind}): the configured URL is not an "
-                                   "http:// or https:// URL; fix the value in url_env/url_file")
+            raise AlertConfigError(
+                f"alert target {target.name!r} ({target.kind}): the configured URL is not an "
+                "http:// or https:// URL; fix the value in url_env/url_file"
+            )
 
 
 def _parse_url(url: str) -> httpx.URL | None:

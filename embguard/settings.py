@@ -29,10 +29,32 @@ CONFIG_ENV = "EMBGUARD_CONFIG"
 DEFAULT_CONFIG_NAME = "embguard.toml"
 
 # Index types Milvus knows. Lite builds only some of them; the Milvus layer refuses the rest up front.
-INDEX_TYPES = ("AUTOINDEX", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN",
-               "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE")
-MONITORS = ("mmd", "classifier", "retrieval", "ood", "top1", "evidently_mmd", "evidently_model",
-            "evidently_ratio", "evidently_distance")
+INDEX_TYPES = (
+    "AUTOINDEX",
+    "FLAT",
+    "HNSW",
+    "HNSW_SQ",
+    "IVF_FLAT",
+    "IVF_SQ8",
+    "IVF_PQ",
+    "DISKANN",
+    "SCANN",
+    "GPU_CAGRA",
+    "GPU_IVF_FLAT",
+    "GPU_IVF_PQ",
+    "GPU_BRUTE_FORCE",
+)
+MONITORS = (
+    "mmd",
+    "classifier",
+    "retrieval",
+    "ood",
+    "top1",
+    "evidently_mmd",
+    "evidently_model",
+    "evidently_ratio",
+    "evidently_distance",
+)
 
 # Bounds that keep every number usable downstream: inf/NaN are never a setting, and an int or float beyond
 # these overflows timers, sleeps and Milvus limits (an interval of 1e17 s raised OverflowError in the scheduler).
@@ -57,13 +79,18 @@ def _loopback(value: str) -> str:
             return value
     except ValueError:
         pass
-    raise ValueError("must be a loopback address such as 127.0.0.1; "
-                     "Milvus Lite has no authentication, so it is never exposed beyond this host")
+    raise ValueError(
+        "must be a loopback address such as 127.0.0.1; "
+        "Milvus Lite has no authentication, so it is never exposed beyond this host"
+    )
 
 
 class MilvusSettings(_Section):
-    uri: str = Field("lite", description="'lite' for the local Milvus Lite server of [lite], or "
-                                         "http://host:19530 for Milvus standalone/cluster")
+    uri: str = Field(
+        "lite",
+        description="'lite' for the local Milvus Lite server of [lite], or "
+        "http://host:19530 for Milvus standalone/cluster",
+    )
     db_name: str = Field("", description="database name; empty for the default database")
     user: str = Field("", description="user name for Milvus authentication")
     token: SecretStr | None = Field(None, description="API token; set EMBGUARD_MILVUS__TOKEN or token_file")
@@ -72,8 +99,10 @@ class MilvusSettings(_Section):
     password_file: Path | None = Field(None, description="file holding only the password")
     timeout_s: PositiveFloat = Field(10.0, description="per-call timeout in seconds")
     alias_cache_s: Annotated[StrictFloat, Field(ge=0, le=60, allow_inf_nan=False)] = Field(
-        0.5, description="how long embguard.Client reuses an alias -> collection/model lookup for searches; "
-                         "at most swap.grace_s (0 resolves on every search)")
+        0.5,
+        description="how long embguard.Client reuses an alias -> collection/model lookup for searches; "
+        "at most swap.grace_s (0 resolves on every search)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -86,8 +115,10 @@ class MilvusSettings(_Section):
         if uri == data["uri"]:
             return data
         if data.get("token") or data.get("password") or (data.get("user") and data["user"] != user):
-            raise ValueError("milvus.uri holds credentials and milvus.user/password/token are set too; keep one "
-                             "(preferably EMBGUARD_MILVUS__USER and EMBGUARD_MILVUS__PASSWORD)")
+            raise ValueError(
+                "milvus.uri holds credentials and milvus.user/password/token are set too; keep one "
+                "(preferably EMBGUARD_MILVUS__USER and EMBGUARD_MILVUS__PASSWORD)"
+            )
         return {**data, "uri": uri, "user": user, "password": SecretStr(password) if password else None}
 
     @field_validator("uri")
@@ -108,8 +139,11 @@ class LiteSettings(_Section):
 
 
 class ModelSettings(_Section):
-    default: str = Field("default", description="model spec: 'default' (all-MiniLM-L6-v2 shipped offline), "
-                                                "a local sentence-transformers directory, or a registry version")
+    default: str = Field(
+        "default",
+        description="model spec: 'default' (all-MiniLM-L6-v2 shipped offline), "
+        "a local sentence-transformers directory, or a registry version",
+    )
     store_dir: Path = Field(Path(".embguard/models"), description="model registry directory")
     device: Literal["cpu", "cuda", "mps"] = Field("cpu", description="torch device for encoding and training")
     batch_size: PositiveInt = Field(64, description="encoding batch size")
@@ -146,8 +180,10 @@ class CollectionSettings(_Section):
     def require_text_field(self) -> str:
         """The text field; re-embedding (retrain, swap, labels) cannot work without one."""
         if not self.text_field:
-            raise ConfigError(f"collection {self.name!r} has no text_field; embguard re-embeds documents from their "
-                              "stored text: set collections[].text_field")
+            raise ConfigError(
+                f"collection {self.name!r} has no text_field; embguard re-embeds documents from their "
+                "stored text: set collections[].text_field"
+            )
         return self.text_field
 
 
@@ -172,17 +208,20 @@ class ScheduleSettings(_Section):
 
 class DriftSettings(_Section):
     alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5, allow_inf_nan=False)] = Field(
-        0.01, description="significance of each test")
+        0.01, description="significance of each test"
+    )
     consecutive: PositiveInt = Field(3, description="drifted checks in a row before the sequential alarm")
     ood_quantile: Annotated[StrictFloat, Field(gt=0.5, lt=1, allow_inf_nan=False)] = Field(
-        0.95, description="OOD threshold quantile")
+        0.95, description="OOD threshold quantile"
+    )
     ood_k: PositiveInt = Field(10, description="k of the k-NN OOD score")
-    min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(
-        50, description="smallest window that is tested")
+    min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(50, description="smallest window that is tested")
     monitors: tuple[str, ...] = Field(("mmd", "retrieval", "ood", "top1"), description="monitors to run")
     dedup_queries: StrictBool = Field(
-        True, description="test each distinct query once per window (and per window-long piece of the reference); "
-                          "bursts of one repeated query otherwise page (benchmarks/results/traffic.md)")
+        True,
+        description="test each distinct query once per window (and per window-long piece of the reference); "
+        "bursts of one repeated query otherwise page (benchmarks/results/traffic.md)",
+    )
 
     @field_validator("monitors")
     @classmethod
@@ -209,64 +248,87 @@ class AlertTarget(_Section):
     secret_env: str | None = Field(None, description="HMAC-SHA256 signing secret variable (webhook)")
     secret: SecretStr | None = Field(None, description="resolved HMAC secret")
     cooldown_s: Annotated[StrictInt, Field(ge=0, le=MAX_SECONDS)] = Field(
-        3600, description="minimum time between repeats")
+        3600, description="minimum time between repeats"
+    )
     timeout_s: Annotated[StrictFloat, Field(gt=0, le=300, allow_inf_nan=False)] = Field(
-        5.0, description="per-request timeout of a delivery to this target (each retry gets its own)")
+        5.0, description="per-request timeout of a delivery to this target (each retry gets its own)"
+    )
 
 
 class RetrainSettings(_Section):
     sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
     min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
     gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.01, description="nDCG@10 gain a candidate needs")
+        0.01, description="nDCG@10 gain a candidate needs"
+    )
     guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.02, description="allowed guard-set loss")
+        0.02, description="allowed guard-set loss"
+    )
     auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
     epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
     batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
-        32, description="training batch (in-batch negatives)")
+        32, description="training batch (in-batch negatives)"
+    )
     learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
     held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
-        0.3, description="share of labelled queries kept out of training for the gate")
+        0.3, description="share of labelled queries kept out of training for the gate"
+    )
     min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
     hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
     guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        200, description="general-domain guard queries (forgetting check); 0 disables the guard")
+        200, description="general-domain guard queries (forgetting check); 0 disables the guard"
+    )
     timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
     loss: Literal["mnrl", "cached_mnrl"] = Field(
-        "mnrl", description="contrastive loss; cached_mnrl bounds memory by mini_batch_size for large batches")
+        "mnrl", description="contrastive loss; cached_mnrl bounds memory by mini_batch_size for large batches"
+    )
     mini_batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_INT)] = Field(
-        32, description="cached_mnrl: rows encoded at once (memory), independent of batch_size (quality)")
+        32, description="cached_mnrl: rows encoded at once (memory), independent of batch_size (quality)"
+    )
     processes: Annotated[StrictInt, Field(ge=1, le=64)] = Field(
-        1, description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
-                       "per GPU, on CPU over gloo; in-batch negatives are gathered across them")
+        1,
+        description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
+        "per GPU, on CPU over gloo; in-batch negatives are gathered across them",
+    )
     gate_max_docs: PositiveInt = Field(
-        20_000, description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
-                            "both models' top gate_pool_k from the live index, gate_distractors random ones) "
-                            "instead of re-encoding the whole corpus with the candidate")
+        20_000,
+        description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
+        "both models' top gate_pool_k from the live index, gate_distractors random ones) "
+        "instead of re-encoding the whole corpus with the candidate",
+    )
     gate_pool_k: PositiveInt = Field(100, description="live-index neighbours pooled per held-out query and model")
     gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        5_000, description="random documents added to the gate's pooled sub-corpus")
+        5_000, description="random documents added to the gate's pooled sub-corpus"
+    )
 
 
 class SwapSettings(_Section):
     batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
     min_overlap: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts")
+        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts"
+    )
     shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
     grace_s: Annotated[StrictFloat, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = Field(
-        5.0, description="wait after the alias switch before the old collection stops getting dual writes")
+        5.0, description="wait after the alias switch before the old collection stops getting dual writes"
+    )
     retention_s: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long")
+        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long"
+    )
     engine: Literal["local", "ray"] = Field(
-        "local", description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
-                             "`pip install embguard[ray]`)")
+        "local",
+        description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
+        "`pip install embguard[ray]`)",
+    )
     ray_address: str = Field(
-        "", description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
-                        "cluster this machine belongs to, or a 'ray://host:10001' address")
+        "",
+        description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
+        "cluster this machine belongs to, or a 'ray://host:10001' address",
+    )
     ray_workers: Annotated[StrictInt, Field(ge=0)] = Field(
-        0, description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
-                       "model.device='cuda', else one per CPU of the cluster")
+        0,
+        description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
+        "model.device='cuda', else one per CPU of the cluster",
+    )
 
 
 class Settings(_Section):
@@ -294,8 +356,10 @@ class Settings(_Section):
         if self.milvus.alias_cache_s > self.swap.grace_s:
             # A search may use a cached alias for alias_cache_s after a switch; the old collection keeps
             # getting dual writes for grace_s, so it must outlive every cached lookup.
-            raise ValueError(f"milvus.alias_cache_s = {self.milvus.alias_cache_s} must not exceed swap.grace_s = "
-                             f"{self.swap.grace_s}; lower the cache or raise the grace period")
+            raise ValueError(
+                f"milvus.alias_cache_s = {self.milvus.alias_cache_s} must not exceed swap.grace_s = "
+                f"{self.swap.grace_s}; lower the cache or raise the grace period"
+            )
         return self
 
     @property

@@ -35,13 +35,22 @@ def passages_for(topics: Sequence[str]) -> list[Passage]:
 def index(client: Client, alias: str, passages: Sequence[Passage], batch: int = 64) -> int:
     n = 0
     for i in range(0, len(passages), batch):
-        chunk = passages[i:i + batch]
+        chunk = passages[i : i + batch]
         n += client.insert(alias, [{"id": p.id, "text": p.text[:1000]} for p in chunk])
     return n
 
 
-def traffic(client: Client, alias: str, base: Sequence[Passage], n: int, *, shifted: Sequence[Passage] = (),
-            shift_share: float = 0.0, click_rate: float = 0.5, seed: int = 0) -> TrafficStats:
+def traffic(
+    client: Client,
+    alias: str,
+    base: Sequence[Passage],
+    n: int,
+    *,
+    shifted: Sequence[Passage] = (),
+    shift_share: float = 0.0,
+    click_rate: float = 0.5,
+    seed: int = 0,
+) -> TrafficStats:
     """``n`` searches: a ``shift_share`` of them from ``shifted``, the rest from ``base``."""
     rng = random.Random(seed)
     failures = clicks = found = 0

@@ -63,8 +63,10 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise StateFileError(f"state file {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
-                             "it from a backup or remove it (embguard rebuilds what it can)") from None
+        raise StateFileError(
+            f"state file {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore "
+            "it from a backup or remove it (embguard rebuilds what it can)"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -130,8 +132,10 @@ class StateDir:
                 raise TypeError("not a check report")
             return CheckReport.from_json(data)
         except (TypeError, ValueError) as exc:
-            raise StateFileError(f"last check report {path} is unreadable ({exc}); the daemon rewrites it after its "
-                                 "next check, or remove it") from None
+            raise StateFileError(
+                f"last check report {path} is unreadable ({exc}); the daemon rewrites it after its "
+                "next check, or remove it"
+            ) from None
 
     def write_daemon_pid(self, pid: int) -> Path:
         return write_atomic(self.daemon_pid, str(pid))

@@ -60,8 +60,11 @@ def gather(settings: Settings) -> dict[str, Any]:
         if milvus is not None:
             try:
                 served = milvus.resolve(spec.name)
-                c.update(served_by=served, model_id=milvus.properties(served).get(MODEL_ID_PROPERTY, "unknown"),
-                         documents=milvus.count(served))
+                c.update(
+                    served_by=served,
+                    model_id=milvus.properties(served).get(MODEL_ID_PROPERTY, "unknown"),
+                    documents=milvus.count(served),
+                )
                 tap = tap_health(milvus, served)
                 if tap is not None:
                     c["tap"] = {**tap, "error": redact_uri(str(tap.get("error", "")))}
@@ -87,9 +90,16 @@ def gather(settings: Settings) -> dict[str, Any]:
             errors.append(_problem(exc))
             st = None
         if st is not None:
-            c["swap"] = {"phase": st.phase, "done": st.done, "total": st.total, "error": redact_uri(st.error),
-                         "source": st.source, "target": st.target, "candidate": st.candidate_version,
-                         "updated_at": st.updated_at}
+            c["swap"] = {
+                "phase": st.phase,
+                "done": st.done,
+                "total": st.total,
+                "error": redact_uri(st.error),
+                "source": st.source,
+                "target": st.target,
+                "candidate": st.candidate_version,
+                "updated_at": st.updated_at,
+            }
         if errors:
             c["error"] = "; ".join(errors)
         out["collections"][spec.name] = c
@@ -104,19 +114,24 @@ def gather(settings: Settings) -> dict[str, Any]:
 
 
 def _candidates(settings: Settings) -> list[dict[str, Any]]:
-    return [{"version": v.version, "model_id": v.model_id, "verdict": v.verdict}
-            for v in ModelRegistry(settings.model.store_dir).awaiting()]
+    return [
+        {"version": v.version, "model_id": v.model_id, "verdict": v.verdict}
+        for v in ModelRegistry(settings.model.store_dir).awaiting()
+    ]
 
 
 def _swap_line(sw: dict[str, Any]) -> str:
     progress = f"{sw['done']}/{sw['total']}" if sw.get("total") else f"{sw.get('done', 0)}/?"
     if sw["phase"] == "done" and not sw.get("error"):
         return f"  swap       done: {sw['target']} ({sw['candidate']})"
-    line = (f"  swap       {sw['source']} -> {sw['target']} ({sw['candidate']}): phase {sw['phase']}, "
-            f"{progress} documents")
+    line = (
+        f"  swap       {sw['source']} -> {sw['target']} ({sw['candidate']}): phase {sw['phase']}, {progress} documents"
+    )
     if sw.get("error"):
-        line += f"; FAILED: {sw['error']} (resume with `embguard retrain --approve --candidate {sw['candidate']}` " \
-                "or `embguard retrain --abort`)"
+        line += (
+            f"; FAILED: {sw['error']} (resume with `embguard retrain --approve --candidate {sw['candidate']}` "
+            "or `embguard retrain --abort`)"
+        )
     return line
 
 
@@ -165,6 +180,7 @@ def render(st: dict[str, Any]) -> str:
     if st["candidates"]:
         lines.append("\ncandidates awaiting approval")
         for c in st["candidates"]:
-            lines.append(f"  {c['version']} ({c['model_id']}): run `embguard retrain --approve --candidate "
-                         f"{c['version']}`")
+            lines.append(
+                f"  {c['version']} ({c['model_id']}): run `embguard retrain --approve --candidate {c['version']}`"
+            )
     return "\n".join(lines)

@@ -43,8 +43,17 @@ from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
 from .verify import text_field, text_hashes, verify
 
 __all__ = [
-    "CREATED_PROPERTY", "PHASES", "SOURCE_PROPERTY", "SwapError", "SwapEvent", "SwapLocked", "SwapState", "SwapStore",
-    "Swapper", "Verification", "collection_name",
+    "CREATED_PROPERTY",
+    "PHASES",
+    "SOURCE_PROPERTY",
+    "SwapError",
+    "SwapEvent",
+    "SwapLocked",
+    "SwapState",
+    "SwapStore",
+    "Swapper",
+    "Verification",
+    "collection_name",
 ]
 
 CREATED_PROPERTY = "embguard.created_at"
@@ -58,8 +67,14 @@ def collection_name(alias: str, version: str) -> str:
 class Swapper:
     """Runs approve / rollback / gc for the watched aliases of ``settings``."""
 
-    def __init__(self, settings: Settings, milvus: Milvus, *, say: Callable[[str], None] = print,
-                 progress: Callable[[SwapState], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        milvus: Milvus,
+        *,
+        say: Callable[[str], None] = print,
+        progress: Callable[[SwapState], None] | None = None,
+    ):
         self.settings = settings
         self.milvus = milvus
         self.store = SwapStore(settings.state.dir)
@@ -72,42 +87,57 @@ class Swapper:
     def preflight(self, spec: CollectionSettings) -> str:
         source = self.milvus.resolve(spec.name)
         if source == spec.name:
-            raise SwapError(f"{spec.name!r} is a collection, not an alias, so it cannot be switched atomically; "
-                            f"rename it (e.g. to {spec.name}__v1), create the alias {spec.name!r} pointing at it, and "
-                            "let the application search the alias. Nothing was changed")
+            raise SwapError(
+                f"{spec.name!r} is a collection, not an alias, so it cannot be switched atomically; "
+                f"rename it (e.g. to {spec.name}__v1), create the alias {spec.name!r} pointing at it, and "
+                "let the application search the alias. Nothing was changed"
+            )
         fields = {f["name"] for f in self.milvus.schema_fields(source)}
         if not spec.text_field or spec.text_field not in fields:
             raise SwapError(
                 f"collection {source!r} (alias {spec.name!r}) has no text field {spec.text_field!r} "
                 f"(fields: {', '.join(sorted(fields))}); embguard re-embeds documents from their stored text, so "
                 "it cannot be reindexed. Nothing was changed. Store the text (collections[].text_field) to enable "
-                "swaps")
+                "swaps"
+            )
         return source
 
     def approve(self, spec: CollectionSettings, candidate: ModelVersion, *, force: bool = False) -> SwapState:
         """Build, verify and switch to ``candidate`` for alias ``spec.name``; resumes an interrupted swap."""
         if candidate.status not in ("awaiting_approval", "approved", "rolled_back") and not force:
-            raise SwapError(f"model {candidate.version} is {candidate.status!r}, not awaiting approval; only a "
-                            "candidate that passed the gate can be approved (--force overrides)")
+            raise SwapError(
+                f"model {candidate.version} is {candidate.status!r}, not awaiting approval; only a "
+                "candidate that passed the gate can be approved (--force overrides)"
+            )
         with self.store.lock(spec.name, f"retrain --approve --candidate {candidate.version}"):
             state = self.store.load(spec.name)
             if state is None or state.phase == "done" or state.candidate_version != candidate.version:
                 if state is not None and state.phase not in ("done", "planned"):
-                    raise SwapError(f"alias {spec.name!r} has an unfinished swap to {state.candidate_version} "
-                                    f"(phase {state.phase}); finish it with `embguard retrain --approve --candidate "
-                                    f"{state.candidate_version}` or roll it back first")
+                    raise SwapError(
+                        f"alias {spec.name!r} has an unfinished swap to {state.candidate_version} "
+                        f"(phase {state.phase}); finish it with `embguard retrain --approve --candidate "
+                        f"{state.candidate_version}` or roll it back first"
+                    )
                 source = self.preflight(spec)
                 source_model = self.milvus.properties(source).get(MODEL_ID_PROPERTY, "")
                 if source_model == candidate.model_id:
                     raise SwapError(f"alias {spec.name!r} is already served by {candidate.model_id}")
                 history = state.history if state else []
-                state = SwapState(alias=spec.name, source=source, target=collection_name(spec.name, candidate.version),
-                                  source_model_id=source_model, candidate_version=candidate.version,
-                                  candidate_model_id=candidate.model_id, history=history)
+                state = SwapState(
+                    alias=spec.name,
+                    source=source,
+                    target=collection_name(spec.name, candidate.version),
+                    source_model_id=source_model,
+                    candidate_version=candidate.version,
+                    candidate_model_id=candidate.model_id,
+                    history=history,
+                )
                 self.store.save(state)
             else:
-                self.say(f"resuming the swap of {spec.name} to {candidate.version} at phase {state.phase} "
-                         f"({state.done}/{state.total} documents)")
+                self.say(
+                    f"resuming the swap of {spec.name} to {candidate.version} at phase {state.phase} "
+                    f"({state.done}/{state.total} documents)"
+                )
             model = models.load_by_id(candidate.model_id, self.settings.model.store_dir, self.settings.model.device)
             try:
                 self._advance(spec, state, model)
@@ -128,12 +158,21 @@ class Swapper:
         m = self.milvus
         if not st.reached("created"):
             if not m.has_collection(st.target):
-                props = {k: v for k, v in m.properties(st.source).items()
-                         if not k.startswith("embguard.") or k == "embguard.kind"}
-                props.update({MODEL_ID_PROPERTY: st.candidate_model_id, CREATED_PROPERTY: str(int(time.time())),
-                              SOURCE_PROPERTY: st.source})
-                m.clone_collection(st.source, st.target, props, index_params=spec.index_params,
-                                   dimension=model.dimension)
+                props = {
+                    k: v
+                    for k, v in m.properties(st.source).items()
+                    if not k.startswith("embguard.") or k == "embguard.kind"
+                }
+                props.update(
+                    {
+                        MODEL_ID_PROPERTY: st.candidate_model_id,
+                        CREATED_PROPERTY: str(int(time.time())),
+                        SOURCE_PROPERTY: st.source,
+                    }
+                )
+                m.clone_collection(
+                    st.source, st.target, props, index_params=spec.index_params, dimension=model.dimension
+                )
             self._phase(st, "created")
         if not st.reached("dual_write"):
             m.set_properties(st.source, {DUAL_WRITE_PROPERTY: st.target})
@@ -150,15 +189,17 @@ class Swapper:
             v = st.verify = verify(self.settings, m, spec, st, model)
             if not v.ok:
                 self.store.save(st)
-                raise SwapError(f"verification of {st.target} failed, the alias still serves {st.source}: "
-                                f"{'; '.join(v.problems)}")
+                raise SwapError(
+                    f"verification of {st.target} failed, the alias still serves {st.source}: {'; '.join(v.problems)}"
+                )
             self._phase(st, "verified")
         if not st.reached("switched"):
             # Mark first: the instant the alias moves, writers resolving to the target also feed the old one.
             m.set_properties(st.target, {DUAL_WRITE_PROPERTY: st.source})
             m.alter_alias(st.target, st.alias)
-            st.history.append(SwapEvent("switch", time.time(), st.source, st.target, st.source_model_id,
-                                        st.candidate_model_id))
+            st.history.append(
+                SwapEvent("switch", time.time(), st.source, st.target, st.source_model_id, st.candidate_model_id)
+            )
             self._phase(st, "switched")
             self.say(f"alias {st.alias} -> {st.target} ({st.candidate_model_id})")
         if not st.reached("done"):
@@ -178,8 +219,9 @@ class Swapper:
         if self.progress:
             self.progress(st)
 
-    def _embed_rows(self, spec: CollectionSettings, rows: list[dict[str, Any]],
-                    model: models.EmbeddingModel) -> list[dict[str, Any]]:
+    def _embed_rows(
+        self, spec: CollectionSettings, rows: list[dict[str, Any]], model: models.EmbeddingModel
+    ) -> list[dict[str, Any]]:
         vecs = model.encode([str(r[text_field(spec)]) for r in rows], batch_size=self.settings.model.batch_size)
         return [{**r, spec.vector_field: v.tolist()} for r, v in zip(rows, vecs, strict=True)]
 
@@ -198,8 +240,15 @@ class Swapper:
             from . import raybackfill
 
             return raybackfill.backfill(self.settings, self.milvus, spec, st, fields, checkpoint)
-        backfill_local(self.milvus, spec, st, fields, lambda rows: self._embed_rows(spec, rows, model),
-                       self.settings.swap.batch_size, checkpoint)
+        backfill_local(
+            self.milvus,
+            spec,
+            st,
+            fields,
+            lambda rows: self._embed_rows(spec, rows, model),
+            self.settings.swap.batch_size,
+            checkpoint,
+        )
 
     def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
         """Ids whose target copy is missing or differs from the source, and ids only the target has."""
@@ -221,7 +270,7 @@ class Swapper:
         for _ in range(3):
             stale, extra = self._diff(st, spec)
             for i in range(0, len(stale), self.settings.swap.batch_size):
-                rows = m.query(st.source, ids=stale[i:i + self.settings.swap.batch_size], output_fields=fields)
+                rows = m.query(st.source, ids=stale[i : i + self.settings.swap.batch_size], output_fields=fields)
                 if rows:
                     m.upsert(st.target, self._embed_rows(spec, rows, model))
             gone: list[Any] = []
@@ -244,8 +293,10 @@ class Swapper:
             if st is None or st.phase == "done":
                 raise SwapError(f"alias {spec.name!r} has no unfinished swap to abort")
             if st.reached("switched"):
-                raise SwapError(f"the swap of {spec.name!r} already switched the alias to {st.target}; use "
-                                "`embguard rollback` instead")
+                raise SwapError(
+                    f"the swap of {spec.name!r} already switched the alias to {st.target}; use "
+                    "`embguard rollback` instead"
+                )
             if self.milvus.properties(st.source).get(DUAL_WRITE_PROPERTY) == st.target:
                 self.milvus.drop_properties(st.source, [DUAL_WRITE_PROPERTY])
             if self.milvus.has_collection(st.target) and self.milvus.resolve(spec.name) != st.target:
@@ -267,8 +318,10 @@ class Swapper:
             last = switches[-1]
             current = self.milvus.resolve(spec.name)
             if current != last.target:
-                raise SwapError(f"alias {spec.name!r} serves {current!r}, not {last.target!r} as the last switch "
-                                "left it; resolve by hand (embguard status) before rolling back")
+                raise SwapError(
+                    f"alias {spec.name!r} serves {current!r}, not {last.target!r} as the last switch "
+                    "left it; resolve by hand (embguard status) before rolling back"
+                )
             back = last.source
             if not self.milvus.has_collection(back):
                 raise SwapError(f"collection {back!r} to roll back to no longer exists (dropped by gc?)")

@@ -72,8 +72,9 @@ class SwapEvent:
     def from_json(cls, d: Mapping[str, Any]) -> SwapEvent:
         back = {v: k for k, v in cls._KEYS.items()}
         if d.get("action") == "abort":
-            return cls(action="abort", at=float(d.get("at", 0)), target=str(d.get("target", "")),
-                       phase=str(d.get("phase", "")))
+            return cls(
+                action="abort", at=float(d.get("at", 0)), target=str(d.get("target", "")), phase=str(d.get("phase", ""))
+            )
         kw = {back.get(k, k): v for k, v in d.items() if back.get(k, k) in {f.name for f in fields(cls)}}
         return cls(**kw)
 
@@ -135,9 +136,11 @@ class SwapStore:
         try:
             return SwapState.from_json(json.loads(p.read_text()))
         except (OSError, ValueError, TypeError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
-            raise SwapError(f"swap state {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
-                            "from a backup, or remove it if no swap of this alias is in progress (check "
-                            "`embguard status` for what the alias serves)") from None
+            raise SwapError(
+                f"swap state {p} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); restore it "
+                "from a backup, or remove it if no swap of this alias is in progress (check "
+                "`embguard status` for what the alias serves)"
+            ) from None
 
     def save(self, state: SwapState) -> None:
         state.updated_at = time.time()
@@ -168,7 +171,8 @@ class SwapStore:
                 raise SwapLocked(
                     f"a swap of {alias!r} is already running: pid {holder.get('pid', '?')} on "
                     f"{holder.get('host', '?')} ({holder.get('what', '?')}) since {since}; wait for it to finish "
-                    f"(the lock {path} is released the moment that process exits)") from None
+                    f"(the lock {path} is released the moment that process exits)"
+                ) from None
             # Overwrite, then cut: a reader never sees an empty file, at worst a moment of trailing bytes.
             data = json.dumps(me).encode()
             os.pwrite(fd, data, 0)

@@ -67,8 +67,9 @@ def ensure_tap_collection(milvus: Milvus, dim: int) -> str:
     name = tap_collection_name(dim)
     if not milvus.has_collection(name):
         try:
-            milvus.create_table(name, TAP_FIELDS, primary="query_id", vector=("vector", dim),
-                                properties={"embguard.kind": "query_tap"})
+            milvus.create_table(
+                name, TAP_FIELDS, primary="query_id", vector=("vector", dim), properties={"embguard.kind": "query_tap"}
+            )
         except MilvusError:
             if not milvus.has_collection(name):  # another process created it first: fine
                 raise
@@ -105,8 +106,13 @@ def ensure_feedback_collection(milvus: Milvus) -> str:
     if not milvus.has_collection(FEEDBACK_COLLECTION):
         try:
             # The vector is a placeholder: Milvus requires one vector field per collection.
-            milvus.create_table(FEEDBACK_COLLECTION, FEEDBACK_FIELDS, primary="feedback_id", vector=("_v", 2),
-                                properties={"embguard.kind": "feedback"})
+            milvus.create_table(
+                FEEDBACK_COLLECTION,
+                FEEDBACK_FIELDS,
+                primary="feedback_id",
+                vector=("_v", 2),
+                properties={"embguard.kind": "feedback"},
+            )
         except MilvusError:
             if not milvus.has_collection(FEEDBACK_COLLECTION):
                 raise
@@ -144,8 +150,18 @@ def finite_vector(vector: Any) -> bool:
     return v.ndim == 1 and v.size > 0 and bool(np.isfinite(v).all())
 
 
-def tap_row(*, query_id: str, vector: np.ndarray, alias: str, collection: str, model_id: str, text: str | None,
-            store_text: bool, hits: Sequence[Mapping[str, Any]], ts_ms: int | None = None) -> dict[str, Any]:
+def tap_row(
+    *,
+    query_id: str,
+    vector: np.ndarray,
+    alias: str,
+    collection: str,
+    model_id: str,
+    text: str | None,
+    store_text: bool,
+    hits: Sequence[Mapping[str, Any]],
+    ts_ms: int | None = None,
+) -> dict[str, Any]:
     return {
         "_collection": tap_collection_name(len(vector)),
         "query_id": query_id,
@@ -155,14 +171,25 @@ def tap_row(*, query_id: str, vector: np.ndarray, alias: str, collection: str, m
         "model_id": model_id,
         "text": (text or "")[:_MAX_TEXT] if store_text else "",
         "text_hash": text_hash(text) if text else "",
-        "hits": {"ids": [h["id"] for h in hits[:MAX_TAPPED_HITS]],
-                 "scores": [round(float(h["distance"]), 6) for h in hits[:MAX_TAPPED_HITS]]},
+        "hits": {
+            "ids": [h["id"] for h in hits[:MAX_TAPPED_HITS]],
+            "scores": [round(float(h["distance"]), 6) for h in hits[:MAX_TAPPED_HITS]],
+        },
         "vector": np.asarray(vector, dtype=np.float32).tolist(),
     }
 
 
-def feedback_row(*, query_id: str, doc_id: int | str, alias: str, collection: str, model_id: str, signal: str,
-                 weight: float, query_text: str) -> dict[str, Any]:
+def feedback_row(
+    *,
+    query_id: str,
+    doc_id: int | str,
+    alias: str,
+    collection: str,
+    model_id: str,
+    signal: str,
+    weight: float,
+    query_text: str,
+) -> dict[str, Any]:
     return {
         "feedback_id": new_id(),
         "query_id": query_id,

@@ -22,6 +22,7 @@ from .tap import TAP_HEALTH_PROPERTY, ensure_tap_collection, legacy_layout, lega
 
 log = logging.getLogger("embguard.tap")  # the tap's records keep the logger operators already route
 
+
 @dataclass
 class TapStats:
     """Counters of the tap; read them or pass a prometheus registry to the client."""
@@ -48,9 +49,20 @@ class TapStats:
 
     def snapshot(self) -> dict[str, int | str]:
         with self._lock:
-            return {k: getattr(self, k) for k in ("searches", "sampled", "written", "dropped_full",
-                                                   "dropped_error", "dropped_invalid", "flush_errors",
-                                                   "last_error", "last_error_ms")}
+            return {
+                k: getattr(self, k)
+                for k in (
+                    "searches",
+                    "sampled",
+                    "written",
+                    "dropped_full",
+                    "dropped_error",
+                    "dropped_invalid",
+                    "flush_errors",
+                    "last_error",
+                    "last_error_ms",
+                )
+            }
 
 
 class _Outage:
@@ -67,11 +79,22 @@ class _Outage:
         now = time.monotonic()
         if not self.failures:
             self.since = self.last_log = now
-            log.warning("query tap: writing %d row(s) to %s failed: %s (retrying with back-off; further "
-                        "failures are summarised every %.0f s)", n, coll, error, self.every_s)
+            log.warning(
+                "query tap: writing %d row(s) to %s failed: %s (retrying with back-off; further "
+                "failures are summarised every %.0f s)",
+                n,
+                coll,
+                error,
+                self.every_s,
+            )
         elif now - self.last_log >= self.every_s:
-            log.warning("query tap: still failing: %d failed flush(es) affecting %d row(s) in the last %.0f s; "
-                        "last error: %s", self.failures, self.rows, now - self.last_log, error)
+            log.warning(
+                "query tap: still failing: %d failed flush(es) affecting %d row(s) in the last %.0f s; last error: %s",
+                self.failures,
+                self.rows,
+                now - self.last_log,
+                error,
+            )
             self.last_log = now
             self.failures = self.rows = 0
         self.failures += 1
@@ -96,10 +119,17 @@ class QueryTap:
     (``embguard.tap_health`` property) so ``embguard status`` in another process can show it.
     """
 
-    def __init__(self, connect: Callable[[], Milvus], buffer_size: int = 10_000, flush_interval_s: float = 1.0,
-                 batch_size: int = 500, on_written: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[str, int], None] | None = None, stats: TapStats | None = None,
-                 max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        connect: Callable[[], Milvus],
+        buffer_size: int = 10_000,
+        flush_interval_s: float = 1.0,
+        batch_size: int = 500,
+        on_written: Callable[[int], None] | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
+        stats: TapStats | None = None,
+        max_backoff_s: float = 30.0,
+    ):
         self._connect = connect
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=buffer_size)
         self._retry: list[dict[str, Any]] = []
@@ -183,12 +213,12 @@ class QueryTap:
             self._ready[coll] = legacy_layout(milvus, coll)
         written = 0
         for i in range(0, len(group), self._batch_size):
-            chunk = [{k: v for k, v in r.items() if k != "_collection"} for r in group[i:i + self._batch_size]]
+            chunk = [{k: v for k, v in r.items() if k != "_collection"} for r in group[i : i + self._batch_size]]
             if self._ready[coll]:
                 chunk = [legacy_row(r) for r in chunk]
             milvus.insert(coll, chunk)
             written += len(chunk)
-            del group[:len(chunk)]  # what is left is what failed, if the next chunk fails
+            del group[: len(chunk)]  # what is left is what failed, if the next chunk fails
         return written
 
     def _failed(self, coll: str, group: list[dict[str, Any]], exc: Exception) -> None:

@@ -61,9 +61,11 @@ class CandidateReport:
     def __str__(self) -> str:
         v = self.verdict
         gain = v["gain"]
-        lines = [f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, trained on "
-                 f"{self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on {self.n_held_out} held-out "
-                 "queries never trained on:"]
+        lines = [
+            f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, trained on "
+            f"{self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on {self.n_held_out} held-out "
+            "queries never trained on:"
+        ]
         for metric in ("ndcg@10", "recall@10", "mrr@10"):
             b, c = self.metrics["base"][metric], self.metrics["candidate"][metric]
             lines.append(f"  {metric:<10} base {b:.4f} -> candidate {c:.4f} ({100 * (c - b):+.2f} points)")
@@ -88,8 +90,13 @@ class _MilvusRetriever:
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Any, float]]]:
         out = []
         for i in range(0, len(query_vectors), 100):
-            res = self.milvus.search(self.collection, query_vectors[i:i + 100], limit=k,
-                                     anns_field=self.spec.vector_field, output_fields=[self.spec.id_field])
+            res = self.milvus.search(
+                self.collection,
+                query_vectors[i : i + 100],
+                limit=k,
+                anns_field=self.spec.vector_field,
+                output_fields=[self.spec.id_field],
+            )
             out += [[(h["id"], float(h["distance"])) for h in row] for row in res]
         return out
 
@@ -98,10 +105,15 @@ def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[lis
     """Click/positive/negative feedback with query text for ``alias`` (and their feedback ids, for pinning)."""
     if not milvus.has_collection(FEEDBACK_COLLECTION):
         return [], []
-    rows = [r for b in milvus.iterate(FEEDBACK_COLLECTION, ["feedback_id", "query_text", "doc_id", "signal", "weight"],
-                                      filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} '
-                                             'and query_text != ""')
-            for r in b]
+    rows = [
+        r
+        for b in milvus.iterate(
+            FEEDBACK_COLLECTION,
+            ["feedback_id", "query_text", "doc_id", "signal", "weight"],
+            filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} and query_text != ""',
+        )
+        for r in b
+    ]
     records, ids, bad = [], [], 0
     for r in rows:
         record = _record(r)
@@ -111,8 +123,13 @@ def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[lis
         records.append(record)
         ids.append(r["feedback_id"])
     if bad:  # rows written before validation existed, or by hand: skipped, never fatal
-        log.warning("skipped %d malformed feedback row(s) for %s (doc_id not an id, unknown signal or a bad "
-                    "weight); they stay in %s until pruned", bad, alias, FEEDBACK_COLLECTION)
+        log.warning(
+            "skipped %d malformed feedback row(s) for %s (doc_id not an id, unknown signal or a bad "
+            "weight); they stay in %s until pruned",
+            bad,
+            alias,
+            FEEDBACK_COLLECTION,
+        )
     return records, ids
 
 
@@ -134,14 +151,20 @@ def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Seque
     ids = list(dict.fromkeys(ids))
     for i in range(0, len(ids), 1000):
         text = spec.require_text_field()
-        for r in milvus.query(collection, ids=ids[i:i + 1000], output_fields=[spec.id_field, text]):
+        for r in milvus.query(collection, ids=ids[i : i + 1000], output_fields=[spec.id_field, text]):
             out[r[spec.id_field]] = r[text]
     return out
 
 
-def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Sequence[Any], seed: int,
-            settings: Settings | None = None, base_queries: np.ndarray | None = None
-            ) -> tuple[list[Any], list[str], np.ndarray]:
+def _corpus(
+    milvus: Milvus,
+    collection: str,
+    spec: CollectionSettings,
+    must: Sequence[Any],
+    seed: int,
+    settings: Settings | None = None,
+    base_queries: np.ndarray | None = None,
+) -> tuple[list[Any], list[str], np.ndarray]:
     """The evaluation corpus: the whole collection, or above ``retrain.gate_max_docs`` a pooled sub-corpus
     (retrain.subcorpus): every relevant doc, the base model's live-index neighbours of the held-out queries
     and uniform distractors; the candidate's neighbours join after training (``_pool_candidate``)."""
@@ -154,38 +177,61 @@ def _corpus(milvus: Milvus, collection: str, spec: CollectionSettings, must: Seq
 
         from .sampling import sample_documents
 
-        sample = sample_documents(milvus, spec, rs.gate_distractors if rs else EVAL_MAX_DOCS, seed=seed,
-                                  with_text=False)
-        near = (subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), base_queries, rs.gate_pool_k)
-                if rs is not None and base_queries is not None else [])
+        sample = sample_documents(
+            milvus, spec, rs.gate_distractors if rs else EVAL_MAX_DOCS, seed=seed, with_text=False
+        )
+        near = (
+            subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), base_queries, rs.gate_pool_k)
+            if rs is not None and base_queries is not None
+            else []
+        )
         pooled = subcorpus.pool(must, near, [], sample.ids)
         rows = _rows(milvus, collection, fields, pooled.ids)
-    return ([r[spec.id_field] for r in rows], [r[spec.require_text_field()] for r in rows],
-            np.array([r[spec.vector_field] for r in rows], dtype=np.float32))
+    return (
+        [r[spec.id_field] for r in rows],
+        [r[spec.require_text_field()] for r in rows],
+        np.array([r[spec.vector_field] for r in rows], dtype=np.float32),
+    )
 
 
 def _rows(milvus: Milvus, collection: str, fields: list[str], ids: Sequence[Any]) -> list[dict[str, Any]]:
-    return [r for i in range(0, len(ids), 1000)
-            for r in milvus.query(collection, ids=list(ids[i:i + 1000]), output_fields=fields)]
+    return [
+        r
+        for i in range(0, len(ids), 1000)
+        for r in milvus.query(collection, ids=list(ids[i : i + 1000]), output_fields=fields)
+    ]
 
 
-def _pool_candidate(milvus: Milvus, collection: str, spec: CollectionSettings, settings: Settings,
-                    cand_queries: np.ndarray, ids: list[Any], texts: list[str], base_vecs: np.ndarray
-                    ) -> tuple[list[Any], list[str], np.ndarray]:
+def _pool_candidate(
+    milvus: Milvus,
+    collection: str,
+    spec: CollectionSettings,
+    settings: Settings,
+    cand_queries: np.ndarray,
+    ids: list[Any],
+    texts: list[str],
+    base_vecs: np.ndarray,
+) -> tuple[list[Any], list[str], np.ndarray]:
     """Add the candidate's live-index neighbours to a pooled gate corpus (no-op for a full corpus)."""
     from retrain import subcorpus
 
     if milvus.count(collection) <= settings.retrain.gate_max_docs:
         return ids, texts, base_vecs
     have = set(ids)
-    near = subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), cand_queries,
-                                settings.retrain.gate_pool_k)
-    rows = _rows(milvus, collection, [spec.id_field, spec.require_text_field(), spec.vector_field],
-                 [i for i in near if i not in have])
+    near = subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), cand_queries, settings.retrain.gate_pool_k)
+    rows = _rows(
+        milvus,
+        collection,
+        [spec.id_field, spec.require_text_field(), spec.vector_field],
+        [i for i in near if i not in have],
+    )
     if not rows:
         return ids, texts, base_vecs
-    return ([*ids, *(r[spec.id_field] for r in rows)], [*texts, *(r[spec.require_text_field()] for r in rows)],
-            np.vstack([base_vecs, np.array([r[spec.vector_field] for r in rows], dtype=np.float32)]))
+    return (
+        [*ids, *(r[spec.id_field] for r in rows)],
+        [*texts, *(r[spec.require_text_field()] for r in rows)],
+        np.vstack([base_vecs, np.array([r[spec.vector_field] for r in rows], dtype=np.float32)]),
+    )
 
 
 def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[Any]]]:
@@ -197,22 +243,36 @@ def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[Any]]]
     return [p.query for p in chosen], [p.text for p in ref], [{ref.index(p)} for p in chosen]
 
 
-def _manifest(pairs: Sequence[retrain.Pair], held_out: Sequence[str], records: Sequence[retrain.FeedbackRecord],
-              feedback_ids: Sequence[str]) -> dict[str, Any]:
+def _manifest(
+    pairs: Sequence[retrain.Pair],
+    held_out: Sequence[str],
+    records: Sequence[retrain.FeedbackRecord],
+    feedback_ids: Sequence[str],
+) -> dict[str, Any]:
     h = hashlib.sha256()
     for p in pairs:
         h.update(json.dumps([p.query, p.positive_id, p.negative_id, p.weight], default=str).encode())
-    return {"train_pairs": len(pairs), "train_pairs_sha256": h.hexdigest(),
-            "hard_negatives": sum(1 for p in pairs if p.negative is not None),
-            "held_out_queries": len(held_out),
-            "held_out_sha256": hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest(),
-            "feedback_records": len(records), "feedback_ids_sha256":
-                hashlib.sha256("\n".join(sorted(feedback_ids)).encode()).hexdigest(), "built_at": time.time()}
+    return {
+        "train_pairs": len(pairs),
+        "train_pairs_sha256": h.hexdigest(),
+        "hard_negatives": sum(1 for p in pairs if p.negative is not None),
+        "held_out_queries": len(held_out),
+        "held_out_sha256": hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest(),
+        "feedback_records": len(records),
+        "feedback_ids_sha256": hashlib.sha256("\n".join(sorted(feedback_ids)).encode()).hexdigest(),
+        "built_at": time.time(),
+    }
 
 
-def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings, *,
-                    say: Callable[[str], None] = print, since_ms: int = 0,
-                    max_steps: int = -1) -> CandidateReport:
+def build_candidate(
+    settings: Settings,
+    milvus: Milvus,
+    spec: CollectionSettings,
+    *,
+    say: Callable[[str], None] = print,
+    since_ms: int = 0,
+    max_steps: int = -1,
+) -> CandidateReport:
     """Train a candidate from ``spec.name``'s feedback, gate it, register it. Never touches serving."""
     rs = settings.retrain
     served = milvus.resolve(spec.name)
@@ -227,39 +287,51 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
         raise NotEnoughFeedback(
             f"{spec.name}: {len(tp.pairs)} feedback pairs over {len(queries)} distinct queries; a candidate needs "
             f"at least {rs.min_feedback_pairs} pairs (retrain.min_feedback_pairs) and {need:.0f} queries so that "
-            f"{rs.min_held_out} can be held out. Collect more clicks, or import labels with `embguard label import`")
+            f"{rs.min_held_out} can be held out. Collect more clicks, or import labels with `embguard label import`"
+        )
     split = retrain.split_queries(queries, held_out_fraction=rs.held_out_fraction, seed=0)
     train_pairs, held_pairs = retrain.split_pairs(tp.pairs, split)
     retrain.assert_disjoint([p.query for p in train_pairs], split.held_out)
-    say(f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(split.held_out)} held-out queries "
-        f"(from {len(records)} feedback events; base {base_id})")
+    say(
+        f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(split.held_out)} held-out queries "
+        f"(from {len(records)} feedback events; base {base_id})"
+    )
     # The evaluation corpus is read once, before training: the gate needs it, and it also answers the
     # hard-negative miner's text look-ups (one Milvus query per mined id otherwise).
     held_rel: dict[str, set[Any]] = {}
     for p in held_pairs:
         held_rel.setdefault(p.query, set()).add(p.positive_id)
     held_q = sorted(held_rel)
-    ids, texts, base_vecs = _corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0,
-                                    settings, base.encode(held_q))
+    ids, texts, base_vecs = _corpus(
+        milvus, served, spec, [i for s in held_rel.values() for i in s], 0, settings, base.encode(held_q)
+    )
     corpus_text = dict(zip(ids, texts, strict=True))
 
     def doc_text(i: Any) -> str | None:
         return corpus_text[i] if i in corpus_text else _texts(milvus, served, spec, [i]).get(i)
 
     if rs.hard_negatives:
-        mined = retrain.mine_hard_negatives(train_pairs, base, _MilvusRetriever(milvus, served, spec), doc_text,
-                                            tp.positives)
+        mined = retrain.mine_hard_negatives(
+            train_pairs, base, _MilvusRetriever(milvus, served, spec), doc_text, tp.positives
+        )
         say(f"[retrain] mined {sum(p.negative is not None for p in mined)} hard negatives (relative margin 5%)")
         train_pairs = tuple(mined)
 
     registry = ModelRegistry(settings.model.store_dir)
     work = settings.model.store_dir / ".work"
     out = work / f"candidate-{new_id()[:8]}"
-    config = retrain.TrainConfig(base_model=str(base.path), epochs=rs.epochs, batch_size=rs.batch_size,
-                                 learning_rate=rs.learning_rate, max_steps=max_steps,
-                                 checkpoint_dir=str(work / f"checkpoints-{spec.name}"), processes=rs.processes,
-                                 loss=rs.loss, mini_batch_size=rs.mini_batch_size,
-                                 device="cuda" if settings.model.device.startswith("cuda") else "cpu")
+    config = retrain.TrainConfig(
+        base_model=str(base.path),
+        epochs=rs.epochs,
+        batch_size=rs.batch_size,
+        learning_rate=rs.learning_rate,
+        max_steps=max_steps,
+        checkpoint_dir=str(work / f"checkpoints-{spec.name}"),
+        processes=rs.processes,
+        loss=rs.loss,
+        mini_batch_size=rs.mini_batch_size,
+        device="cuda" if settings.model.device.startswith("cuda") else "cpu",
+    )
     t0 = time.time()
     last = [0.0]
 
@@ -267,22 +339,25 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
         if time.time() - last[0] > 5 or ev.get("step") == ev.get("total_steps"):
             last[0] = time.time()
             loss = ev.get("loss")
-            say(f"[retrain] {ev.get('stage', 'train')}: step {ev.get('step')}/{ev.get('total_steps')}"
-                + (f", loss {loss:.4f}" if isinstance(loss, float) else ""))
+            say(
+                f"[retrain] {ev.get('stage', 'train')}: step {ev.get('step')}/{ev.get('total_steps')}"
+                + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
+            )
 
     try:
-        result = retrain.run_training_subprocess(config, retrain.TrainData(pairs=tuple(train_pairs)), out,
-                                                 timeout_s=rs.timeout_s, progress=progress)
+        result = retrain.run_training_subprocess(
+            config, retrain.TrainData(pairs=tuple(train_pairs)), out, timeout_s=rs.timeout_s, progress=progress
+        )
     except retrain.RetrainError as exc:
-        raise TrainingError(f"training a candidate for {spec.name} failed; the active model and the registry are "
-                            f"untouched: {exc}") from None
+        raise TrainingError(
+            f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
+        ) from None
     seconds = time.time() - t0
 
     # Gate: base and candidate on the held-out queries, searched against the actual corpus.
     cand = models.load(str(out), None, settings.model.device)
     rel: list[set[Any]] = [held_rel[q] for q in held_q]
-    ids, texts, base_vecs = _pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts,
-                                            base_vecs)
+    ids, texts, base_vecs = _pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts, base_vecs)
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
     cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
@@ -290,25 +365,41 @@ def build_candidate(settings: Settings, milvus: Milvus, spec: CollectionSettings
     if rs.guard_queries:
         gq, gdocs, grel = _guard_set(rs.guard_queries, 0)
         gids = list(range(len(gdocs)))
-        guard = {"guard_base": retrain.evaluate_embeddings(base.encode(gq), base.encode(gdocs), gids, grel),
-                 "guard_candidate": retrain.evaluate_embeddings(cand.encode(gq), cand.encode(gdocs), gids, grel)}
-    gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance,
-                              min_queries=rs.min_held_out)
+        guard = {
+            "guard_base": retrain.evaluate_embeddings(base.encode(gq), base.encode(gdocs), gids, grel),
+            "guard_candidate": retrain.evaluate_embeddings(cand.encode(gq), cand.encode(gdocs), gids, grel),
+        }
+    gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance, min_queries=rs.min_held_out)
     verdict = retrain.decide(base_scores, cand_scores, gate, **guard).to_dict()
     status = "awaiting_approval" if verdict["promote"] else "rejected"
-    version = registry.register(out, status=status, base_model_id=base_id, verdict=verdict,
-                                manifest=_manifest(train_pairs, split.held_out, records, feedback_ids),
-                                extra={"alias": spec.name, "train_result": result.to_dict(),
-                                       "train_seconds": seconds}, move=True)
+    version = registry.register(
+        out,
+        status=status,
+        base_model_id=base_id,
+        verdict=verdict,
+        manifest=_manifest(train_pairs, split.held_out, records, feedback_ids),
+        extra={"alias": spec.name, "train_result": result.to_dict(), "train_seconds": seconds},
+        move=True,
+    )
     pins = Pins(settings.state.dir)
     if verdict["promote"]:
         pins.pin(version.version, feedback_ids, [])  # keep the labels until the candidate is decided
     shutil.rmtree(out, ignore_errors=True)
-    metrics = {"base": {k: float(np.mean(v)) for k, v in base_scores.scores.items()},
-               "candidate": {k: float(np.mean(v)) for k, v in cand_scores.scores.items()}}
-    return CandidateReport(alias=spec.name, version=version, verdict=verdict, base_model_id=base_id,
-                           n_train_pairs=len(train_pairs), n_held_out=len(held_q), train_seconds=seconds,
-                           metrics=metrics, held_out=tuple((q, frozenset(held_rel[q])) for q in held_q))
+    metrics = {
+        "base": {k: float(np.mean(v)) for k, v in base_scores.scores.items()},
+        "candidate": {k: float(np.mean(v)) for k, v in cand_scores.scores.items()},
+    }
+    return CandidateReport(
+        alias=spec.name,
+        version=version,
+        verdict=verdict,
+        base_model_id=base_id,
+        n_train_pairs=len(train_pairs),
+        n_held_out=len(held_q),
+        train_seconds=seconds,
+        metrics=metrics,
+        held_out=tuple((q, frozenset(held_rel[q])) for q in held_q),
+    )
 
 
 # --- labels for annotators ------------------------------------------------------------------------------------

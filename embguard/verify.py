@@ -35,8 +35,9 @@ def text_field(spec: CollectionSettings) -> str:
 def text_hashes(milvus: Milvus, collection: str, spec: CollectionSettings) -> tuple[dict[Any, str], int]:
     """Every document's text hash by id, and the number of rows read (more rows than ids: duplicate ids)."""
     text = text_field(spec)
-    rows = [(r[spec.id_field], doc_digest(r[text])) for b in milvus.iterate(collection, [spec.id_field, text])
-            for r in b]
+    rows = [
+        (r[spec.id_field], doc_digest(r[text])) for b in milvus.iterate(collection, [spec.id_field, text]) for r in b
+    ]
     return dict(rows), len(rows)
 
 
@@ -54,8 +55,12 @@ def shadow_texts(milvus: Milvus, spec: CollectionSettings, n: int) -> list[str]:
     texts: list[str] = []
     for coll, field_name in ((TAP_COLLECTION, "text"), (FEEDBACK_COLLECTION, "query_text")):
         if len(texts) < n and milvus.has_collection(coll):
-            rows = milvus.query(coll, filter=f'alias == {literal(spec.name)} and {field_name} != ""',
-                                output_fields=[field_name], limit=n)
+            rows = milvus.query(
+                coll,
+                filter=f'alias == {literal(spec.name)} and {field_name} != ""',
+                output_fields=[field_name],
+                limit=n,
+            )
             texts += [r[field_name] for r in rows]
     if len(texts) < n:  # no stored query text: the opening words of sampled documents stand in
         docs = sample_documents(milvus, spec, n - len(texts), seed=0)
@@ -63,8 +68,9 @@ def shadow_texts(milvus: Milvus, spec: CollectionSettings, n: int) -> list[str]:
     return list(dict.fromkeys(texts))[:n]
 
 
-def _settled_diff(milvus: Milvus, st: SwapState, spec: CollectionSettings, src: dict[Any, str],
-                  dst: dict[Any, str]) -> None:
+def _settled_diff(
+    milvus: Milvus, st: SwapState, spec: CollectionSettings, src: dict[Any, str], dst: dict[Any, str]
+) -> None:
     """Re-read every differing id by id, a little later each time, until the two sides agree or it is clear
     they do not (updates ``src`` and ``dst`` in place)."""
     suspects = {i for i in src if dst.get(i) != src[i]} | {i for i in dst if i not in src}
@@ -82,8 +88,9 @@ def _settled_diff(milvus: Milvus, st: SwapState, spec: CollectionSettings, src: 
         suspects = {i for i in suspects if src.get(i) != dst.get(i)}
 
 
-def verify(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: SwapState,
-           model: models.EmbeddingModel) -> Verification:
+def verify(
+    settings: Settings, milvus: Milvus, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel
+) -> Verification:
     milvus.flush(st.target)
     milvus.wait_index(st.target, spec.vector_field)
     milvus.ensure_loaded(st.target)
@@ -109,17 +116,29 @@ def verify(settings: Settings, milvus: Milvus, spec: CollectionSettings, st: Swa
     texts = shadow_texts(milvus, spec, settings.swap.shadow_queries)
     overlap = top1_old = top1_new = float("nan")
     if texts:
-        a = milvus.search(st.source, old.encode(texts), limit=10, anns_field=spec.vector_field,
-                          output_fields=[spec.id_field])
-        b = milvus.search(st.target, model.encode(texts), limit=10, anns_field=spec.vector_field,
-                          output_fields=[spec.id_field])
-        overlap = float(np.mean([len({h["id"] for h in x} & {h["id"] for h in y}) / 10
-                                 for x, y in zip(a, b, strict=True)]))
+        a = milvus.search(
+            st.source, old.encode(texts), limit=10, anns_field=spec.vector_field, output_fields=[spec.id_field]
+        )
+        b = milvus.search(
+            st.target, model.encode(texts), limit=10, anns_field=spec.vector_field, output_fields=[spec.id_field]
+        )
+        overlap = float(
+            np.mean([len({h["id"] for h in x} & {h["id"] for h in y}) / 10 for x, y in zip(a, b, strict=True)])
+        )
         top1_old = float(np.mean([x[0]["distance"] for x in a if x]))
         top1_new = float(np.mean([y[0]["distance"] for y in b if y]))
         if overlap < settings.swap.min_overlap:
-            problems.append(f"shadow check: mean top-10 overlap {overlap:.2f} is below swap.min_overlap="
-                            f"{settings.swap.min_overlap}; the candidate retrieves very different documents")
-    return Verification(ok=not problems, problems=tuple(problems), source_count=len(src), target_count=len(dst),
-                        shadow_queries=len(texts), top10_overlap=overlap, source_top1=top1_old,
-                        candidate_top1=top1_new)
+            problems.append(
+                f"shadow check: mean top-10 overlap {overlap:.2f} is below swap.min_overlap="
+                f"{settings.swap.min_overlap}; the candidate retrieves very different documents"
+            )
+    return Verification(
+        ok=not problems,
+        problems=tuple(problems),
+        source_count=len(src),
+        target_count=len(dst),
+        shadow_queries=len(texts),
+        top10_overlap=overlap,
+        source_top1=top1_old,
+        candidate_top1=top1_new,
+    )

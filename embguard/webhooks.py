@@ -52,8 +52,12 @@ _SLACK_TEXT_MAX = 3000
 _SLACK_CLUSTERS = 5
 _SLACK_EXAMPLES = 3
 _EXAMPLE_MAX = 200
-_SLACK_MARK = {"critical": ":rotating_light:", "error": ":red_circle:", "warning": ":warning:",
-               "info": ":information_source:"}
+_SLACK_MARK = {
+    "critical": ":rotating_light:",
+    "error": ":red_circle:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,7 @@ def build(target: AlertTarget, action: str, alert: Alert, told: Told | None, now
         return Request(secret(target.url), _dumps(body), {"Content-Type": "application/json"})
     if target.kind == "pagerduty":
         body = _pagerduty(secret(target.routing_key), action, alert, now)
-        return Request(secret(target.url) or PAGERDUTY_EVENTS_URL, _dumps(body),
-                       {"Content-Type": "application/json"})
+        return Request(secret(target.url) or PAGERDUTY_EVENTS_URL, _dumps(body), {"Content-Type": "application/json"})
     return _webhook(target, action, alert, now)
 
 
@@ -100,8 +103,9 @@ def _pagerduty(routing_key: str, action: str, alert: Alert, now: float) -> dict[
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key(alert.key)}
     as_json = alert.as_dict()
     details: dict[str, Any] = dict(as_json["details"])
-    details.update({"alert": alert.name, "key": alert.key, "clusters": as_json["clusters"],
-                    "next_command": alert.next_command})
+    details.update(
+        {"alert": alert.name, "key": alert.key, "clusters": as_json["clusters"], "next_command": alert.next_command}
+    )
     payload: dict[str, Any] = {
         "summary": clip(alert.summary or alert.name, _PD_SUMMARY_MAX),
         "source": "embguard",
@@ -112,8 +116,12 @@ def _pagerduty(routing_key: str, action: str, alert: Alert, now: float) -> dict[
     if alert.collection:
         payload["component"] = alert.collection
     # A repeat is another trigger on the same dedup key: PagerDuty appends it to the open incident.
-    return {"routing_key": routing_key, "event_action": "trigger", "dedup_key": dedup_key(alert.key),
-            "payload": payload}
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key(alert.key),
+        "payload": payload,
+    }
 
 
 def _webhook(target: AlertTarget, action: str, alert: Alert, now: float) -> Request:
@@ -133,10 +141,23 @@ def _slack(action: str, alert: Alert, told: Told | None, now: float) -> dict[str
         since = f" after {duration(now - told.first_sent)}" if told else ""
         text = f"RESOLVED: {alert.name}{where}{since}"
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": clip(f":white_check_mark: {text}",
-                                                                           _SLACK_HEADER_MAX), "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": clip(
-                f"*RESOLVED* — the condition cleared.\nLast seen: {escape(alert.summary)}", _SLACK_TEXT_MAX)}},
+            {
+                "type": "header",
+                "text": {
+                    "type": "plain_text",
+                    "text": clip(f":white_check_mark: {text}", _SLACK_HEADER_MAX),
+                    "emoji": True,
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": clip(
+                        f"*RESOLVED* — the condition cleared.\nLast seen: {escape(alert.summary)}", _SLACK_TEXT_MAX
+                    ),
+                },
+            },
             _slack_context(alert, now),
         ]
         return {"text": text, "blocks": blocks}
@@ -145,23 +166,47 @@ def _slack(action: str, alert: Alert, told: Told | None, now: float) -> dict[str
         still = f" (still active for {duration(now - told.first_sent)})" if told else " (still active)"
     title = f"[{alert.severity.upper()}] {alert.name}{where}{still}"
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(f"{_SLACK_MARK[alert.severity]} {title}",
-                                                                       _SLACK_HEADER_MAX), "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(escape(alert.summary) or "_no summary_",
-                                                                    _SLACK_TEXT_MAX)}},
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": clip(f"{_SLACK_MARK[alert.severity]} {title}", _SLACK_HEADER_MAX),
+                "emoji": True,
+            },
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": clip(escape(alert.summary) or "_no summary_", _SLACK_TEXT_MAX)},
+        },
     ]
     if alert.details:
         lines = [f"• `{code(str(k))}`: {escape(fmt(v))}" for k, v in plain(dict(alert.details)).items()]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": clip("*Numbers*\n" + "\n".join(lines), _SLACK_TEXT_MAX)}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": clip("*Numbers*\n" + "\n".join(lines), _SLACK_TEXT_MAX)},
+            }
+        )
     if alert.clusters:
-        lines = [_slack_cluster(i, cluster)
-                 for i, cluster in enumerate(plain(list(alert.clusters))[:_SLACK_CLUSTERS], 1)]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(
-            "*Top new query clusters*\n" + "\n".join(lines), _SLACK_TEXT_MAX)}})
+        lines = [
+            _slack_cluster(i, cluster) for i, cluster in enumerate(plain(list(alert.clusters))[:_SLACK_CLUSTERS], 1)
+        ]
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": clip("*Top new query clusters*\n" + "\n".join(lines), _SLACK_TEXT_MAX),
+                },
+            }
+        )
     if alert.next_command:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(
-            f"*Next:* `{code(alert.next_command)}`", _SLACK_TEXT_MAX)}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": clip(f"*Next:* `{code(alert.next_command)}`", _SLACK_TEXT_MAX)},
+            }
+        )
     blocks.append(_slack_context(alert, now))
     text = f"{title}: {alert.summary}"
     if alert.next_command:
@@ -187,5 +232,9 @@ def _slack_cluster(i: int, cluster: Any) -> str:
 
 
 def _slack_context(alert: Alert, now: float) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
-        f"embguard · key `{code(alert.key)}` · {iso(now)}", _SLACK_TEXT_MAX)}]}
+    return {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": clip(f"embguard · key `{code(alert.key)}` · {iso(now)}", _SLACK_TEXT_MAX)}
+        ],
+    }

@@ -51,7 +51,7 @@ def topk_cosine(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarr
     sims, idx = [], []
     with torch.no_grad(), torch_threads(None, q.shape[0] + b.shape[0]):
         for start in range(0, q.shape[0], _CHUNK):
-            s, i = torch.topk(q[start:start + _CHUNK] @ b.T, k, dim=1)
+            s, i = torch.topk(q[start : start + _CHUNK] @ b.T, k, dim=1)
             sims.append(s)
             idx.append(i)
     return torch.cat(sims).numpy(), torch.cat(idx).numpy()

@@ -33,8 +33,7 @@ def _train_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int) -> 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         logits = x @ w + b
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weight)
-                + 0.5 * l2 * (w * w).sum())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weight) + 0.5 * l2 * (w * w).sum()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         return loss
 
@@ -52,8 +51,17 @@ class ClassifierDetector:
     name = "classifier_auc"
     input_kind = "vectors"
 
-    def __init__(self, *, alpha: float = 0.05, test_size: float = 0.5, l2: float = 1e-3, max_iter: int = 100,
-                 seed: int = 0, min_rows: int = 10, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        test_size: float = 0.5,
+        l2: float = 1e-3,
+        max_iter: int = 100,
+        seed: int = 0,
+        min_rows: int = 10,
+        threads: int | None = None,
+    ) -> None:
         self.alpha = check_alpha(alpha)
         if not 0.1 <= float(test_size) <= 0.9:
             raise MonitorInputError(f"test_size={test_size!r} must lie in [0.1, 0.9]; 0.5 is a good default")
@@ -97,9 +105,23 @@ class ClassifierDetector:
         auc = float(res.statistic) / (len(s_cur) * len(s_ref))
         p = float(res.pvalue)
         return DriftResult(
-            method=self.name, statistic=auc, p_value=p, threshold=None, drift=p <= self.alpha, alpha=self.alpha,
-            n_reference=len(ref), n_current=len(cur),
-            params=frozen({"test_size": self.test_size, "l2": self.l2, "max_iter": self.max_iter, "seed": self.seed,
-                           "min_rows": self.min_rows, "model": "logistic regression (torch L-BFGS)"}),
+            method=self.name,
+            statistic=auc,
+            p_value=p,
+            threshold=None,
+            drift=p <= self.alpha,
+            alpha=self.alpha,
+            n_reference=len(ref),
+            n_current=len(cur),
+            params=frozen(
+                {
+                    "test_size": self.test_size,
+                    "l2": self.l2,
+                    "max_iter": self.max_iter,
+                    "seed": self.seed,
+                    "min_rows": self.min_rows,
+                    "model": "logistic regression (torch L-BFGS)",
+                }
+            ),
             details=frozen({"n_test_reference": len(s_ref), "n_test_current": len(s_cur)}),
         )

@@ -70,36 +70,62 @@ def combine(results: Mapping[str, DriftResult], *, alpha: float = 0.05, method: 
     p_values = {name: float(r.p_value) for name, r in results.items() if r.p_value is not None}
     ignored = tuple(sorted(name for name, r in results.items() if r.p_value is None))
     if not p_values:
-        raise MonitorInputError(f"results: none of {', '.join(sorted(results))} has a p-value (fixed-threshold "
-                                "methods); a combined decision needs at least one calibrated monitor")
+        raise MonitorInputError(
+            f"results: none of {', '.join(sorted(results))} has a p-value (fixed-threshold "
+            "methods); a combined decision needs at least one calibrated monitor"
+        )
     adjusted = holm_adjusted(p_values)
     if method == "holm":
         p = min(adjusted.values())
         carried = tuple(n for n in sorted(adjusted, key=adjusted.__getitem__) if adjusted[n] <= alpha)
     else:
         p = cauchy_p_value(p_values)
-        carried = tuple(n for n in sorted(p_values, key=p_values.__getitem__) if p <= alpha
-                        and p_values[n] <= alpha) if p <= alpha else ()
+        carried = (
+            tuple(n for n in sorted(p_values, key=p_values.__getitem__) if p <= alpha and p_values[n] <= alpha)
+            if p <= alpha
+            else ()
+        )
         if p <= alpha and not carried:  # several moderate signals: name the strongest
             carried = (min(p_values, key=p_values.__getitem__),)
     first = next(iter(results.values()))
     return DriftResult(
-        method=f"combined[{method}]", statistic=float(-math.log10(max(p, 1e-300))), p_value=float(p),
-        threshold=None, drift=bool(p <= alpha), alpha=alpha, n_reference=first.n_reference,
+        method=f"combined[{method}]",
+        statistic=float(-math.log10(max(p, 1e-300))),
+        p_value=float(p),
+        threshold=None,
+        drift=bool(p <= alpha),
+        alpha=alpha,
+        n_reference=first.n_reference,
         n_current=first.n_current,
-        params=frozen({"method": method, "members": tuple(sorted(p_values)), "ignored": ignored,
-                       "guarantee": guarantee(method, alpha, len(p_values))}),
-        details=frozen({"carried_by": carried, "p_values": frozen(p_values),
-                        "holm_adjusted": frozen(adjusted), "results": frozen(dict(results))}),
+        params=frozen(
+            {
+                "method": method,
+                "members": tuple(sorted(p_values)),
+                "ignored": ignored,
+                "guarantee": guarantee(method, alpha, len(p_values)),
+            }
+        ),
+        details=frozen(
+            {
+                "carried_by": carried,
+                "p_values": frozen(p_values),
+                "holm_adjusted": frozen(adjusted),
+                "results": frozen(dict(results)),
+            }
+        ),
     )
 
 
 def guarantee(method: Method, alpha: float, m: int) -> str:
     if method == "holm":
-        return (f"P(family alarm on a no-drift window) <= {alpha:.3g} for any dependence between the {m} monitors "
-                f"(Holm); {1 - (1 - alpha / m) ** m:.3g} if they are independent")
-    return (f"P(family alarm on a no-drift window) = {alpha:.3g} if the {m} monitors are independent (Cauchy "
-            "combination); approximately so under dependence for small alpha")
+        return (
+            f"P(family alarm on a no-drift window) <= {alpha:.3g} for any dependence between the {m} monitors "
+            f"(Holm); {1 - (1 - alpha / m) ** m:.3g} if they are independent"
+        )
+    return (
+        f"P(family alarm on a no-drift window) = {alpha:.3g} if the {m} monitors are independent (Cauchy "
+        "combination); approximately so under dependence for small alpha"
+    )
 
 
 class CombinedDetector:
@@ -113,15 +139,22 @@ class CombinedDetector:
 
     input_kind: InputKind = "inputs"
 
-    def __init__(self, members: Mapping[str, Detector], *, alpha: float = 0.05, method: Method = "holm",
-                 name: str = "combined", members_fitted: bool = False) -> None:
+    def __init__(
+        self,
+        members: Mapping[str, Detector],
+        *,
+        alpha: float = 0.05,
+        method: Method = "holm",
+        name: str = "combined",
+        members_fitted: bool = False,
+    ) -> None:
         if not members:
-            raise MonitorInputError("members: empty; pass e.g. {'mmd': MMDDetector(), 'top1': "
-                                    "Top1SimilarityDetector()}")
+            raise MonitorInputError(
+                "members: empty; pass e.g. {'mmd': MMDDetector(), 'top1': Top1SimilarityDetector()}"
+            )
         bad = [n for n, d in members.items() if not isinstance(d, Detector)]
         if bad:
-            raise MonitorInputError(f"members: {', '.join(bad)} not detectors (need name, input_kind, fit(), "
-                                    "check())")
+            raise MonitorInputError(f"members: {', '.join(bad)} not detectors (need name, input_kind, fit(), check())")
         if method not in _METHODS:
             raise MonitorInputError(f"method={method!r} must be one of {', '.join(_METHODS)}")
         self.members = dict(members)
@@ -133,8 +166,10 @@ class CombinedDetector:
 
     def _inputs(self, data: Any, what: str) -> Mapping[str, Any]:
         if not isinstance(data, Mapping):
-            raise MonitorInputError(f"{what}: {type(data).__name__} is not a mapping; pass {{member name: input}} "
-                                    f"for members {', '.join(self.members)}")
+            raise MonitorInputError(
+                f"{what}: {type(data).__name__} is not a mapping; pass {{member name: input}} "
+                f"for members {', '.join(self.members)}"
+            )
         missing = [n for n in self.members if n not in data]
         if missing:
             raise MonitorInputError(f"{what}: no input for member(s) {', '.join(missing)}; pass one per member")

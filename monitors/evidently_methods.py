@@ -59,8 +59,9 @@ class EvidentlyDetector:
 
     def __init__(self, method: EvidentlyMethod = "model", *, min_rows: int = 10, **options: Any) -> None:
         if method not in METHODS:
-            raise MonitorInputError(f"method={method!r} is not an Evidently embedding drift method; "
-                                    f"use one of {', '.join(METHODS)}")
+            raise MonitorInputError(
+                f"method={method!r} is not an Evidently embedding drift method; use one of {', '.join(METHODS)}"
+            )
         self.method: str = method
         self.name = f"evidently_{method}"
         self.min_rows = check_int(min_rows, "min_rows", 4)
@@ -84,7 +85,13 @@ class EvidentlyDetector:
         # Fresh DataFrames every call: ModelDriftMethod adds a "target" column to the frames it is given.
         score, drift, _ = self._impl(to_frame(cur), to_frame(self._reference))
         return DriftResult(
-            method=self.name, statistic=float(score), p_value=None, threshold=self.threshold, drift=bool(drift),
-            alpha=None, n_reference=len(self._reference), n_current=len(cur),
+            method=self.name,
+            statistic=float(score),
+            p_value=None,
+            threshold=self.threshold,
+            drift=bool(drift),
+            alpha=None,
+            n_reference=len(self._reference),
+            n_current=len(cur),
             params=frozen({"evidently_method": self.method, "threshold": self.threshold, **self.options}),
         )

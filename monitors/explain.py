@@ -34,9 +34,17 @@ class ClusterExplanation:
     representative_ids: tuple[Any, ...]
 
 
-def explain_ood(detector: KNNOODDetector, queries: Any, ids: Any, *, result: OODResult | None = None,
-                max_clusters: int = 5, min_cluster_size: int = 5, n_representatives: int = 3,
-                seed: int = 0) -> tuple[ClusterExplanation, ...]:
+def explain_ood(
+    detector: KNNOODDetector,
+    queries: Any,
+    ids: Any,
+    *,
+    result: OODResult | None = None,
+    max_clusters: int = 5,
+    min_cluster_size: int = 5,
+    n_representatives: int = 3,
+    seed: int = 0,
+) -> tuple[ClusterExplanation, ...]:
     """Cluster the queries ``detector`` flags as OOD and describe the clusters, largest first.
 
     ``ids`` holds one caller id per query row. Pass ``result`` (from ``detector.evaluate(queries)``) to reuse its
@@ -53,15 +61,20 @@ def explain_ood(detector: KNNOODDetector, queries: Any, ids: Any, *, result: OOD
     n_representatives = check_int(n_representatives, "n_representatives", 1)
     res = result if result is not None else detector.evaluate(q)
     if len(res.flags) != len(q):
-        raise MonitorInputError(f"result: has {len(res.flags)} flags for {len(q)} queries; pass the result of "
-                                "detector.evaluate(queries) for these same queries")
+        raise MonitorInputError(
+            f"result: has {len(res.flags)} flags for {len(q)} queries; pass the result of "
+            "detector.evaluate(queries) for these same queries"
+        )
     flagged = np.flatnonzero(res.flags)
     if flagged.size == 0:
         return ()
     unit = normalise(q[flagged])
     k = max(1, min(max_clusters, flagged.size // min_cluster_size))
-    labels = (KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(unit) if k > 1
-              else np.zeros(flagged.size, dtype=np.int64))
+    labels = (
+        KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(unit)
+        if k > 1
+        else np.zeros(flagged.size, dtype=np.int64)
+    )
     out = []
     for c in range(k):
         members = np.flatnonzero(labels == c)
@@ -70,10 +83,13 @@ def explain_ood(detector: KNNOODDetector, queries: Any, ids: Any, *, result: OOD
         centroid = normalise(unit[members].mean(axis=0, keepdims=True))
         nearest_ref, _ = topk_cosine(centroid, detector.index, 1)
         central = members[np.argsort(-(unit[members] @ centroid[0]))[:n_representatives]]
-        out.append(ClusterExplanation(
-            size=int(members.size), share=float(members.size / len(q)),
-            centroid_distance=float(1.0 - nearest_ref[0, 0]),
-            mean_score=float(res.scores[flagged[members]].mean()),
-            representative_ids=tuple(id_arr[flagged[central]].tolist()),
-        ))
+        out.append(
+            ClusterExplanation(
+                size=int(members.size),
+                share=float(members.size / len(q)),
+                centroid_distance=float(1.0 - nearest_ref[0, 0]),
+                mean_score=float(res.scores[flagged[members]].mean()),
+                representative_ids=tuple(id_arr[flagged[central]].tolist()),
+            )
+        )
     return tuple(sorted(out, key=lambda e: (-e.size, -e.centroid_distance)))

@@ -53,8 +53,15 @@ class _MMDBase:
     name = "mmd"
     input_kind = "vectors"
 
-    def __init__(self, *, alpha: float = 0.05, n_permutations: int = 500, seed: int = 0, min_rows: int = 10,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        n_permutations: int = 500,
+        seed: int = 0,
+        min_rows: int = 10,
+        threads: int | None = None,
+    ) -> None:
         self.alpha = check_alpha(alpha)
         self.n_permutations = check_int(n_permutations, "n_permutations", 19)
         self.seed = int(seed)
@@ -70,8 +77,13 @@ class _MMDBase:
         return self
 
     def _params(self) -> dict[str, Any]:
-        return {"n_permutations": self.n_permutations, "seed": self.seed, "min_rows": self.min_rows,
-                "kernel": "gaussian", "bandwidth": "median pooled distance"}
+        return {
+            "n_permutations": self.n_permutations,
+            "seed": self.seed,
+            "min_rows": self.min_rows,
+            "kernel": "gaussian",
+            "bandwidth": "median pooled distance",
+        }
 
     def _stats(self, pooled: torch.Tensor, weights: torch.Tensor, bandwidth: float) -> torch.Tensor:
         raise NotImplementedError
@@ -91,9 +103,16 @@ class _MMDBase:
         exceed = int((stats[1:] >= observed - 1e-12 * max(abs(observed), 1e-30)).sum())
         p = (1 + exceed) / (1 + self.n_permutations)
         return DriftResult(
-            method=self.name, statistic=max(observed, 0.0), p_value=p, threshold=None, drift=p <= self.alpha,
-            alpha=self.alpha, n_reference=self._reference.shape[0], n_current=cur.shape[0],
-            params=frozen(self._params()), details=frozen({"bandwidth": bandwidth}),
+            method=self.name,
+            statistic=max(observed, 0.0),
+            p_value=p,
+            threshold=None,
+            drift=p <= self.alpha,
+            alpha=self.alpha,
+            n_reference=self._reference.shape[0],
+            n_current=cur.shape[0],
+            params=frozen(self._params()),
+            details=frozen({"bandwidth": bandwidth}),
         )
 
 
@@ -109,8 +128,16 @@ class MMDDetector(_MMDBase):
 
     name = "mmd"
 
-    def __init__(self, *, alpha: float = 0.05, n_features: int = 1024, n_permutations: int = 500, seed: int = 0,
-                 min_rows: int = 10, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        n_features: int = 1024,
+        n_permutations: int = 500,
+        seed: int = 0,
+        min_rows: int = 10,
+        threads: int | None = None,
+    ) -> None:
         super().__init__(alpha=alpha, n_permutations=n_permutations, seed=seed, min_rows=min_rows, threads=threads)
         self.n_features = check_int(n_features, "n_features", 16)
         self._omega: torch.Tensor | None = None
@@ -146,8 +173,16 @@ class ExactMMDDetector(_MMDBase):
 
     name = "mmd_exact"
 
-    def __init__(self, *, alpha: float = 0.05, n_permutations: int = 500, seed: int = 0, min_rows: int = 10,
-                 max_rows: int = 8000, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        n_permutations: int = 500,
+        seed: int = 0,
+        min_rows: int = 10,
+        max_rows: int = 8000,
+        threads: int | None = None,
+    ) -> None:
         super().__init__(alpha=alpha, n_permutations=n_permutations, seed=seed, min_rows=min_rows, threads=threads)
         self.max_rows = check_int(max_rows, "max_rows", 20)
 
@@ -161,7 +196,8 @@ class ExactMMDDetector(_MMDBase):
             if n > self.max_rows:
                 raise MonitorInputError(
                     f"current: {n} pooled rows exceed max_rows={self.max_rows} for the exact kernel (memory grows "
-                    "as rows^2); use MMDDetector (random features) or raise max_rows")
+                    "as rows^2); use MMDDetector (random features) or raise max_rows"
+                )
         return super().check(current)
 
     def _stats(self, pooled: torch.Tensor, weights: torch.Tensor, bandwidth: float) -> torch.Tensor:

@@ -66,15 +66,25 @@ class KNNOODDetector:
     name = "knn_ood"
     input_kind = "vectors"
 
-    def __init__(self, *, k: int = 10, quantile: float = 0.95, holdout: float = 0.2, alpha: float = 0.05,
-                 seed: int = 0, min_rows: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        k: int = 10,
+        quantile: float = 0.95,
+        holdout: float = 0.2,
+        alpha: float = 0.05,
+        seed: int = 0,
+        min_rows: int = 10,
+    ) -> None:
         self.k = check_int(k, "k", 1)
         if not 0.5 <= float(quantile) < 1.0:
             raise MonitorInputError(f"quantile={quantile!r} must lie in [0.5, 1); 0.95 flags ~5% of normal queries")
         self.quantile = float(quantile)
         if not 0.05 <= float(holdout) <= 0.5:
-            raise MonitorInputError(f"holdout={holdout!r} must lie in [0.05, 0.5]; it is the share of the reference "
-                                    "kept back to set the threshold")
+            raise MonitorInputError(
+                f"holdout={holdout!r} must lie in [0.05, 0.5]; it is the share of the reference "
+                "kept back to set the threshold"
+            )
         self.holdout = float(holdout)
         self.alpha = check_alpha(alpha)
         self.seed = int(seed)
@@ -90,10 +100,14 @@ class KNNOODDetector:
         n_index = len(ref) - n_cal
         # The conformal quantile needs enough calibration rows to exist below 1.
         if n_index < self.k or math.ceil((n_cal + 1) * self.quantile) > n_cal:
-            need = max(self.k + math.ceil(self.quantile / (1 - self.quantile)) + 1,
-                       math.ceil((math.ceil(self.quantile / (1 - self.quantile)) + 1) / self.holdout))
-            raise MonitorInputError(f"reference: {len(ref)} rows are too few for k={self.k}, quantile={self.quantile}"
-                                    f", holdout={self.holdout}; pass at least ~{need} reference rows")
+            need = max(
+                self.k + math.ceil(self.quantile / (1 - self.quantile)) + 1,
+                math.ceil((math.ceil(self.quantile / (1 - self.quantile)) + 1) / self.holdout),
+            )
+            raise MonitorInputError(
+                f"reference: {len(ref)} rows are too few for k={self.k}, quantile={self.quantile}"
+                f", holdout={self.holdout}; pass at least ~{need} reference rows"
+            )
         perm = np.random.default_rng(self.seed).permutation(len(ref))
         unit = normalise(ref)
         self._index = unit[perm[n_cal:]]
@@ -138,21 +152,52 @@ class KNNOODDetector:
         expected = (n_cal + 1 - self._rank) / (n_cal + 1)
         p = float(betabinom.sf(int(flags.sum()) - 1, len(flags), n_cal + 1 - self._rank, self._rank))
         return OODResult(
-            method=self.name, scores=readonly(scores), flags=readonly(flags), rate=float(flags.mean()),
-            threshold=self.threshold, quantile=self.quantile, expected_rate=expected, p_value=p,
-            drift=p <= self.alpha, alpha=self.alpha, n_reference=len(self._index) + len(self.calibration_scores),
+            method=self.name,
+            scores=readonly(scores),
+            flags=readonly(flags),
+            rate=float(flags.mean()),
+            threshold=self.threshold,
+            quantile=self.quantile,
+            expected_rate=expected,
+            p_value=p,
+            drift=p <= self.alpha,
+            alpha=self.alpha,
+            n_reference=len(self._index) + len(self.calibration_scores),
             n_current=len(q),
-            params=frozen({"k": self.k, "quantile": self.quantile, "holdout": self.holdout, "seed": self.seed,
-                           "n_index": len(self._index), "n_calibration": len(self.calibration_scores)}),
+            params=frozen(
+                {
+                    "k": self.k,
+                    "quantile": self.quantile,
+                    "holdout": self.holdout,
+                    "seed": self.seed,
+                    "n_index": len(self._index),
+                    "n_calibration": len(self.calibration_scores),
+                }
+            ),
         )
 
     def check(self, queries: Any) -> DriftResult:
         """The window test as every detector reports it; statistic = flagged share, per-query arrays in details."""
         res = self.evaluate(queries)
         return DriftResult(
-            method=self.name, statistic=res.rate, p_value=res.p_value, threshold=None, drift=res.drift,
-            alpha=self.alpha, n_reference=res.n_reference, n_current=res.n_current, params=res.params,
-            details=frozen({"rate": res.rate, "expected_rate": res.expected_rate, "threshold": res.threshold,
-                            "quantile": res.quantile, "n_flagged": res.n_flagged, "scores": res.scores,
-                            "flags": res.flags}),
+            method=self.name,
+            statistic=res.rate,
+            p_value=res.p_value,
+            threshold=None,
+            drift=res.drift,
+            alpha=self.alpha,
+            n_reference=res.n_reference,
+            n_current=res.n_current,
+            params=res.params,
+            details=frozen(
+                {
+                    "rate": res.rate,
+                    "expected_rate": res.expected_rate,
+                    "threshold": res.threshold,
+                    "quantile": res.quantile,
+                    "n_flagged": res.n_flagged,
+                    "scores": res.scores,
+                    "flags": res.flags,
+                }
+            ),
         )

@@ -16,8 +16,9 @@ from .errors import MonitorInputError
 from .evidently_methods import METHODS, import_evidently, to_frame
 
 
-def build_report(reference: Any, current: Any, *, method: str | None = None, embeddings_name: str = "embedding",
-                 **options: Any) -> Any:
+def build_report(
+    reference: Any, current: Any, *, method: str | None = None, embeddings_name: str = "embedding", **options: Any
+) -> Any:
     """Run Evidently's ``EmbeddingsDriftMetric`` report and return the Evidently ``Report`` object.
 
     ``method`` is one of ``model``, ``mmd``, ``ratio``, ``distance`` (``None``: Evidently's default, the domain
@@ -26,18 +27,19 @@ def build_report(reference: Any, current: Any, *, method: str | None = None, emb
     ref = as_matrix(reference, "reference", min_rows=10, dtype=np.float64)
     cur = as_matrix(current, "current", min_rows=10, dim=ref.shape[1], dtype=np.float64)
     if method is not None and method not in METHODS:
-        raise MonitorInputError(f"method={method!r} is not an Evidently embedding drift method; "
-                                f"use one of {', '.join(METHODS)} or None")
+        raise MonitorInputError(
+            f"method={method!r} is not an Evidently embedding drift method; use one of {', '.join(METHODS)} or None"
+        )
     methods_mod = import_evidently()
     metrics_mod = import_evidently("evidently.legacy.metrics")
     report_mod = import_evidently("evidently.legacy.report")
     mapping_mod = import_evidently("evidently.legacy.pipeline.column_mapping")
     drift_method = getattr(methods_mod, method)(**options) if method else None
     ref_df, cur_df = to_frame(ref), to_frame(cur)
-    report = report_mod.Report(metrics=[metrics_mod.EmbeddingsDriftMetric(embeddings_name,
-                                                                          drift_method=drift_method)])
-    mapping = mapping_mod.ColumnMapping(embeddings={embeddings_name: list(ref_df.columns)}, target=None,
-                                        prediction=None)
+    report = report_mod.Report(metrics=[metrics_mod.EmbeddingsDriftMetric(embeddings_name, drift_method=drift_method)])
+    mapping = mapping_mod.ColumnMapping(
+        embeddings={embeddings_name: list(ref_df.columns)}, target=None, prediction=None
+    )
     report.run(reference_data=ref_df, current_data=cur_df, column_mapping=mapping)
     return report
 

@@ -108,8 +108,10 @@ def as_top_ids(x: Any, name: str, *, min_rows: int) -> list[tuple[Any, ...]]:
         return [(v,) for v in arr.tolist()]
     rows = [r for r in rows if r]
     if len(rows) < min_rows:
-        raise MonitorInputError(f"{name}: {len(rows)} queries with hits, need at least {min_rows} (min_rows="
-                                f"{min_rows}); collect a larger window or lower min_rows")
+        raise MonitorInputError(
+            f"{name}: {len(rows)} queries with hits, need at least {min_rows} (min_rows="
+            f"{min_rows}); collect a larger window or lower min_rows"
+        )
     return rows
 
 
@@ -125,17 +127,30 @@ class RetrievalClusterDetector:
     name = "retrieval_clusters"
     input_kind = "top_ids"
 
-    def __init__(self, doc_ids: Any, labels: Any, *, alpha: float = 0.05, min_expected: float = 5.0,
-                 statistic: Literal["pearson", "g"] = "pearson", min_rows: int = 10, top_k: int = 10,
-                 n_permutations: int = 999, seed: int = 0) -> None:
+    def __init__(
+        self,
+        doc_ids: Any,
+        labels: Any,
+        *,
+        alpha: float = 0.05,
+        min_expected: float = 5.0,
+        statistic: Literal["pearson", "g"] = "pearson",
+        min_rows: int = 10,
+        top_k: int = 10,
+        n_permutations: int = 999,
+        seed: int = 0,
+    ) -> None:
         ids = as_ids(doc_ids, "doc_ids", min_rows=1)
         lab = np.asarray(labels)
         if lab.shape != ids.shape or not np.issubdtype(lab.dtype, np.integer):
-            raise MonitorInputError(f"labels: expected {ids.shape[0]} integer cluster labels (one per doc id), got "
-                                    f"shape {lab.shape} dtype {lab.dtype}; pass e.g. cluster_corpus(vectors)")
+            raise MonitorInputError(
+                f"labels: expected {ids.shape[0]} integer cluster labels (one per doc id), got "
+                f"shape {lab.shape} dtype {lab.dtype}; pass e.g. cluster_corpus(vectors)"
+            )
         if (lab < 0).any():
-            raise MonitorInputError(f"labels: negative labels are reserved for unknown documents ({UNKNOWN}); "
-                                    "number clusters from 0")
+            raise MonitorInputError(
+                f"labels: negative labels are reserved for unknown documents ({UNKNOWN}); number clusters from 0"
+            )
         self._assignment: dict[Any, int] = dict(zip(ids.tolist(), lab.astype(np.int64).tolist(), strict=True))
         if len(self._assignment) != len(ids):
             raise MonitorInputError("doc_ids: contains duplicates; pass each corpus document once")
@@ -156,8 +171,9 @@ class RetrievalClusterDetector:
         self._rng = np.random.default_rng(self.seed)
 
     @classmethod
-    def from_corpus(cls, doc_ids: Any, vectors: Any, *, n_clusters: int = 20, seed: int = 0,
-                    **kwargs: Any) -> RetrievalClusterDetector:
+    def from_corpus(
+        cls, doc_ids: Any, vectors: Any, *, n_clusters: int = 20, seed: int = 0, **kwargs: Any
+    ) -> RetrievalClusterDetector:
         """Cluster the corpus vectors with seeded k-means and build the detector (see clusters_for_window)."""
         ids = as_ids(doc_ids, "doc_ids", min_rows=1)
         vec = as_matrix(vectors, "vectors", min_rows=2)
@@ -181,7 +197,7 @@ class RetrievalClusterDetector:
         out = np.zeros((len(rows), self.n_clusters + 1))
         get = self._assignment.get
         for i, hits in enumerate(rows):
-            hits = hits[:self.top_k]
+            hits = hits[: self.top_k]
             # Last column holds unknown ids; each query weighs 1 in total, spread evenly over its hits.
             for h in hits:
                 c = get(h, UNKNOWN)
@@ -240,14 +256,31 @@ class RetrievalClusterDetector:
         delta = share_cur - share_ref
         top = np.argsort(-np.abs(delta))[:5]
         return DriftResult(
-            method=self.name, statistic=stat, p_value=p, threshold=None, drift=p <= self.alpha, alpha=self.alpha,
-            n_reference=len(ref), n_current=len(cur),
-            params=frozen({"n_clusters": self.n_clusters, "min_expected": self.min_expected, "test": test,
-                           "statistic": self.statistic, "min_rows": self.min_rows, "top_k": self.top_k,
-                           "n_permutations": None if hits_one else self.n_permutations}),
-            details=frozen({
-                **extra,
-                "unknown_reference": float(ref[:, -1].sum()), "unknown_current": float(cur[:, -1].sum()),
-                "largest_share_changes": tuple((int(c), float(share_ref[c]), float(share_cur[c])) for c in top),
-            }),
+            method=self.name,
+            statistic=stat,
+            p_value=p,
+            threshold=None,
+            drift=p <= self.alpha,
+            alpha=self.alpha,
+            n_reference=len(ref),
+            n_current=len(cur),
+            params=frozen(
+                {
+                    "n_clusters": self.n_clusters,
+                    "min_expected": self.min_expected,
+                    "test": test,
+                    "statistic": self.statistic,
+                    "min_rows": self.min_rows,
+                    "top_k": self.top_k,
+                    "n_permutations": None if hits_one else self.n_permutations,
+                }
+            ),
+            details=frozen(
+                {
+                    **extra,
+                    "unknown_reference": float(ref[:, -1].sum()),
+                    "unknown_current": float(cur[:, -1].sum()),
+                    "largest_share_changes": tuple((int(c), float(share_ref[c]), float(share_cur[c])) for c in top),
+                }
+            ),
         )

@@ -41,11 +41,19 @@ from .result import DriftResult
 class SequentialDetector:
     """Alarm when ``consecutive`` successive windows are each rejected at level ``window_alpha``."""
 
-    def __init__(self, inner: Detector, *, consecutive: int = 3, window_alpha: float | None = None,
-                 horizon: int | None = None, fixed_threshold: bool = False) -> None:
+    def __init__(
+        self,
+        inner: Detector,
+        *,
+        consecutive: int = 3,
+        window_alpha: float | None = None,
+        horizon: int | None = None,
+        fixed_threshold: bool = False,
+    ) -> None:
         if not isinstance(inner, Detector):
-            raise MonitorInputError(f"inner: {type(inner).__name__} is not a detector (needs fit() and check()); "
-                                    "wrap e.g. MMDDetector()")
+            raise MonitorInputError(
+                f"inner: {type(inner).__name__} is not a detector (needs fit() and check()); wrap e.g. MMDDetector()"
+            )
         self.inner = inner
         self.k = check_int(consecutive, "consecutive", 1)
         inner_alpha = getattr(inner, "alpha", None)
@@ -64,7 +72,8 @@ class SequentialDetector:
             raise MonitorInputError(
                 f"window_alpha={self.window_alpha:.3g} is below the smallest p-value {1 / (n_perm + 1):.3g} that "
                 f"{type(inner).__name__}(n_permutations={n_perm}) can return, so it could never alarm; use "
-                f"n_permutations >= {int(np.ceil(1 / self.window_alpha))} or a closed-form test (ClassifierDetector)")
+                f"n_permutations >= {int(np.ceil(1 / self.window_alpha))} or a closed-form test (ClassifierDetector)"
+            )
         self.name = f"sequential[{inner.name}]"
         self.input_kind = inner.input_kind
         self.consecutive = 0
@@ -80,10 +89,14 @@ class SequentialDetector:
     @property
     def guarantee(self) -> str:
         if self.horizon is not None and self.k == 1:
-            return (f"P(any false alarm in {self.horizon} checks) <= {self.window_alpha * self.horizon:.3g} "
-                    "for any dependence between windows (Bonferroni)")
-        return (f"P(false alarm at a check) <= {self.window_alpha:.3g} for any dependence; "
-                f"<= {self.window_alpha ** self.k:.3g} if window p-values are independent")
+            return (
+                f"P(any false alarm in {self.horizon} checks) <= {self.window_alpha * self.horizon:.3g} "
+                "for any dependence between windows (Bonferroni)"
+            )
+        return (
+            f"P(false alarm at a check) <= {self.window_alpha:.3g} for any dependence; "
+            f"<= {self.window_alpha**self.k:.3g} if window p-values are independent"
+        )
 
     def fit(self, reference: Any) -> Self:
         self.inner.fit(reference)
@@ -97,20 +110,40 @@ class SequentialDetector:
     def check(self, current: Any) -> DriftResult:
         window = self.inner.check(current)
         if window.p_value is None and not self.fixed_threshold:
-            raise MonitorInputError(f"inner: {self.inner.name} returns no p-value (fixed-threshold method); "
-                                    "sequential alarms need a calibrated test such as MMDDetector (or "
-                                    "fixed_threshold=True, which counts its decisions without any guarantee)")
+            raise MonitorInputError(
+                f"inner: {self.inner.name} returns no p-value (fixed-threshold method); "
+                "sequential alarms need a calibrated test such as MMDDetector (or "
+                "fixed_threshold=True, which counts its decisions without any guarantee)"
+            )
         rejected = window.drift if window.p_value is None else window.p_value <= self.window_alpha
         self.consecutive = self.consecutive + 1 if rejected else 0
         self.n_checks += 1
         alarm = self.consecutive >= self.k
         return DriftResult(
-            method=self.name, statistic=window.statistic, p_value=window.p_value, threshold=window.threshold,
-            drift=alarm, alpha=None if window.p_value is None else self.window_alpha,
-            n_reference=window.n_reference, n_current=window.n_current,
-            params=frozen({"consecutive": self.k, "window_alpha": None if window.p_value is None else self.window_alpha,
-                           "horizon": self.horizon,
-                           "inner": window.method, "inner_params": window.params}),
-            details=frozen({"consecutive": self.consecutive, "window_drift": rejected, "n_checks": self.n_checks,
-                            "guarantee": self.guarantee, "window": window}),
+            method=self.name,
+            statistic=window.statistic,
+            p_value=window.p_value,
+            threshold=window.threshold,
+            drift=alarm,
+            alpha=None if window.p_value is None else self.window_alpha,
+            n_reference=window.n_reference,
+            n_current=window.n_current,
+            params=frozen(
+                {
+                    "consecutive": self.k,
+                    "window_alpha": None if window.p_value is None else self.window_alpha,
+                    "horizon": self.horizon,
+                    "inner": window.method,
+                    "inner_params": window.params,
+                }
+            ),
+            details=frozen(
+                {
+                    "consecutive": self.consecutive,
+                    "window_drift": rejected,
+                    "n_checks": self.n_checks,
+                    "guarantee": self.guarantee,
+                    "window": window,
+                }
+            ),
         )

@@ -30,8 +30,9 @@ def top1_similarity(queries: Any, corpus: Any, corpus_ids: Any | None = None) ->
     c = as_matrix(corpus, "corpus", min_rows=1)
     q = as_matrix(queries, "queries", min_rows=1, dim=c.shape[1])
     if corpus_ids is not None and len(np.asarray(corpus_ids)) != len(c):
-        raise MonitorInputError(f"corpus_ids: {len(np.asarray(corpus_ids))} ids for {len(c)} corpus rows; "
-                                "pass one id per corpus row")
+        raise MonitorInputError(
+            f"corpus_ids: {len(np.asarray(corpus_ids))} ids for {len(c)} corpus rows; pass one id per corpus row"
+        )
     sims, idx = topk_cosine(normalise(q), normalise(c), 1)
     ids = idx[:, 0] if corpus_ids is None else np.asarray(corpus_ids)[idx[:, 0]]
     return sims[:, 0].astype(np.float64), ids
@@ -65,10 +66,24 @@ class Top1SimilarityDetector:
         q_cur = np.quantile(cur, [0.05, 0.5, 0.95])
         q_ref = np.quantile(self._reference, [0.05, 0.5, 0.95])
         return DriftResult(
-            method=self.name, statistic=float(res.statistic), p_value=p, threshold=None, drift=p <= self.alpha,
-            alpha=self.alpha, n_reference=len(self._reference), n_current=len(cur),
+            method=self.name,
+            statistic=float(res.statistic),
+            p_value=p,
+            threshold=None,
+            drift=p <= self.alpha,
+            alpha=self.alpha,
+            n_reference=len(self._reference),
+            n_current=len(cur),
             params=frozen({"test": "kolmogorov-smirnov", "alternative": self.alternative, "min_rows": self.min_rows}),
-            details=frozen({"p5": float(q_cur[0]), "p50": float(q_cur[1]), "p95": float(q_cur[2]),
-                            "reference_p5": float(q_ref[0]), "reference_p50": float(q_ref[1]),
-                            "reference_p95": float(q_ref[2]), "median_shift": float(q_cur[1] - q_ref[1])}),
+            details=frozen(
+                {
+                    "p5": float(q_cur[0]),
+                    "p50": float(q_cur[1]),
+                    "p95": float(q_cur[2]),
+                    "reference_p5": float(q_ref[0]),
+                    "reference_p50": float(q_ref[1]),
+                    "reference_p95": float(q_ref[2]),
+                    "median_shift": float(q_cur[1] - q_ref[1]),
+                }
+            ),
         )

@@ -40,8 +40,10 @@ class AdapterConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError(f"AdapterConfig epochs={self.epochs}, batch_size={self.batch_size}: need "
-                              "epochs >= 1 and batch_size >= 2 (in-batch negatives need a batch)")
+            raise ConfigError(
+                f"AdapterConfig epochs={self.epochs}, batch_size={self.batch_size}: need "
+                "epochs >= 1 and batch_size >= 2 (in-batch negatives need a batch)"
+            )
         if self.temperature <= 0:
             raise ConfigError(f"AdapterConfig.temperature={self.temperature} must be > 0, e.g. 0.05")
 
@@ -61,8 +63,13 @@ class Adapter:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         np.save(d / ADAPTER_FILE, self.weight.astype(np.float32))
-        meta = {"dimension": int(self.weight.shape[0]), "base_model_id": self.base_model_id,
-                "config": asdict(self.config), "losses": list(self.losses), "seconds": self.seconds}
+        meta = {
+            "dimension": int(self.weight.shape[0]),
+            "base_model_id": self.base_model_id,
+            "config": asdict(self.config),
+            "losses": list(self.losses),
+            "seconds": self.seconds,
+        }
         (d / ADAPTER_META).write_text(json.dumps(meta, indent=2))
         return d
 
@@ -75,9 +82,13 @@ def load_adapter(directory: str | Path) -> Adapter:
     meta = json.loads((d / ADAPTER_META).read_text()) if (d / ADAPTER_META).is_file() else {}
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise ModelDirError(f"{str(d / ADAPTER_FILE)!r} holds shape {w.shape}; an adapter is a square matrix")
-    return Adapter(weight=w.astype(np.float32), base_model_id=meta.get("base_model_id", ""),
-                   config=AdapterConfig(**meta["config"]) if "config" in meta else AdapterConfig(),
-                   losses=tuple(meta.get("losses", ())), seconds=float(meta.get("seconds", 0.0)))
+    return Adapter(
+        weight=w.astype(np.float32),
+        base_model_id=meta.get("base_model_id", ""),
+        config=AdapterConfig(**meta["config"]) if "config" in meta else AdapterConfig(),
+        losses=tuple(meta.get("losses", ())),
+        seconds=float(meta.get("seconds", 0.0)),
+    )
 
 
 def apply_adapter(query_vecs: np.ndarray, adapter: Adapter | np.ndarray) -> np.ndarray:
@@ -85,21 +96,26 @@ def apply_adapter(query_vecs: np.ndarray, adapter: Adapter | np.ndarray) -> np.n
     w = adapter.weight if isinstance(adapter, Adapter) else np.asarray(adapter, dtype=np.float32)
     q = np.asarray(query_vecs, dtype=np.float32)
     if q.ndim != 2 or q.shape[1] != w.shape[0]:
-        raise DataError(f"query vectors of shape {q.shape} do not fit a {w.shape[0]}-d adapter; "
-                        "encode queries with the adapter's base model")
+        raise DataError(
+            f"query vectors of shape {q.shape} do not fit a {w.shape[0]}-d adapter; "
+            "encode queries with the adapter's base model"
+        )
     return normalize(q @ w)
 
 
-def train_adapter(query_vecs: np.ndarray, positive_vecs: np.ndarray, config: AdapterConfig = AdapterConfig(),
-                  base_model_id: str = "") -> Adapter:
+def train_adapter(
+    query_vecs: np.ndarray, positive_vecs: np.ndarray, config: AdapterConfig = AdapterConfig(), base_model_id: str = ""
+) -> Adapter:
     """Train ``W`` so that normalize(q W) ranks its own positive above the other positives in the batch."""
     import torch  # here, not at import: `import retrain` stays cheap (no torch) for the sidecar's other paths
 
     q = torch.from_numpy(normalize(query_vecs))
     p = torch.from_numpy(normalize(positive_vecs))
     if q.shape != p.shape or len(q) < 2:
-        raise DataError(f"train_adapter needs matching (n, d) query and positive arrays with n >= 2, got "
-                        f"{tuple(q.shape)} and {tuple(p.shape)}")
+        raise DataError(
+            f"train_adapter needs matching (n, d) query and positive arrays with n >= 2, got "
+            f"{tuple(q.shape)} and {tuple(p.shape)}"
+        )
     saved_threads = torch.get_num_threads()
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
@@ -122,7 +138,7 @@ def _fit(q: torch.Tensor, p: torch.Tensor, config: AdapterConfig, base_model_id:
         perm = torch.randperm(len(q), generator=gen)
         total, batches = 0.0, 0
         for s in range(0, len(q), config.batch_size):
-            idx = perm[s:s + config.batch_size]
+            idx = perm[s : s + config.batch_size]
             if len(idx) < 2:
                 continue
             qa = torch.nn.functional.normalize(q[idx] @ w, dim=1)
@@ -135,5 +151,10 @@ def _fit(q: torch.Tensor, p: torch.Tensor, config: AdapterConfig, base_model_id:
             total += float(loss.detach())
             batches += 1
         losses.append(total / max(batches, 1))
-    return Adapter(weight=w.detach().numpy().astype(np.float32), base_model_id=base_model_id, config=config,
-                   losses=tuple(losses), seconds=time.perf_counter() - t0)
+    return Adapter(
+        weight=w.detach().numpy().astype(np.float32),
+        base_model_id=base_model_id,
+        config=config,
+        losses=tuple(losses),
+        seconds=time.perf_counter() - t0,
+    )

@@ -22,8 +22,7 @@ class Interval:
         return asdict(self)
 
 
-def bootstrap_mean(values: np.ndarray, resamples: int = 2000, confidence: float = 0.95,
-                   seed: int = 0) -> Interval:
+def bootstrap_mean(values: np.ndarray, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
     """Percentile bootstrap CI of the mean of ``values`` (e.g. per-query candidate - base differences)."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
@@ -42,15 +41,24 @@ def bootstrap_mean(values: np.ndarray, resamples: int = 2000, confidence: float 
         means[s:e] = v[idx].mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    return Interval(mean=float(v.mean()), low=float(low), high=float(high), confidence=confidence,
-                    resamples=resamples, n=int(v.size))
+    return Interval(
+        mean=float(v.mean()),
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        resamples=resamples,
+        n=int(v.size),
+    )
 
 
-def paired_difference(candidate: np.ndarray, base: np.ndarray, resamples: int = 2000,
-                      confidence: float = 0.95, seed: int = 0) -> Interval:
+def paired_difference(
+    candidate: np.ndarray, base: np.ndarray, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
     """CI of mean(candidate - base) over the same queries (paired)."""
     c, b = np.asarray(candidate, dtype=np.float64), np.asarray(base, dtype=np.float64)
     if c.shape != b.shape:
-        raise DataError(f"paired bootstrap needs per-query scores for the same queries; got {c.shape} vs "
-                        f"{b.shape}: evaluate both models on one query set")
+        raise DataError(
+            f"paired bootstrap needs per-query scores for the same queries; got {c.shape} vs "
+            f"{b.shape}: evaluate both models on one query set"
+        )
     return bootstrap_mean(c - b, resamples, confidence, seed)

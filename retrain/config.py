@@ -23,44 +23,50 @@ class TrainConfig:
     epochs: float = 1.0
     batch_size: int = 32
     learning_rate: float = 2e-5
-    warmup: float = 0.1                  # fraction of steps (transformers 5 takes a float warmup_steps)
+    warmup: float = 0.1  # fraction of steps (transformers 5 takes a float warmup_steps)
     max_seq_length: int | None = 128
     seed: int = 42
-    mini_batch_size: int = 32            # CachedMNRL: memory is set by this, quality by batch_size
+    mini_batch_size: int = 32  # CachedMNRL: memory is set by this, quality by batch_size
     matryoshka_dims: tuple[int, ...] = ()  # non-empty: wrap the loss in MatryoshkaLoss over these dims
-    teacher_model: str | None = None     # margin_mse: local directory of the teacher bi-/cross-encoder
-    anchor_weight: float = 0.0           # multi-task: loss weight of the general-domain anchor set
+    teacher_model: str | None = None  # margin_mse: local directory of the teacher bi-/cross-encoder
+    anchor_weight: float = 0.0  # multi-task: loss weight of the general-domain anchor set
     task_weight: float = 1.0
-    tsdae_epochs: float = 0.0            # >0: TSDAE domain adaptation on documents before the contrastive step
+    tsdae_epochs: float = 0.0  # >0: TSDAE domain adaptation on documents before the contrastive step
     tsdae_batch_size: int = 8
-    checkpoint_dir: str | None = None    # where checkpoints live (must survive a crash: not the output dir)
-    save_steps: int = 0                  # 0: no intermediate checkpoints
-    resume: bool = True                  # resume from the latest checkpoint in checkpoint_dir if present
-    max_steps: int = -1                  # >0 caps the run (tests, smoke runs)
+    checkpoint_dir: str | None = None  # where checkpoints live (must survive a crash: not the output dir)
+    save_steps: int = 0  # 0: no intermediate checkpoints
+    resume: bool = True  # resume from the latest checkpoint in checkpoint_dir if present
+    max_steps: int = -1  # >0 caps the run (tests, smoke runs)
     # Data-parallel training: one process per device (torchrun); each takes batch_size pairs per step, and
     # MNRL's in-batch negatives are gathered across processes, so the effective batch is processes*batch_size.
     processes: int = 1
-    device: str = "cpu"                  # "cpu" (processes talk over gloo) or "cuda" (one GPU per process, nccl)
+    device: str = "cpu"  # "cpu" (processes talk over gloo) or "cuda" (one GPU per process, nccl)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"TrainConfig.loss={self.loss!r}; use one of {', '.join(LOSSES)}")
         if self.batch_size < 2:
-            raise ConfigError(f"TrainConfig.batch_size={self.batch_size}: in-batch negatives need >= 2 "
-                              "(32 or more is typical)")
+            raise ConfigError(
+                f"TrainConfig.batch_size={self.batch_size}: in-batch negatives need >= 2 (32 or more is typical)"
+            )
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError(f"TrainConfig.epochs={self.epochs}: train for > 0 epochs or set max_steps")
         if self.loss == "margin_mse" and not self.teacher_model:
-            raise ConfigError("TrainConfig.loss='margin_mse' distils from a teacher: set teacher_model to a "
-                              "local model directory")
+            raise ConfigError(
+                "TrainConfig.loss='margin_mse' distils from a teacher: set teacher_model to a local model directory"
+            )
         if self.anchor_weight < 0 or self.task_weight <= 0:
-            raise ConfigError(f"TrainConfig task_weight={self.task_weight}, anchor_weight={self.anchor_weight}: "
-                              "task_weight must be > 0 and anchor_weight >= 0")
+            raise ConfigError(
+                f"TrainConfig task_weight={self.task_weight}, anchor_weight={self.anchor_weight}: "
+                "task_weight must be > 0 and anchor_weight >= 0"
+            )
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"TrainConfig.warmup={self.warmup} is a fraction of steps in [0, 1), e.g. 0.1")
         if self.processes < 1:
-            raise ConfigError(f"TrainConfig.processes={self.processes}: use 1 (one process) or the number of "
-                              "devices to train on in parallel")
+            raise ConfigError(
+                f"TrainConfig.processes={self.processes}: use 1 (one process) or the number of "
+                "devices to train on in parallel"
+            )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"TrainConfig.device={self.device!r}; use 'cpu' or 'cuda'")
         if any(d <= 0 for d in self.matryoshka_dims):
@@ -87,17 +93,22 @@ class TrainData:
 
     pairs: tuple[Pair, ...]
     anchor_pairs: tuple[Pair, ...] = ()
-    documents: tuple[str, ...] = ()      # for TSDAE domain adaptation
+    documents: tuple[str, ...] = ()  # for TSDAE domain adaptation
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pairs": [asdict(p) for p in self.pairs], "anchor_pairs": [asdict(p) for p in self.anchor_pairs],
-                "documents": list(self.documents)}
+        return {
+            "pairs": [asdict(p) for p in self.pairs],
+            "anchor_pairs": [asdict(p) for p in self.anchor_pairs],
+            "documents": list(self.documents),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainData:
-        return cls(pairs=tuple(Pair(**p) for p in data.get("pairs", ())),
-                   anchor_pairs=tuple(Pair(**p) for p in data.get("anchor_pairs", ())),
-                   documents=tuple(data.get("documents", ())))
+        return cls(
+            pairs=tuple(Pair(**p) for p in data.get("pairs", ())),
+            anchor_pairs=tuple(Pair(**p) for p in data.get("anchor_pairs", ())),
+            documents=tuple(data.get("documents", ())),
+        )
 
 
 @dataclass(frozen=True)

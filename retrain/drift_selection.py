@@ -33,12 +33,16 @@ _FIELDS = ("ood_score", "ood_flag", "cluster", "top1", "clicked")
 def _as_float(arr: np.ndarray, field: str) -> np.ndarray:
     a = np.asarray(arr)
     if a.ndim != 1 or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise DataError(f"DriftSignals.{field} must be a 1-D numeric array (one value per pool query), "
-                        f"got shape {a.shape} dtype {a.dtype}")
+        raise DataError(
+            f"DriftSignals.{field} must be a 1-D numeric array (one value per pool query), "
+            f"got shape {a.shape} dtype {a.dtype}"
+        )
     out = a.astype(np.float64)
     if not np.all(np.isfinite(out)):
-        raise DataError(f"DriftSignals.{field} has {int((~np.isfinite(out)).sum())} NaN/inf values; "
-                        "drop those queries from the pool or fill them before selecting")
+        raise DataError(
+            f"DriftSignals.{field} has {int((~np.isfinite(out)).sum())} NaN/inf values; "
+            "drop those queries from the pool or fill them before selecting"
+        )
     return out
 
 
@@ -50,15 +54,19 @@ def _as_bool(arr: np.ndarray, field: str) -> np.ndarray:
         return a.copy()
     if np.issubdtype(a.dtype, np.number) and np.all(np.isin(a, (0, 1))):
         return a.astype(bool)
-    raise DataError(f"DriftSignals.{field} must hold booleans (or 0/1), got dtype {a.dtype}; pass e.g. "
-                    "OODResult.flags for ood_flag, or clicks > 0 for clicked")
+    raise DataError(
+        f"DriftSignals.{field} must hold booleans (or 0/1), got dtype {a.dtype}; pass e.g. "
+        "OODResult.flags for ood_flag, or clicks > 0 for clicked"
+    )
 
 
 def _as_cluster(arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise DataError(f"DriftSignals.cluster must be a 1-D integer array (drifted-cluster id per query, "
-                        f"{NO_CLUSTER} = none), got shape {a.shape} dtype {a.dtype}")
+        raise DataError(
+            f"DriftSignals.cluster must be a 1-D integer array (drifted-cluster id per query, "
+            f"{NO_CLUSTER} = none), got shape {a.shape} dtype {a.dtype}"
+        )
     return a.astype(np.int64)
 
 
@@ -90,14 +98,18 @@ class DriftSignals:
                 raise DataError(f"DriftSignals.size={self.size} is negative; pass the number of pool queries")
             lengths["size"] = self.size
         if len(set(lengths.values())) > 1:
-            raise DataError("DriftSignals arrays differ in length: "
-                            + ", ".join(f"{f}={n}" for f, n in lengths.items())
-                            + "; pass one value per pool query, all in the pool's order")
+            raise DataError(
+                "DriftSignals arrays differ in length: "
+                + ", ".join(f"{f}={n}" for f, n in lengths.items())
+                + "; pass one value per pool query, all in the pool's order"
+            )
         if not lengths:
             raise DataError("DriftSignals has no arrays and no size; pass at least one signal (or size=n)")
         if self.ood_threshold is not None and self.ood_score is None:
-            raise DataError("DriftSignals.ood_threshold is set but ood_score is missing; pass the OOD scores "
-                            "(or drop the threshold and pass ood_flag)")
+            raise DataError(
+                "DriftSignals.ood_threshold is set but ood_score is missing; pass the OOD scores "
+                "(or drop the threshold and pass ood_flag)"
+            )
         if self.top1_floor is not None and self.top1 is None:
             raise DataError("DriftSignals.top1_floor is set but top1 is missing; pass the top-1 similarities")
         # Validate every array now so a bad one is reported where it was built, not deep inside select().
@@ -142,8 +154,14 @@ def _failure_order(idx: np.ndarray, signals: DriftSignals, rng: np.random.Genera
     return idx[np.lexsort(tuple(keys))]
 
 
-def select_drift(signals: DriftSignals, budget: int, rng: np.random.Generator, *, drift_share: float = 0.8,
-                 prefer_failures: bool = True) -> np.ndarray:
+def select_drift(
+    signals: DriftSignals,
+    budget: int,
+    rng: np.random.Generator,
+    *,
+    drift_share: float = 0.8,
+    prefer_failures: bool = True,
+) -> np.ndarray:
     """Distinct pool indices to label, most wanted first (see the module docstring for the policy).
 
     ``drift_share`` of ``budget`` goes to targeted queries (fewer if fewer are targeted), round-robin over the
@@ -154,8 +172,10 @@ def select_drift(signals: DriftSignals, budget: int, rng: np.random.Generator, *
     if budget < 0:
         raise ConfigError(f"selection budget={budget} is negative; pass the number of queries to label")
     if not 0.0 <= drift_share <= 1.0:
-        raise ConfigError(f"drift_share={drift_share} must lie in [0, 1]; it is the share of the budget spent "
-                          "on drifted queries (0.8 = default)")
+        raise ConfigError(
+            f"drift_share={drift_share} must lie in [0, 1]; it is the share of the budget spent "
+            "on drifted queries (0.8 = default)"
+        )
     n = len(signals)
     budget = min(budget, n)
     mask = signals.targeted()
@@ -164,16 +184,20 @@ def select_drift(signals: DriftSignals, budget: int, rng: np.random.Generator, *
 
     chosen: list[int] = []
     if n_drift:
-        clusters = (_as_cluster(signals.cluster)[targeted] if signals.cluster is not None
-                    else np.full(len(targeted), NO_CLUSTER, dtype=np.int64))
+        clusters = (
+            _as_cluster(signals.cluster)[targeted]
+            if signals.cluster is not None
+            else np.full(len(targeted), NO_CLUSTER, dtype=np.int64)
+        )
         ids, sizes = np.unique(clusters, return_counts=True)
         # Largest drifted cluster first; the unclustered group (flag/top-1 only) after the real clusters.
         order = np.lexsort((rng.random(len(ids)), -sizes, ids == NO_CLUSTER))
         queues: list[list[int]] = []
         for g in ids[order]:
             members = targeted[clusters == g]
-            members = (_failure_order(members, signals, rng) if prefer_failures
-                       else members[rng.permutation(len(members))])
+            members = (
+                _failure_order(members, signals, rng) if prefer_failures else members[rng.permutation(len(members))]
+            )
             queues.append(members.tolist())
         pos = 0
         while len(chosen) < n_drift:
@@ -190,7 +214,7 @@ def select_drift(signals: DriftSignals, budget: int, rng: np.random.Generator, *
         taken = set(chosen)
         leftover = np.array([i for i in targeted.tolist() if i not in taken], dtype=np.int64)
         fill += leftover[rng.permutation(len(leftover))].tolist()
-    chosen += fill[:budget - len(chosen)]
+    chosen += fill[: budget - len(chosen)]
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -202,17 +226,25 @@ class DriftSelection:
 
     def __init__(self, signals: DriftSignals, *, drift_share: float = 0.8, prefer_failures: bool = True) -> None:
         if not 0.0 <= drift_share <= 1.0:
-            raise ConfigError(f"drift_share={drift_share} must lie in [0, 1]; it is the share of the budget "
-                              "spent on drifted queries (0.8 = default)")
+            raise ConfigError(
+                f"drift_share={drift_share} must lie in [0, 1]; it is the share of the budget "
+                "spent on drifted queries (0.8 = default)"
+            )
         self.signals = signals
         self.drift_share = drift_share
         self.prefer_failures = prefer_failures
-        self.name = "drift" + ("" if drift_share == 0.8 else f":share={drift_share:g}") + (
-            "" if prefer_failures else ":random-within")
+        self.name = (
+            "drift"
+            + ("" if drift_share == 0.8 else f":share={drift_share:g}")
+            + ("" if prefer_failures else ":random-within")
+        )
 
     def select(self, pool: Pool, budget: int, rng: np.random.Generator) -> np.ndarray:
         if len(pool) != len(self.signals):
-            raise DataError(f"pool has {len(pool)} queries but DriftSignals has {len(self.signals)}; build the "
-                            "signals from the same queries, in the same order, as the pool")
-        return select_drift(self.signals, budget, rng, drift_share=self.drift_share,
-                            prefer_failures=self.prefer_failures)
+            raise DataError(
+                f"pool has {len(pool)} queries but DriftSignals has {len(self.signals)}; build the "
+                "signals from the same queries, in the same order, as the pool"
+            )
+        return select_drift(
+            self.signals, budget, rng, drift_share=self.drift_share, prefer_failures=self.prefer_failures
+        )

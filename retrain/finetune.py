@@ -34,8 +34,11 @@ import torch
 try:
     from datasets import Dataset
 except ModuleNotFoundError as exc:  # the training stack is optional for the sidecar (embguard[train])
-    raise ModuleNotFoundError("fine-tuning needs the 'datasets' package, which is not installed; run: pip install "
-                              "'embguard[train]' (or 'datasets>=4' 'accelerate>=1.10')", name=exc.name) from exc
+    raise ModuleNotFoundError(
+        "fine-tuning needs the 'datasets' package, which is not installed; run: pip install "
+        "'embguard[train]' (or 'datasets>=4' 'accelerate>=1.10')",
+        name=exc.name,
+    ) from exc
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 from sentence_transformers.sentence_transformer.losses import (
@@ -59,7 +62,7 @@ from .pairs import Pair
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str            # "tsdae" | "train"
+    stage: str  # "tsdae" | "train"
     step: int
     total_steps: int
     loss: float | None
@@ -72,8 +75,10 @@ ProgressFn = Callable[[Progress], None]
 def load_model(path: str | Path, max_seq_length: int | None = None) -> SentenceTransformer:
     p = Path(path)
     if not ((p / "modules.json").is_file() or (p / "config.json").is_file()):
-        raise ModelDirError(f"model directory {str(p)!r} does not exist or holds no sentence-transformers "
-                            "model (no modules.json/config.json); pass a local model directory")
+        raise ModelDirError(
+            f"model directory {str(p)!r} does not exist or holds no sentence-transformers "
+            "model (no modules.json/config.json); pass a local model directory"
+        )
     try:
         model = SentenceTransformer(str(p), device="cpu", local_files_only=True)
     except Exception as exc:
@@ -105,8 +110,15 @@ class _ProgressCallback(TrainerCallback):
             loss = float(logs["loss"])
             self.losses.append(loss)
             if self.progress is not None:
-                self.progress(Progress(self.stage, int(state.global_step), int(state.max_steps), loss,
-                                       float(state.epoch) if state.epoch is not None else None))
+                self.progress(
+                    Progress(
+                        self.stage,
+                        int(state.global_step),
+                        int(state.max_steps),
+                        loss,
+                        float(state.epoch) if state.epoch is not None else None,
+                    )
+                )
 
 
 def _seed_all(seed: int) -> None:
@@ -154,20 +166,29 @@ def _noise(text: str, rng: random.Random, keep: float = 0.4) -> str:
     return " ".join(kept) if kept else (rng.choice(words) if words else text)
 
 
-def _tsdae(model: SentenceTransformer, docs: Sequence[str], config: TrainConfig, workdir: str,
-           progress: ProgressFn | None) -> int:
+def _tsdae(
+    model: SentenceTransformer, docs: Sequence[str], config: TrainConfig, workdir: str, progress: ProgressFn | None
+) -> int:
     rng = random.Random(config.seed)
     docs = [d for d in docs if d.strip()]
     if len(docs) < 2:
         raise DataError(f"TSDAE needs documents, got {len(docs)}; pass TrainData.documents or set tsdae_epochs=0")
     ds = Dataset.from_dict({"noisy": [_noise(d, rng) for d in docs], "text": docs})
     loss = DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True)
-    args = _args(config, workdir, num_train_epochs=config.tsdae_epochs, max_steps=-1,
-                 per_device_train_batch_size=config.tsdae_batch_size, learning_rate=3e-5,
-                 batch_sampler=BatchSamplers.BATCH_SAMPLER, save_strategy="no")
+    args = _args(
+        config,
+        workdir,
+        num_train_epochs=config.tsdae_epochs,
+        max_steps=-1,
+        per_device_train_batch_size=config.tsdae_batch_size,
+        learning_rate=3e-5,
+        batch_sampler=BatchSamplers.BATCH_SAMPLER,
+        save_strategy="no",
+    )
     losses: list[float] = []
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss,
-                                         callbacks=[_ProgressCallback("tsdae", progress, losses)])
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=ds, loss=loss, callbacks=[_ProgressCallback("tsdae", progress, losses)]
+    )
     out = trainer.train()
     return int(out.global_step)
 
@@ -183,8 +204,9 @@ def _teacher_margins(teacher_dir: str, pairs: Sequence[Pair]) -> list[float]:
     teacher = load_model(teacher_dir)
 
     def enc(xs: Iterable[str]) -> np.ndarray:
-        out: np.ndarray = teacher.encode(list(xs), normalize_embeddings=True, convert_to_numpy=True,
-                                         show_progress_bar=False, batch_size=64)
+        out: np.ndarray = teacher.encode(
+            list(xs), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False, batch_size=64
+        )
         return out
 
     q, p, n = enc(x.query for x in pairs), enc(x.positive for x in pairs), enc(x.negative or "" for x in pairs)
@@ -193,8 +215,9 @@ def _teacher_margins(teacher_dir: str, pairs: Sequence[Pair]) -> list[float]:
 
 def _base_loss(model: SentenceTransformer, config: TrainConfig) -> torch.nn.Module:
     if config.loss == "cached_mnrl":
-        loss: torch.nn.Module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size,
-                                                                   gather_across_devices=_world_size() > 1)
+        loss: torch.nn.Module = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=config.mini_batch_size, gather_across_devices=_world_size() > 1
+        )
     elif config.loss == "margin_mse":
         loss = MarginMSELoss(model)
     else:
@@ -203,8 +226,10 @@ def _base_loss(model: SentenceTransformer, config: TrainConfig) -> torch.nn.Modu
     if config.matryoshka_dims:
         dim = model.get_embedding_dimension()
         if dim and max(config.matryoshka_dims) > dim:
-            raise ConfigError(f"TrainConfig.matryoshka_dims={config.matryoshka_dims} exceed the model's "
-                              f"dimension {dim}; use dims <= {dim}")
+            raise ConfigError(
+                f"TrainConfig.matryoshka_dims={config.matryoshka_dims} exceed the model's "
+                f"dimension {dim}; use dims <= {dim}"
+            )
         loss = MatryoshkaLoss(model, loss, list(config.matryoshka_dims))
     return loss
 
@@ -216,8 +241,10 @@ def _datasets(model: SentenceTransformer, config: TrainConfig, data: TrainData):
     if config.loss == "margin_mse":
         pairs = [p for p in pairs if p.negative]
         if not pairs:
-            raise DataError("margin_mse needs (query, positive, negative) triplets; mine negatives first "
-                            "(retrain.mine_hard_negatives)")
+            raise DataError(
+                "margin_mse needs (query, positive, negative) triplets; mine negatives first "
+                "(retrain.mine_hard_negatives)"
+            )
         ds = _pair_dataset(pairs, True).add_column("label", _teacher_margins(config.teacher_model or "", pairs))
         task = {"task": ds}
     else:
@@ -238,13 +265,12 @@ def _datasets(model: SentenceTransformer, config: TrainConfig, data: TrainData):
         anchor_loss = MultipleNegativesRankingLoss(model) if config.loss == "margin_mse" else base
         losses["anchor"] = WeightedLoss(anchor_loss, config.anchor_weight)
     if len(task) == 1:
-        (name, ds), = task.items()
+        ((name, ds),) = task.items()
         return ds, losses[name]
     return task, losses
 
 
-def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
-          progress: ProgressFn | None = None) -> TrainResult:
+def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: ProgressFn | None = None) -> TrainResult:
     """Train in this process and save the model to ``out_dir`` (created). Prefer
     ``retrain.run_training_subprocess`` from long-lived services: it isolates crashes and writes atomically."""
     t0 = time.perf_counter()
@@ -261,23 +287,40 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
     try:
         tsdae_steps = 0
         # transformers leaves get_last_checkpoint unannotated
-        last = (get_last_checkpoint(ckpt_dir)  # type: ignore[no-untyped-call]
-                if (config.resume and os.path.isdir(ckpt_dir)) else None)
+        last = (
+            get_last_checkpoint(ckpt_dir)  # type: ignore[no-untyped-call]
+            if (config.resume and os.path.isdir(ckpt_dir))
+            else None
+        )
         # A checkpoint holds the weights after TSDAE as well, so a resumed run skips that stage.
         if config.tsdae_epochs > 0 and last is None:
             tsdae_steps = _tsdae(model, data.documents, config, os.path.join(ckpt_dir, "tsdae"), progress)
             _seed_all(config.seed)
         train_ds, loss = _datasets(model, config, data)
         losses: list[float] = []
-        trainer = SentenceTransformerTrainer(model=model, args=_args(config, ckpt_dir), train_dataset=train_ds,
-                                             loss=loss, callbacks=[_ProgressCallback("train", progress, losses)])
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=_args(config, ckpt_dir),
+            train_dataset=train_ds,
+            loss=loss,
+            callbacks=[_ProgressCallback("train", progress, losses)],
+        )
         result = trainer.train(resume_from_checkpoint=last)
-        res = TrainResult(model_dir=str(out), base_model=config.base_model, steps=int(result.global_step),
-                          epochs=float(trainer.state.epoch or 0.0), seconds=time.perf_counter() - t0,
-                          final_loss=losses[-1] if losses else None, losses=tuple(losses),
-                          n_pairs=len(data.pairs), n_anchor_pairs=len(data.anchor_pairs),
-                          tsdae_steps=tsdae_steps, resumed_from=last, config=replace(config),
-                          processes=_world_size())
+        res = TrainResult(
+            model_dir=str(out),
+            base_model=config.base_model,
+            steps=int(result.global_step),
+            epochs=float(trainer.state.epoch or 0.0),
+            seconds=time.perf_counter() - t0,
+            final_loss=losses[-1] if losses else None,
+            losses=tuple(losses),
+            n_pairs=len(data.pairs),
+            n_anchor_pairs=len(data.anchor_pairs),
+            tsdae_steps=tsdae_steps,
+            resumed_from=last,
+            config=replace(config),
+            processes=_world_size(),
+        )
         if not trainer.is_world_process_zero():
             return res  # data-parallel: every process holds the same weights; the first one saves them
         out.mkdir(parents=True, exist_ok=True)
@@ -293,5 +336,13 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path,
 def encode(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """L2-normalised float32 embeddings from a model directory (for evaluation of a trained candidate)."""
     model = load_model(model_dir)
-    return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    return np.asarray(
+        model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ),
+        dtype=np.float32,
+    )

@@ -23,7 +23,7 @@ from .evaluate import PerQueryScores
 @dataclass(frozen=True)
 class GateConfig:
     metric: str = "ndcg@10"
-    min_gain: float = 0.0          # absolute metric units: 0.01 = +1 nDCG point
+    min_gain: float = 0.0  # absolute metric units: 0.01 = +1 nDCG point
     guard_tolerance: float = 0.01  # largest allowed mean drop on the guard set
     confidence: float = 0.95
     resamples: int = 2000
@@ -32,8 +32,10 @@ class GateConfig:
 
     def __post_init__(self) -> None:
         if self.guard_tolerance < 0:
-            raise ConfigError(f"GateConfig.guard_tolerance={self.guard_tolerance} is negative; use >= 0, "
-                              "e.g. 0.01 for at most one nDCG point lost on the guard set")
+            raise ConfigError(
+                f"GateConfig.guard_tolerance={self.guard_tolerance} is negative; use >= 0, "
+                "e.g. 0.01 for at most one nDCG point lost on the guard set"
+            )
         if self.min_queries < 1:
             raise ConfigError(f"GateConfig.min_queries={self.min_queries}; use >= 1 (30+ recommended)")
 
@@ -59,13 +61,18 @@ class GateVerdict:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def decide(base: PerQueryScores, candidate: PerQueryScores, config: GateConfig = GateConfig(),
-           guard_base: PerQueryScores | None = None,
-           guard_candidate: PerQueryScores | None = None) -> GateVerdict:
+def decide(
+    base: PerQueryScores,
+    candidate: PerQueryScores,
+    config: GateConfig = GateConfig(),
+    guard_base: PerQueryScores | None = None,
+    guard_candidate: PerQueryScores | None = None,
+) -> GateVerdict:
     m = config.metric
     if m not in base.scores or m not in candidate.scores:
-        raise ConfigError(f"GateConfig.metric={m!r} is not among the evaluated metrics "
-                          f"{sorted(base.scores)}; pick one of those")
+        raise ConfigError(
+            f"GateConfig.metric={m!r} is not among the evaluated metrics {sorted(base.scores)}; pick one of those"
+        )
     if (guard_base is None) != (guard_candidate is None):
         raise ConfigError("pass both guard_base and guard_candidate scores, or neither")
     reasons: list[str] = []
@@ -79,8 +86,7 @@ def decide(base: PerQueryScores, candidate: PerQueryScores, config: GateConfig =
         reasons.append(f"{m} gain CI low {gain.low:+.4f} >= min_gain {config.min_gain:+.4f}")
     else:
         ok = False
-        reasons.append(f"{m} gain CI low {gain.low:+.4f} < min_gain {config.min_gain:+.4f} "
-                       f"(mean {gain.mean:+.4f})")
+        reasons.append(f"{m} gain CI low {gain.low:+.4f} < min_gain {config.min_gain:+.4f} (mean {gain.mean:+.4f})")
     g_change = gb = gc = None
     if guard_base is not None and guard_candidate is not None:
         g_change = _diff(guard_candidate, guard_base, config)
@@ -90,13 +96,30 @@ def decide(base: PerQueryScores, candidate: PerQueryScores, config: GateConfig =
         else:
             ok = False
             reasons.append(f"guard {m} dropped {g_change.mean:+.4f} (< -{config.guard_tolerance})")
-    means = {"base": {k: float(v.mean()) for k, v in base.scores.items()},
-             "candidate": {k: float(v.mean()) for k, v in candidate.scores.items()}}
-    return GateVerdict(promote=ok, reasons=tuple(reasons), metric=m, base_mean=base.mean(m),
-                       candidate_mean=candidate.mean(m), gain=gain, guard_base_mean=gb,
-                       guard_candidate_mean=gc, guard_change=g_change, means=means, config=config)
+    means = {
+        "base": {k: float(v.mean()) for k, v in base.scores.items()},
+        "candidate": {k: float(v.mean()) for k, v in candidate.scores.items()},
+    }
+    return GateVerdict(
+        promote=ok,
+        reasons=tuple(reasons),
+        metric=m,
+        base_mean=base.mean(m),
+        candidate_mean=candidate.mean(m),
+        gain=gain,
+        guard_base_mean=gb,
+        guard_candidate_mean=gc,
+        guard_change=g_change,
+        means=means,
+        config=config,
+    )
 
 
 def _diff(candidate: PerQueryScores, base: PerQueryScores, config: GateConfig) -> Interval:
-    return paired_difference(candidate.scores[config.metric], base.scores[config.metric],
-                             resamples=config.resamples, confidence=config.confidence, seed=config.seed)
+    return paired_difference(
+        candidate.scores[config.metric],
+        base.scores[config.metric],
+        resamples=config.resamples,
+        confidence=config.confidence,
+        seed=config.seed,
+    )

@@ -27,8 +27,7 @@ def _check(obj: object) -> tuple[FeedbackRecord | None, str | None]:
     if signal not in SIGNALS:
         return None, f"'signal' is {signal!r}; use one of {', '.join(SIGNALS)}"
     weight = obj.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
-            or weight <= 0:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
         return None, f"'weight' must be a positive finite number, got {weight!r}"
     return FeedbackRecord(query=query.strip(), doc_id=doc_id, signal=signal, weight=float(weight)), None
 

@@ -32,10 +32,14 @@ class MiningConfig:
             raise ConfigError(f"MiningConfig k={self.k}, num_negatives={self.num_negatives}: both must be >= 1")
 
 
-def mine_hard_negatives(pairs: Sequence[Pair], encoder: Encoder, retriever: Retriever,
-                        doc_text: Mapping[DocId, str] | Callable[[DocId], str | None],
-                        positives: Mapping[str, frozenset[DocId]] | None = None,
-                        config: MiningConfig = MiningConfig()) -> list[Pair]:
+def mine_hard_negatives(
+    pairs: Sequence[Pair],
+    encoder: Encoder,
+    retriever: Retriever,
+    doc_text: Mapping[DocId, str] | Callable[[DocId], str | None],
+    positives: Mapping[str, frozenset[DocId]] | None = None,
+    config: MiningConfig = MiningConfig(),
+) -> list[Pair]:
     """One output ``Pair`` (with ``negative`` set) per mined negative; pairs without a usable one are kept
     without a negative so no positive data is lost.
 
@@ -61,14 +65,22 @@ def mine_hard_negatives(pairs: Sequence[Pair], encoder: Encoder, retriever: Retr
     for pair, pos_score, row in zip(pairs, pos_scores, hits, strict=True):
         ceiling = (1.0 - config.relative_margin) * float(pos_score)
         found = 0
-        for doc_id, score in row[config.skip_top:]:
+        for doc_id, score in row[config.skip_top :]:
             if doc_id in known.get(pair.query, ()) or doc_id == pair.positive_id or score > ceiling:
                 continue
             text = lookup(doc_id)
             if text is None or text == pair.positive:
                 continue
-            out.append(Pair(query=pair.query, positive=pair.positive, negative=text,
-                            positive_id=pair.positive_id, negative_id=doc_id, weight=pair.weight))
+            out.append(
+                Pair(
+                    query=pair.query,
+                    positive=pair.positive,
+                    negative=text,
+                    positive_id=pair.positive_id,
+                    negative_id=doc_id,
+                    weight=pair.weight,
+                )
+            )
             found += 1
             if found >= config.num_negatives:
                 break

@@ -51,9 +51,11 @@ def _norm_query(q: str) -> str:
     return " ".join(q.split())
 
 
-def build_pairs(records: Iterable[FeedbackRecord],
-                doc_text: Mapping[DocId, str] | Callable[[DocId], str | None],
-                min_weight: float = 0.0) -> TrainingPairs:
+def build_pairs(
+    records: Iterable[FeedbackRecord],
+    doc_text: Mapping[DocId, str] | Callable[[DocId], str | None],
+    min_weight: float = 0.0,
+) -> TrainingPairs:
     """Deduplicated (query, positive) pairs from feedback; weights of repeated pairs are summed.
 
     ``doc_text`` maps a doc id to its passage (a dict or a lookup function returning None when unknown).
@@ -66,8 +68,9 @@ def build_pairs(records: Iterable[FeedbackRecord],
     neg: dict[str, set[DocId]] = {}
     for r in records:
         if r.signal not in SIGNALS:
-            raise DataError(f"feedback record for query {r.query!r} has signal {r.signal!r}; "
-                            f"use one of {', '.join(SIGNALS)}")
+            raise DataError(
+                f"feedback record for query {r.query!r} has signal {r.signal!r}; use one of {', '.join(SIGNALS)}"
+            )
         q = _norm_query(r.query)
         if not q:
             continue
@@ -98,8 +101,9 @@ def build_pairs(records: Iterable[FeedbackRecord],
     )
 
 
-def with_explicit_negatives(tp: TrainingPairs,
-                            doc_text: Mapping[DocId, str] | Callable[[DocId], str | None]) -> tuple[Pair, ...]:
+def with_explicit_negatives(
+    tp: TrainingPairs, doc_text: Mapping[DocId, str] | Callable[[DocId], str | None]
+) -> tuple[Pair, ...]:
     """Attach each query's explicit negatives (``negative`` signals) to its pairs as triplets.
 
     A pair gets one triplet per explicit negative; pairs of queries without any stay plain pairs.
@@ -113,6 +117,14 @@ def with_explicit_negatives(tp: TrainingPairs,
         if not negs:
             out.append(p)
         for d, t in negs:
-            out.append(Pair(query=p.query, positive=p.positive, negative=t, positive_id=p.positive_id,
-                            negative_id=d, weight=p.weight))
+            out.append(
+                Pair(
+                    query=p.query,
+                    positive=p.positive,
+                    negative=t,
+                    positive_id=p.positive_id,
+                    negative_id=d,
+                    weight=p.weight,
+                )
+            )
     return tuple(out)

@@ -44,10 +44,17 @@ def worker_command(config: TrainConfig, job: Path, python: str = sys.executable)
     return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.processes}", *worker]
 
 
-def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str | Path, *,
-                            timeout_s: float | None = None, progress: ProgressFn | None = None,
-                            env: Mapping[str, str] | None = None, python: str = sys.executable,
-                            log_lines: int = 40) -> TrainResult:
+def run_training_subprocess(
+    config: TrainConfig,
+    data: TrainData,
+    out_dir: str | Path,
+    *,
+    timeout_s: float | None = None,
+    progress: ProgressFn | None = None,
+    env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+    log_lines: int = 40,
+) -> TrainResult:
     """Train ``config`` on ``data`` in a child process; on success ``out_dir`` holds the model.
 
     ``progress`` (called from a reader thread; exceptions it raises are logged, not propagated) receives
@@ -58,8 +65,10 @@ def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str |
     """
     out = Path(out_dir).resolve()
     if out.exists():
-        raise ConfigError(f"output directory {str(out)!r} already exists; training never overwrites a model: "
-                          "pick a new directory (e.g. a new registry version)")
+        raise ConfigError(
+            f"output directory {str(out)!r} already exists; training never overwrites a model: "
+            "pick a new directory (e.g. a new registry version)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.job-*"):
         # Left by a caller that was killed mid-run (its finally never ran); never a live model.
@@ -73,10 +82,18 @@ def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str |
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PKG_PARENT, child_env.get("PYTHONPATH")]))
         child_env.setdefault("HF_HUB_OFFLINE", "1")
-        with open(job / "train.log", "w") as log, subprocess.Popen(
-            worker_command(config, job, python), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=child_env, cwd=str(job),
-        ) as proc:
+        with (
+            open(job / "train.log", "w") as log,
+            subprocess.Popen(
+                worker_command(config, job, python),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=child_env,
+                cwd=str(job),
+            ) as proc,
+        ):
+
             def pump() -> None:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -101,15 +118,21 @@ def run_training_subprocess(config: TrainConfig, data: TrainData, out_dir: str |
                 proc.kill()
                 proc.wait()
                 reader.join(5)
-                raise TrainingFailed(f"training of {config.base_model!r} into {str(out)!r} exceeded "
-                                     f"timeout_s={timeout_s}; raise the timeout or reduce epochs",
-                                     exit_code=None, log_tail="\n".join(tail)) from None
+                raise TrainingFailed(
+                    f"training of {config.base_model!r} into {str(out)!r} exceeded "
+                    f"timeout_s={timeout_s}; raise the timeout or reduce epochs",
+                    exit_code=None,
+                    log_tail="\n".join(tail),
+                ) from None
             reader.join()
         model = job / "model"
         if rc != 0 or not (model / RESULT_FILE).is_file():
-            raise TrainingFailed(f"training of {config.base_model!r} into {str(out)!r} failed with exit code {rc}; "
-                                 f"nothing was written. Checkpoints (if any) in {str(ckpt)!r} let a rerun resume",
-                                 exit_code=rc, log_tail="\n".join(tail))
+            raise TrainingFailed(
+                f"training of {config.base_model!r} into {str(out)!r} failed with exit code {rc}; "
+                f"nothing was written. Checkpoints (if any) in {str(ckpt)!r} let a rerun resume",
+                exit_code=rc,
+                log_tail="\n".join(tail),
+            )
         os.rename(model, out)
         result = replace(TrainResult.from_dict(json.loads((out / RESULT_FILE).read_text())), model_dir=str(out))
         # The child recorded its private job path; the published directory is the one that matters.

@@ -22,8 +22,8 @@ class Pool:
     """Candidate queries. ``embeddings`` (n, d) are required by diversity; the score arrays are optional."""
 
     embeddings: np.ndarray | None = None
-    novelty: np.ndarray | None = None   # higher = more out-of-distribution
-    margin: np.ndarray | None = None    # top-1 score - top-2 score; lower = more uncertain
+    novelty: np.ndarray | None = None  # higher = more out-of-distribution
+    margin: np.ndarray | None = None  # top-1 score - top-2 score; lower = more uncertain
     size: int | None = None
 
     def __len__(self) -> int:
@@ -64,7 +64,7 @@ class RandomSelection:
     name = "random"
 
     def select(self, pool: Pool, budget: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.permutation(len(pool))[:_budget(pool, budget)]
+        return rng.permutation(len(pool))[: _budget(pool, budget)]
 
 
 class NoveltySelection:
@@ -85,8 +85,9 @@ class MarginSelection:
         return _top(_need(pool.margin, "margin", self.name).astype(float), _budget(pool, budget), rng, False)
 
 
-def k_center_greedy(embeddings: np.ndarray, budget: int, rng: np.random.Generator,
-                    initial: Sequence[int] = ()) -> np.ndarray:
+def k_center_greedy(
+    embeddings: np.ndarray, budget: int, rng: np.random.Generator, initial: Sequence[int] = ()
+) -> np.ndarray:
     """Greedy k-center: each pick is the point farthest (Euclidean) from everything chosen so far.
 
     ``initial`` are already-labelled indices (never returned). Without them the first centre is random.
@@ -135,8 +136,10 @@ class MixedSelection:
 
     def __init__(self, strategies: Sequence[tuple[SelectionStrategy, float]]) -> None:
         if not strategies or any(w <= 0 for _, w in strategies):
-            raise ConfigError("MixedSelection needs at least one (strategy, weight) with weight > 0, "
-                              f"got {[(s.name, w) for s, w in strategies]}")
+            raise ConfigError(
+                "MixedSelection needs at least one (strategy, weight) with weight > 0, "
+                f"got {[(s.name, w) for s, w in strategies]}"
+            )
         self.strategies = list(strategies)
         self.name = "+".join(f"{s.name}:{w:g}" for s, w in strategies)
 
@@ -151,7 +154,7 @@ class MixedSelection:
             live = [i for i in range(len(orders)) if pos[i] < len(orders[i])]
             if not live:
                 rest = np.setdiff1d(np.arange(len(pool)), np.fromiter(chosen, dtype=np.int64))
-                chosen.update(dict.fromkeys(int(i) for i in rng.permutation(rest)[:budget - len(chosen)]))
+                chosen.update(dict.fromkeys(int(i) for i in rng.permutation(rest)[: budget - len(chosen)]))
                 break
             credit[live] += weights[live]
             i = max(live, key=lambda j: credit[j])
@@ -173,5 +176,9 @@ def default_strategy() -> SelectionStrategy:
     return RandomSelection()
 
 
-STRATEGIES: dict[str, type] = {"random": RandomSelection, "novelty": NoveltySelection,
-                               "margin": MarginSelection, "diversity": DiversitySelection}
+STRATEGIES: dict[str, type] = {
+    "random": RandomSelection,
+    "novelty": NoveltySelection,
+    "margin": MarginSelection,
+    "diversity": DiversitySelection,
+}

@@ -49,8 +49,10 @@ def assert_disjoint(train_queries: Iterable[str], held_out_queries: Iterable[str
     leaked = {_key(q) for q in train_queries} & {_key(q) for q in held_out_queries}
     if leaked:
         example = sorted(leaked)[:3]
-        raise LeakageError(f"{len(leaked)} held-out queries also appear in the training data, e.g. {example}; "
-                           "drop them from the training pairs (split_pairs does) before evaluating")
+        raise LeakageError(
+            f"{len(leaked)} held-out queries also appear in the training data, e.g. {example}; "
+            "drop them from the training pairs (split_pairs does) before evaluating"
+        )
 
 
 def split_pairs(pairs: Sequence[Pair], split: QuerySplit) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:

@@ -50,13 +50,17 @@ def neighbours(retriever: Retriever, query_vectors: np.ndarray, k: int, batch: i
         raise DataError(f"pool depth k={k}; use k >= the metric cut-off (10 for nDCG@10), e.g. 100")
     out: dict[DocId, None] = {}
     for s in range(0, len(query_vectors), batch):
-        for hits in retriever.search(np.asarray(query_vectors[s:s + batch]), k):
+        for hits in retriever.search(np.asarray(query_vectors[s : s + batch]), k):
             out.update((doc, None) for doc, _ in hits)
     return list(out)
 
 
-def pool(relevant: Iterable[DocId], base_neighbours: Iterable[DocId], candidate_neighbours: Iterable[DocId],
-         distractors: Iterable[DocId]) -> SubCorpus:
+def pool(
+    relevant: Iterable[DocId],
+    base_neighbours: Iterable[DocId],
+    candidate_neighbours: Iterable[DocId],
+    distractors: Iterable[DocId],
+) -> SubCorpus:
     """Merge the four sources without duplicates, counting what each one added."""
     ids: dict[DocId, None] = {}
     added = []

@@ -68,9 +68,11 @@ class MilvusServerProcess:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         etcd_conf = self.base_dir / "embed-etcd.yaml"
         peer, client = f"http://127.0.0.1:{self._etcd_peer}", f"http://127.0.0.1:{self._etcd_client}"
-        etcd_conf.write_text(f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
-                             f"initial-cluster: default={peer}\nlisten-client-urls: {client}\n"
-                             f"advertise-client-urls: {client}\n")
+        etcd_conf.write_text(
+            f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+            f"initial-cluster: default={peer}\nlisten-client-urls: {client}\n"
+            f"advertise-client-urls: {client}\n"
+        )
         server = MilvusServer(MilvusServerConfig(), wait_for_started=False)
         server.set_base_dir(str(self.base_dir))
         server.config.update(proxy_port=self.port, etcd_port=self._etcd_client)
@@ -80,8 +82,9 @@ class MilvusServerProcess:
             write()
             path = self.base_dir / "configs" / "milvus.yaml"
             text = path.read_text()
-            text = text.replace("  use:\n    embed: true",
-                                f"  use:\n    embed: true\n  config:\n    path: {etcd_conf}", 1)
+            text = text.replace(
+                "  use:\n    embed: true", f"  use:\n    embed: true\n  config:\n    path: {etcd_conf}", 1
+            )
             path.write_text(text)
 
         server.config.write_config = write_config
@@ -161,8 +164,13 @@ class MilvusWorld:
     so a test that does it must leave it running).
     """
 
-    def __init__(self, backend: str, env: dict[str, str], lite: LiteServer | None = None,
-                 server: MilvusServerProcess | None = None):
+    def __init__(
+        self,
+        backend: str,
+        env: dict[str, str],
+        lite: LiteServer | None = None,
+        server: MilvusServerProcess | None = None,
+    ):
         self.backend = backend
         self.env = env
         self._lite = lite
@@ -225,8 +233,12 @@ class Backend:
     @contextlib.contextmanager
     def world(self, tmp: Path, **env: str) -> Iterator[MilvusWorld]:
         """A fresh, empty Milvus for one test (or module): its own Lite server, or a database of its own."""
-        base = {"EMBGUARD_STATE__DIR": str(tmp / "state"), "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
-                "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"), "EMBGUARD_LITE__PORT": str(free_port())}
+        base = {
+            "EMBGUARD_STATE__DIR": str(tmp / "state"),
+            "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+            "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
+            "EMBGUARD_LITE__PORT": str(free_port()),
+        }
         if self.name == "lite":
             tm = MilvusWorld("lite", {**base, **env})
             lite = LiteServer.from_settings(tm.settings)

@@ -40,8 +40,10 @@ INTEGRATION_FIXTURES = frozenset({"backend", "milvus_world", "milvus_env", "milv
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A `slow` test (many-repetition calibration, several Evidently reports) is never part of the fast tier either.
     for item in items:
-        if (INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-                or item.get_closest_marker("slow") is not None):
+        if (
+            INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or item.get_closest_marker("slow") is not None
+        ):
             item.add_marker(pytest.mark.integration)
 
 
@@ -70,10 +72,11 @@ def milvus_env(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> It
     """A Milvus shared by the session's integration tests on the current backend, as the EMBGUARD_*
     environment that reaches it, so other processes can be pointed at the same server."""
     with backend.world(
-            tmp_path_factory.mktemp(f"shared-{backend.name}"),
-            EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}, '
-                                 '{name="kb", timestamp_field="ts", index_type="FLAT"}]',
-            EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2") as w:
+        tmp_path_factory.mktemp(f"shared-{backend.name}"),
+        EMBGUARD_COLLECTIONS='[{name="docs"}, {name="pq", index_type="IVF_PQ"}, '
+        '{name="kb", timestamp_field="ts", index_type="FLAT"}]',
+        EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2",
+    ) as w:
         yield w.env
 
 

@@ -133,19 +133,34 @@ def pagerduty(rx: Receiver, name: str = "pd", **kw: Any) -> AlertTarget:
 
 
 def webhook(rx: Receiver, name: str = "hook", signed: bool = True, **kw: Any) -> AlertTarget:
-    return AlertTarget(name=name, kind="webhook", url=SecretStr(rx.url("/hook")),
-                       secret=SecretStr(HMAC_SECRET) if signed else None, **kw)
+    return AlertTarget(
+        name=name,
+        kind="webhook",
+        url=SecretStr(rx.url("/hook")),
+        secret=SecretStr(HMAC_SECRET) if signed else None,
+        **kw,
+    )
 
 
 def drift(key: str = "drift:docs", severity: str = "critical", **kw: Any) -> Alert:
     base: dict[str, Any] = dict(
-        key=key, name="EmbeddingDriftSustained", collection="docs", severity=severity,
+        key=key,
+        name="EmbeddingDriftSustained",
+        collection="docs",
+        severity=severity,
         summary="docs: query drift sustained 3 checks (MMD p=0.0004, retrieval p<1e-6)",
         details={"mmd_p_value": 0.0004, "mmd_statistic": 0.0831, "ood_rate": 0.27, "window_queries": 1200},
-        clusters=({"size": 312, "share": 0.26, "distance": 0.41,
-                   "examples": ["how do I rotate <!channel> api keys", "reset 2fa token"]},
-                  {"size": 88, "share": 0.07, "distance": 0.33, "examples": ["refund policy for eu"]}),
-        next_command="embguard retrain --collection docs")
+        clusters=(
+            {
+                "size": 312,
+                "share": 0.26,
+                "distance": 0.41,
+                "examples": ["how do I rotate <!channel> api keys", "reset 2fa token"],
+            },
+            {"size": 88, "share": 0.07, "distance": 0.33, "examples": ["refund policy for eu"]},
+        ),
+        next_command="embguard retrain --collection docs",
+    )
     base.update(kw)
     return Alert(**base)
 
@@ -157,8 +172,9 @@ def make(targets: list[AlertTarget], clock: Clock, sleeps: list[float], **kw: An
 # -- payloads ------------------------------------------------------------------------------------------------------
 
 
-def test_slack_message_says_what_drifted_how_much_clusters_and_next_command(rx: Receiver, clock: Clock,
-                                                                            sleeps: list[float]) -> None:
+def test_slack_message_says_what_drifted_how_much_clusters_and_next_command(
+    rx: Receiver, clock: Clock, sleeps: list[float]
+) -> None:
     with make([slack(rx)], clock, sleeps) as n:
         [d] = n.update([drift()])
     assert d == Delivery(target="ops", key="drift:docs", action="trigger", ok=True, attempts=1, status=200, error="")
@@ -190,8 +206,9 @@ def test_slack_resolve_says_resolved_and_which_alert(rx: Receiver, clock: Clock,
 
 
 @pytest.mark.parametrize("severity", ["critical", "warning", "info"])
-def test_pagerduty_trigger_then_resolve_share_the_dedup_key(rx: Receiver, clock: Clock, sleeps: list[float],
-                                                            severity: str) -> None:
+def test_pagerduty_trigger_then_resolve_share_the_dedup_key(
+    rx: Receiver, clock: Clock, sleeps: list[float], severity: str
+) -> None:
     with make([pagerduty(rx)], clock, sleeps) as n:
         [t] = n.update([drift(severity=severity)])
         [r] = n.update([])
@@ -263,13 +280,20 @@ def test_webhook_is_signed_over_timestamp_and_raw_body(rx: Receiver, clock: Cloc
     body = req.json()
     assert body["event"] == "trigger" and body["sent_at"] == "2026-09-21T14:13:20Z"
     assert body["alert"] == {
-        "key": "drift:docs", "name": "EmbeddingDriftSustained", "collection": "docs", "severity": "critical",
-        "summary": drift().summary, "details": dict(drift().details),
-        "clusters": [dict(c) for c in drift().clusters], "next_command": "embguard retrain --collection docs"}
+        "key": "drift:docs",
+        "name": "EmbeddingDriftSustained",
+        "collection": "docs",
+        "severity": "critical",
+        "summary": drift().summary,
+        "details": dict(drift().details),
+        "clusters": [dict(c) for c in drift().clusters],
+        "next_command": "embguard retrain --collection docs",
+    }
 
 
-def test_unsigned_webhook_sends_and_warns_once(rx: Receiver, clock: Clock, sleeps: list[float],
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_unsigned_webhook_sends_and_warns_once(
+    rx: Receiver, clock: Clock, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     with make([webhook(rx, signed=False)], clock, sleeps) as n:
         n.update([drift()])
@@ -319,15 +343,15 @@ def test_cooldown_sends_a_repeat_only_after_it_passes(rx: Receiver, clock: Clock
     assert len(slack_bodies) == 2 and "still active for 50m" in slack_bodies[1]["text"]
 
 
-def test_pagerduty_repeat_is_a_trigger_on_the_same_dedup_key(rx: Receiver, clock: Clock,
-                                                             sleeps: list[float]) -> None:
+def test_pagerduty_repeat_is_a_trigger_on_the_same_dedup_key(rx: Receiver, clock: Clock, sleeps: list[float]) -> None:
     with make([pagerduty(rx, cooldown_s=60)], clock, sleeps) as n:
         n.update([drift()])
         clock.t += 60
         [d] = n.update([drift()])
     assert d.action == "repeat"
-    assert [(b["event_action"], b["dedup_key"]) for b in (r.json() for r in rx.requests)] == \
-        [("trigger", "embguard:drift:docs")] * 2
+    assert [(b["event_action"], b["dedup_key"]) for b in (r.json() for r in rx.requests)] == [
+        ("trigger", "embguard:drift:docs")
+    ] * 2
 
 
 def test_resolve_is_sent_once_when_the_alert_disappears(rx: Receiver, clock: Clock, sleeps: list[float]) -> None:
@@ -338,13 +362,18 @@ def test_resolve_is_sent_once_when_the_alert_disappears(rx: Receiver, clock: Clo
         assert n.update([]) == []
     assert (d.key, d.action, d.ok) == ("ood:docs", "resolve", True)
     events = [(r.json()["event"], r.json()["alert"]["key"]) for r in rx.requests]
-    assert events == [("trigger", "drift:docs"), ("trigger", "ood:docs"), ("resolve", "ood:docs"),
-                      ("resolve", "drift:docs")]
+    assert events == [
+        ("trigger", "drift:docs"),
+        ("trigger", "ood:docs"),
+        ("resolve", "ood:docs"),
+        ("resolve", "drift:docs"),
+    ]
     assert rx.requests[2].json()["alert"]["name"] == "OODRateHigh"
 
 
-def test_an_alert_that_comes_back_after_resolving_triggers_again(rx: Receiver, clock: Clock,
-                                                                 sleeps: list[float]) -> None:
+def test_an_alert_that_comes_back_after_resolving_triggers_again(
+    rx: Receiver, clock: Clock, sleeps: list[float]
+) -> None:
     with make([webhook(rx)], clock, sleeps) as n:
         n.update([drift()])
         n.update([])
@@ -364,8 +393,9 @@ def test_5xx_is_retried_with_exponential_backoff(rx: Receiver, clock: Clock, sle
     assert len(rx.requests) == 3 and len({r.body for r in rx.requests}) == 1
 
 
-def test_gives_up_after_max_attempts_and_retries_on_the_next_update(rx: Receiver, clock: Clock,
-                                                                    sleeps: list[float]) -> None:
+def test_gives_up_after_max_attempts_and_retries_on_the_next_update(
+    rx: Receiver, clock: Clock, sleeps: list[float]
+) -> None:
     rx.answer(503, 503, 503, 503)
     with make([webhook(rx)], clock, sleeps) as n:
         [d] = n.update([drift()])
@@ -400,8 +430,7 @@ def test_timeouts_are_retried(rx: Receiver, clock: Clock, sleeps: list[float]) -
     assert sleeps == [1.0]
 
 
-def test_receiver_down_does_not_raise_and_the_trigger_arrives_once_it_is_up(clock: Clock,
-                                                                            sleeps: list[float]) -> None:
+def test_receiver_down_does_not_raise_and_the_trigger_arrives_once_it_is_up(clock: Clock, sleeps: list[float]) -> None:
     down = Receiver(free_port())
     with make([webhook(down)], clock, sleeps, max_attempts=2) as n:
         [d] = n.update([drift()])
@@ -439,8 +468,9 @@ def test_a_failed_resolve_is_retried_on_the_next_update(rx: Receiver, clock: Clo
 # -- persistence ---------------------------------------------------------------------------------------------------
 
 
-def test_restart_neither_repages_within_cooldown_nor_forgets_to_resolve(rx: Receiver, clock: Clock,
-                                                                        sleeps: list[float], tmp_path: Path) -> None:
+def test_restart_neither_repages_within_cooldown_nor_forgets_to_resolve(
+    rx: Receiver, clock: Clock, sleeps: list[float], tmp_path: Path
+) -> None:
     state = tmp_path / "state" / "alerts.json"
     with make([slack(rx), pagerduty(rx)], clock, sleeps, state_path=state) as n:
         n.update([drift(), drift("ood:docs", name="OODRateHigh", severity="warning")])
@@ -451,10 +481,15 @@ def test_restart_neither_repages_within_cooldown_nor_forgets_to_resolve(rx: Rece
     # "Restarted": drift still active within its cooldown, the OOD alert cleared while the daemon was down.
     with make([slack(rx), pagerduty(rx)], clock, sleeps, state_path=state) as n2:
         got = n2.update([drift()])
-        assert [(d.target, d.key, d.action) for d in got] == [("ops", "ood:docs", "resolve"),
-                                                              ("pd", "ood:docs", "resolve")]
-        assert rx.requests[-1].json() == {"routing_key": PD_KEY, "event_action": "resolve",
-                                          "dedup_key": "embguard:ood:docs"}
+        assert [(d.target, d.key, d.action) for d in got] == [
+            ("ops", "ood:docs", "resolve"),
+            ("pd", "ood:docs", "resolve"),
+        ]
+        assert rx.requests[-1].json() == {
+            "routing_key": PD_KEY,
+            "event_action": "resolve",
+            "dedup_key": "embguard:ood:docs",
+        }
         assert "RESOLVED: OODRateHigh (docs)" in rx.requests[-2].json()["text"]
     clock.t += 3000  # 3600 s after the first trigger
     with make([slack(rx), pagerduty(rx)], clock, sleeps, state_path=state) as n3:
@@ -463,8 +498,9 @@ def test_restart_neither_repages_within_cooldown_nor_forgets_to_resolve(rx: Rece
     assert json.loads(state.read_text())["alerts"] == {}
 
 
-def test_unreadable_state_starts_empty_and_is_kept_aside(rx: Receiver, clock: Clock, sleeps: list[float],
-                                                         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_state_starts_empty_and_is_kept_aside(
+    rx: Receiver, clock: Clock, sleeps: list[float], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     state = tmp_path / "alerts.json"
     state.write_text("{not json")
     with make([webhook(rx)], clock, sleeps, state_path=state) as n:
@@ -488,16 +524,18 @@ def test_metrics(rx: Receiver, clock: Clock, sleeps: list[float]) -> None:
         assert reg.get_sample_value("embguard_alerts_active") == 0
 
     def sent(target: str, action: str, outcome: str) -> float | None:
-        return reg.get_sample_value("embguard_alerts_sent_total",
-                                    {"target": target, "action": action, "outcome": outcome})
+        return reg.get_sample_value(
+            "embguard_alerts_sent_total", {"target": target, "action": action, "outcome": outcome}
+        )
 
     assert sent("ops", "trigger", "ok") == 2 and sent("hook", "trigger", "failed") == 1
     assert sent("hook", "trigger", "ok") == 1 and sent("ops", "resolve", "ok") == 2
     assert sent("hook", "resolve", "ok") == 1
 
 
-def test_secrets_never_reach_errors_or_logs(rx: Receiver, clock: Clock, sleeps: list[float],
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_reach_errors_or_logs(
+    rx: Receiver, clock: Clock, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     down = Receiver(free_port())
     dead = AlertTarget(name="dead", kind="slack", url=SecretStr(down.url(f"/slack/{SLACK_TOKEN}")))

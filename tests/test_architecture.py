@@ -38,17 +38,25 @@ def test_the_real_packages_keep_the_contracts() -> None:
 
 def _layer_modules() -> list[str]:
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    return [m.strip() for c in cfg["contracts"] if c["type"] == "layers" for layer in c["layers"]
-            for m in layer.replace("|", ":").split(":")]
+    return [
+        m.strip()
+        for c in cfg["contracts"]
+        if c["type"] == "layers"
+        for layer in c["layers"]
+        for m in layer.replace("|", ":").split(":")
+    ]
 
 
-@pytest.mark.parametrize(("module", "bad", "imports"), [
-    ("monitors", "bad", "from embguard import config"),
-    ("retrain", "bad", "import embguard.milvus"),
-    ("retrain", "bad", "from monitors import something"),
-    ("embguard", "milvus", "from embguard import daemon"),  # the foundation reaching up into orchestration
-    ("embguard", "errors", "from embguard import config"),  # the exception tree imports nothing of embguard
-])
+@pytest.mark.parametrize(
+    ("module", "bad", "imports"),
+    [
+        ("monitors", "bad", "from embguard import config"),
+        ("retrain", "bad", "import embguard.milvus"),
+        ("retrain", "bad", "from monitors import something"),
+        ("embguard", "milvus", "from embguard import daemon"),  # the foundation reaching up into orchestration
+        ("embguard", "errors", "from embguard import config"),  # the exception tree imports nothing of embguard
+    ],
+)
 def test_the_check_fails_when_the_direction_is_broken(tmp_path: Path, module: str, bad: str, imports: str) -> None:
     for pkg in ("embguard", "monitors", "retrain"):
         (tmp_path / pkg).mkdir()
@@ -71,8 +79,11 @@ OWNERS = {"pymilvus": "embguard/milvus.py", "sentence_transformers": "embguard/m
 @pytest.mark.parametrize("dep", HEAVY)
 def test_heavy_dependencies_are_imported_in_one_module_per_package(dep: str) -> None:
     for pkg in ("embguard", "monitors", "retrain"):
-        users = sorted(str(p.relative_to(REPO)) for p in (REPO / pkg).rglob("*.py")
-                       if f"import {dep}" in p.read_text() or f"from {dep}" in p.read_text())
+        users = sorted(
+            str(p.relative_to(REPO))
+            for p in (REPO / pkg).rglob("*.py")
+            if f"import {dep}" in p.read_text() or f"from {dep}" in p.read_text()
+        )
         assert len(users) <= 1, f"{dep} is imported by {users}; keep it behind one module"
         if pkg == "embguard" and dep in OWNERS:
             assert users == [OWNERS[dep]]
@@ -81,8 +92,10 @@ def test_heavy_dependencies_are_imported_in_one_module_per_package(dep: str) -> 
 def _imports_in_a_fresh_interpreter(code: str, blocked: tuple[str, ...] = ()) -> list[str]:
     """Run ``code`` in a new interpreter (``blocked`` modules made uninstallable) and list the heavy modules loaded."""
     heavy = ("torch", "apscheduler", "evidently", "click", "httpx", "datasets", "accelerate", "ray", "sklearn")
-    prog = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n{code}\n"
-            f"print([m for m in {heavy!r} if sys.modules.get(m) is not None])")
+    prog = (
+        f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n{code}\n"
+        f"print([m for m in {heavy!r} if sys.modules.get(m) is not None])"
+    )
     res = subprocess.run([sys.executable, "-c", prog], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     return ast.literal_eval(res.stdout.strip().splitlines()[-1])
@@ -97,14 +110,16 @@ def test_the_pure_packages_import_without_torch(package: str) -> None:
 def test_both_pure_packages_together_import_without_torch_and_resolve_their_names_lazily() -> None:
     # Issue #14: the exact check, in a fresh interpreter (this process has long since imported torch). Then the lazy
     # names are real: every public name resolves, and asking for a torch-backed one loads its module and torch.
-    prog = ("import monitors, retrain, sys\n"
-            "assert 'torch' not in sys.modules, 'import monitors, retrain pulled in torch'\n"
-            "missing = [n for n in monitors.__all__ if n not in vars(monitors)]\n"
-            "assert missing, 'nothing is lazy: every torch-backed name was bound at import'\n"
-            "assert 'torch' not in sys.modules\n"
-            "for n in monitors.__all__: getattr(monitors, n)\n"
-            "assert monitors.MMDDetector.__module__ == 'monitors.mmd'\n"
-            "assert 'torch' in sys.modules\n")
+    prog = (
+        "import monitors, retrain, sys\n"
+        "assert 'torch' not in sys.modules, 'import monitors, retrain pulled in torch'\n"
+        "missing = [n for n in monitors.__all__ if n not in vars(monitors)]\n"
+        "assert missing, 'nothing is lazy: every torch-backed name was bound at import'\n"
+        "assert 'torch' not in sys.modules\n"
+        "for n in monitors.__all__: getattr(monitors, n)\n"
+        "assert monitors.MMDDetector.__module__ == 'monitors.mmd'\n"
+        "assert 'torch' in sys.modules\n"
+    )
     res = subprocess.run([sys.executable, "-c", prog], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -116,19 +131,29 @@ EXTRAS_ONLY = ("apscheduler", "httpx", "datasets", "accelerate", "evidently", "r
 def test_the_application_client_works_on_the_core_install() -> None:
     loaded = _imports_in_a_fresh_interpreter(
         "import embguard, embguard.client\nfrom embguard import Client, load_config\nassert Client and load_config",
-        blocked=EXTRAS_ONLY)
+        blocked=EXTRAS_ONLY,
+    )
     # The client pulls none of the daemon's, the trainer's or the CLI's dependencies.
     assert loaded == []
 
 
 def test_a_missing_extra_is_one_line_naming_the_install_command(tmp_path: Path) -> None:
-    prog = (f"import sys\nfor m in {EXTRAS_ONLY!r}: sys.modules[m] = None\n"
-            "from embguard.cli import main\nsys.argv = ['embguard', 'serve', '--once']\nmain()")
-    res = subprocess.run([sys.executable, "-c", prog], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    prog = (
+        f"import sys\nfor m in {EXTRAS_ONLY!r}: sys.modules[m] = None\n"
+        "from embguard.cli import main\nsys.argv = ['embguard', 'serve', '--once']\nmain()"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", prog],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().splitlines() == [
-        "Error: the embguard daemon needs APScheduler, which is not installed; run: pip install 'embguard[serve]'"]
+        "Error: the embguard daemon needs APScheduler, which is not installed; run: pip install 'embguard[serve]'"
+    ]
 
 
 def test_every_public_name_resolves_and_import_embguard_stays_cheap() -> None:

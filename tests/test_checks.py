@@ -32,25 +32,45 @@ def world() -> dict[str, Any]:
     sims = real.query @ real.text.T
     top = np.argsort(-sims, axis=1)[:, :10]
     new = np.isin(real.topics, NEW_TOPICS)
-    return {"real": real, "top": top, "scores": np.take_along_axis(sims, top, axis=1),
-            "a": np.flatnonzero(~new), "b": np.flatnonzero(new)}
+    return {
+        "real": real,
+        "top": top,
+        "scores": np.take_along_axis(sims, top, axis=1),
+        "a": np.flatnonzero(~new),
+        "b": np.flatnonzero(new),
+    }
 
 
 def _window(world: dict[str, Any], rows: np.ndarray, model_id: str = "m") -> Window:
     real = world["real"]
     ids = real.ids
-    return Window(kind="queries", collection="docs", model_id=model_id, start_ms=0, end_ms=1,
-                  ids=tuple(range(len(rows))), vectors=real.query[rows], timestamps_ms=np.zeros(len(rows)),
-                  top_ids=tuple(tuple(int(ids[j]) for j in world["top"][r]) for r in rows),
-                  top_scores=world["scores"][rows])
+    return Window(
+        kind="queries",
+        collection="docs",
+        model_id=model_id,
+        start_ms=0,
+        end_ms=1,
+        ids=tuple(range(len(rows))),
+        vectors=real.query[rows],
+        timestamps_ms=np.zeros(len(rows)),
+        top_ids=tuple(tuple(int(ids[j]) for j in world["top"][r]) for r in rows),
+        top_scores=world["scores"][rows],
+    )
 
 
 def _monitor(world: dict[str, Any], ref: np.ndarray, **settings: Any) -> CollectionMonitor:
     real = world["real"]
     sample = np.random.default_rng(0).choice(len(real.ids), 800, replace=False)
-    corpus = Window(kind="documents", collection="docs", model_id="m", start_ms=0, end_ms=1,
-                    ids=tuple(int(i) for i in real.ids[sample]), vectors=real.text[sample],
-                    timestamps_ms=np.zeros(len(sample)))
+    corpus = Window(
+        kind="documents",
+        collection="docs",
+        model_id="m",
+        start_ms=0,
+        end_ms=1,
+        ids=tuple(int(i) for i in real.ids[sample]),
+        vectors=real.text[sample],
+        timestamps_ms=np.zeros(len(sample)),
+    )
     by_id = dict(zip(real.ids.tolist(), real.text, strict=True))
 
     def lookup(ids: Any) -> dict[Any, np.ndarray]:

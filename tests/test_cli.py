@@ -54,8 +54,12 @@ def test_version() -> None:
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     cfg = tmp_path / "embguard.toml"
     cfg.write_text("[drift]\nalpha = 3.0\n")
-    res = subprocess.run([sys.executable, "-m", "embguard.cli", "--config", str(cfg), "config", "check"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "embguard.cli", "--config", str(cfg), "config", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()

@@ -37,8 +37,12 @@ def kb(milvus_settings: config.Settings, embedder):
     groups = by_topic(stdlib_corpus())
     passages = [p for t in ("email", "asyncio", "logging", "xml") for p in groups[t][:60]]
     if not m.has_collection("kb__v1"):
-        m.create_collection(milvus_settings.collection("kb"), embedder.dimension, name="kb__v1",
-                            properties={MODEL_ID_PROPERTY: embedder.model_id})
+        m.create_collection(
+            milvus_settings.collection("kb"),
+            embedder.dimension,
+            name="kb__v1",
+            properties={MODEL_ID_PROPERTY: embedder.model_id},
+        )
         m.create_alias("kb__v1", "kb")
         with Client(milvus_settings) as c:
             c.insert("kb", [{"id": p.id, "text": p.text[:400], "ts": 1000 + i} for i, p in enumerate(passages)])
@@ -47,8 +51,9 @@ def kb(milvus_settings: config.Settings, embedder):
 
 
 def run_app(env: dict[str, str], **job) -> dict:
-    res = subprocess.run([sys.executable, str(APP), json.dumps({"env": env, **job})], capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(APP), json.dumps({"env": env, **job})], capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -56,10 +61,15 @@ def run_app(env: dict[str, str], **job) -> dict:
 def test_app_process_taps_at_the_configured_rate_and_feedback_round_trips(milvus_env, kb) -> None:
     milvus, passages = kb
     rate, n = 0.3, 300
-    queries = [p.query for p in passages] + [p.query for p in passages[:n - len(passages)]]
+    queries = [p.query for p in passages] + [p.query for p in passages[: n - len(passages)]]
     t0 = int(time.time() * 1000)
-    out = run_app({**milvus_env, "EMBGUARD_SAMPLING__QUERY_RATE": str(rate)}, alias="kb", queries=queries,
-                  feedback_every=25, seed=11)
+    out = run_app(
+        {**milvus_env, "EMBGUARD_SAMPLING__QUERY_RATE": str(rate)},
+        alias="kb",
+        queries=queries,
+        feedback_every=25,
+        seed=11,
+    )
     t1 = int(time.time() * 1000) + 1
 
     window = query_window(milvus, "kb", t0, t1)  # read by this (sidecar) process
@@ -79,8 +89,11 @@ def test_app_process_taps_at_the_configured_rate_and_feedback_round_trips(milvus
     assert np.all(np.diff(window.top_scores, axis=1) <= 1e-6)  # ranked hits
     assert window.texts == ("",) * window.size  # query text is off by default
 
-    rows = milvus.query(FEEDBACK_COLLECTION, filter=f"ts_ms >= {t0}",
-                        output_fields=["feedback_id", "query_id", "doc_id", "signal", "query_text", "weight"])
+    rows = milvus.query(
+        FEEDBACK_COLLECTION,
+        filter=f"ts_ms >= {t0}",
+        output_fields=["feedback_id", "query_id", "doc_id", "signal", "query_text", "weight"],
+    )
     got = {r["feedback_id"]: r for r in rows}
     assert len(out["feedback"]) == n // 25
     for f in out["feedback"]:
@@ -95,8 +108,9 @@ def test_document_samples_are_uniform(milvus_settings: config.Settings) -> None:
     rng = np.random.default_rng(0)
     if not m.has_collection("uniform"):
         m.create_collection(spec, 8, properties={MODEL_ID_PROPERTY: "synthetic@000000000000"})
-        m.insert("uniform", [{"id": i, "vector": rng.normal(size=8).tolist(), "text": f"d{i}", "ts": i}
-                             for i in range(2000)])
+        m.insert(
+            "uniform", [{"id": i, "vector": rng.normal(size=8).tolist(), "text": f"d{i}", "ts": i} for i in range(2000)]
+        )
     counts = np.zeros(20)
     samples = []
     for seed in range(40):
@@ -144,8 +158,9 @@ def test_search_follows_the_alias_to_the_right_model(milvus_settings, kb, tmp_pa
     v2_id = f"kb-v2@{models.content_hash(v2)}"
     spec = milvus_settings.collection("kb")
     milvus.create_collection(spec, 384, name="kb__v2", properties={MODEL_ID_PROPERTY: v2_id})
-    uncached = milvus_settings.model_copy(update={"milvus": milvus_settings.milvus.model_copy(
-        update={"alias_cache_s": 0.0})})
+    uncached = milvus_settings.model_copy(
+        update={"milvus": milvus_settings.milvus.model_copy(update={"alias_cache_s": 0.0})}
+    )
     try:
         with Client(uncached) as c, Client(milvus_settings) as cached:
             assert cached.search("kb", [passages[0].query], limit=3).collection == "kb__v1"
@@ -199,13 +214,17 @@ def test_tap_never_fails_the_application(backend, tmp_path: Path, caplog) -> Non
     failure is logged once (not once per flush) and recorded where `embguard status` reads it."""
     from embguard.tap import tap_health
 
-    with backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="t", index_type="FLAT"}]',
-                       EMBGUARD_SAMPLING__TAP_BUFFER_SIZE="5",
-                       EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="3600") as world:
+    with backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="t", index_type="FLAT"}]',
+        EMBGUARD_SAMPLING__TAP_BUFFER_SIZE="5",
+        EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="3600",
+    ) as world:
         settings = world.settings
         m = Milvus.connect(settings)
-        m.create_collection(settings.collection("t"), 384, properties={
-            MODEL_ID_PROPERTY: models.model_id_of("default")})
+        m.create_collection(
+            settings.collection("t"), 384, properties={MODEL_ID_PROPERTY: models.model_id_of("default")}
+        )
         # A squatter with the tap's name and the wrong schema: every tap write fails.
         m.create_collection(config.CollectionSettings(name="embguard_queries", index_type="FLAT"), 2)
         caplog.set_level("WARNING", logger="embguard.tap")

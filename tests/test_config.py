@@ -25,7 +25,9 @@ def test_defaults_are_usable_and_frozen() -> None:
 
 
 def test_file_values_and_relative_paths(tmp_path: Path) -> None:
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
 [milvus]
 uri = "http://milvus.internal:19530"
 [lite]
@@ -37,7 +39,8 @@ monitors = ["mmd", "ood"]
 name = "docs"
 text_field = "body"
 index_type = "ivf_flat"
-""")
+""",
+    )
     s = config.load(p, environ={})
     assert s.milvus_uri == "http://milvus.internal:19530"
     assert s.lite.data_dir == tmp_path / "data" / "milvus"
@@ -53,19 +56,19 @@ index_type = "ivf_flat"
     [
         ("[drift]\ncolour = 1\n", r"unknown key 'drift.colour' in \[drift\]; allowed: alpha"),
         ("colour = 1\n", r"unknown key 'colour'; allowed: milvus, lite"),
-        ("[lite]\nport = \"abc\"\n", r"lite.port = 'abc': Input should be a valid integer"),
-        ("[lite]\nport = \"19530\"\n", r"lite.port = '19530': Input should be a valid integer"),
+        ('[lite]\nport = "abc"\n', r"lite.port = 'abc': Input should be a valid integer"),
+        ('[lite]\nport = "19530"\n', r"lite.port = '19530': Input should be a valid integer"),
         ("[lite]\nport = 70000\n", r"lite.port = 70000: Input should be less than or equal to 65535"),
-        ("[lite]\nhost = \"0.0.0.0\"\n", r"lite.host = '0.0.0.0': must be a loopback address"),
+        ('[lite]\nhost = "0.0.0.0"\n', r"lite.host = '0.0.0.0': must be a loopback address"),
         ("[drift]\nalpha = 0.7\n", r"drift.alpha = 0.7: Input should be less than 0.5"),
         ("[sampling]\nquery_rate = 0.0\n", r"sampling.query_rate = 0.0: Input should be greater than 0"),
-        ("[drift]\nmonitors = [\"mmd\", \"vibes\"]\n", r"unknown monitor\(s\) 'vibes'; allowed: mmd"),
-        ("[[collections]]\nname = \"docs\"\nindex_type = \"FANCY\"\n", r"collections\[0\].index_type = 'FANCY'"),
-        ("[[collections]]\nname = \"a\"\n[[collections]]\nname = \"a\"\n", r"duplicate name\(s\) 'a'"),
-        ("[[collections]]\nname = \"9lives\"\n", r"collections\[0\].name = '9lives': must start with a letter"),
-        ("[milvus]\nuri = \"milvus.internal:19530\"\n", r"milvus.uri = 'milvus.internal:19530': must be 'lite'"),
-        ("[model]\ndevice = \"tpu\"\n", r"model.device = 'tpu': Input should be 'cpu', 'cuda' or 'mps'"),
-        ("[[alerts]]\nname = \"x\"\n", r"alerts\[0\].kind = <missing>: Field required"),
+        ('[drift]\nmonitors = ["mmd", "vibes"]\n', r"unknown monitor\(s\) 'vibes'; allowed: mmd"),
+        ('[[collections]]\nname = "docs"\nindex_type = "FANCY"\n', r"collections\[0\].index_type = 'FANCY'"),
+        ('[[collections]]\nname = "a"\n[[collections]]\nname = "a"\n', r"duplicate name\(s\) 'a'"),
+        ('[[collections]]\nname = "9lives"\n', r"collections\[0\].name = '9lives': must start with a letter"),
+        ('[milvus]\nuri = "milvus.internal:19530"\n', r"milvus.uri = 'milvus.internal:19530': must be 'lite'"),
+        ('[model]\ndevice = "tpu"\n', r"model.device = 'tpu': Input should be 'cpu', 'cuda' or 'mps'"),
+        ('[[alerts]]\nname = "x"\n', r"alerts\[0\].kind = <missing>: Field required"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(tmp_path: Path, body: str, expected: str) -> None:
@@ -83,14 +86,17 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_env_overrides_win_and_are_typed(tmp_path: Path) -> None:
-    p = write(tmp_path, "[drift]\nalpha = 0.05\n[milvus]\ndb_name = \"x\"\n")
-    s = config.load(p, environ={
-        "EMBGUARD_DRIFT__ALPHA": "0.02",
-        "EMBGUARD_SAMPLING__STORE_QUERY_TEXT": "true",
-        "EMBGUARD_MILVUS__DB_NAME": "123",  # a text field keeps digits as text
-        "EMBGUARD_COLLECTIONS": '[{name="docs", text_field="body"}]',
-        "EMBGUARD_LOG_LEVEL": "debug",  # not a settings key: ignored
-    })
+    p = write(tmp_path, '[drift]\nalpha = 0.05\n[milvus]\ndb_name = "x"\n')
+    s = config.load(
+        p,
+        environ={
+            "EMBGUARD_DRIFT__ALPHA": "0.02",
+            "EMBGUARD_SAMPLING__STORE_QUERY_TEXT": "true",
+            "EMBGUARD_MILVUS__DB_NAME": "123",  # a text field keeps digits as text
+            "EMBGUARD_COLLECTIONS": '[{name="docs", text_field="body"}]',
+            "EMBGUARD_LOG_LEVEL": "debug",  # not a settings key: ignored
+        },
+    )
     assert s.drift.alpha == 0.02
     assert s.sampling.store_query_text is True
     assert s.milvus.db_name == "123"
@@ -109,11 +115,13 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 
 def test_secrets_never_in_file_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="secrets are not read from the config file; set EMBGUARD_MILVUS__TOKEN"):
-        config.load(write(tmp_path, "[milvus]\ntoken = \"hunter2\"\n"), environ={})
+        config.load(write(tmp_path, '[milvus]\ntoken = "hunter2"\n'), environ={})
     token_file = tmp_path / "token"
     token_file.write_text("s3cr3t-token\n")
-    s = config.load(write(tmp_path, f"[milvus]\ntoken_file = \"{token_file}\"\n"), environ={
-        "EMBGUARD_MILVUS__PASSWORD": "pw-from-env"})
+    s = config.load(
+        write(tmp_path, f'[milvus]\ntoken_file = "{token_file}"\n'),
+        environ={"EMBGUARD_MILVUS__PASSWORD": "pw-from-env"},
+    )
     assert config.secret(s.milvus.token) == "s3cr3t-token"
     assert config.secret(s.milvus.password) == "pw-from-env"
     shown = repr(config.masked(s)) + repr(s)

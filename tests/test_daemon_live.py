@@ -94,14 +94,20 @@ class Stack:
         self.receiver = Receiver()
         self.env = {
             "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="FLAT"}]',
-            "EMBGUARD_SAMPLING__QUERY_RATE": "1.0", "EMBGUARD_SAMPLING__WINDOW_S": "8",
-            "EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S": "0.3", "EMBGUARD_SAMPLING__DOC_SAMPLE_SIZE": "300",
-            "EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S": "2", "EMBGUARD_SCHEDULE__CHECK_INTERVAL_S": "2",
+            "EMBGUARD_SAMPLING__QUERY_RATE": "1.0",
+            "EMBGUARD_SAMPLING__WINDOW_S": "8",
+            "EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S": "0.3",
+            "EMBGUARD_SAMPLING__DOC_SAMPLE_SIZE": "300",
+            "EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S": "2",
+            "EMBGUARD_SCHEDULE__CHECK_INTERVAL_S": "2",
             # A per-window alpha of 0.001 keeps the no-drift phase quiet although windows overlap.
-            "EMBGUARD_DRIFT__ALPHA": "0.001", "EMBGUARD_DRIFT__CONSECUTIVE": "2", "EMBGUARD_DRIFT__MIN_WINDOW": "30",
+            "EMBGUARD_DRIFT__ALPHA": "0.001",
+            "EMBGUARD_DRIFT__CONSECUTIVE": "2",
+            "EMBGUARD_DRIFT__MIN_WINDOW": "30",
             "EMBGUARD_METRICS__PORT": str(self.metrics_port),
             "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL", secret_env="HOOK_SECRET"}]',
-            "HOOK_URL": self.receiver.url, "HOOK_SECRET": "test-signing-secret",
+            "HOOK_URL": self.receiver.url,
+            "HOOK_SECRET": "test-signing-secret",
         }
         # 300 tapped queries over 160 passages: ~135 distinct, enough for every monitor after de-duplication.
         self.base = passages_for(["email", "json", "http"])[:160]
@@ -118,8 +124,9 @@ class Stack:
         self.settings = self.world.settings
         m = Milvus.connect(self.settings)
         em = models.load()
-        m.create_collection(self.settings.collection("kb"), em.dimension, name="kb__v1",
-                            properties={MODEL_ID_PROPERTY: em.model_id})
+        m.create_collection(
+            self.settings.collection("kb"), em.dimension, name="kb__v1", properties={MODEL_ID_PROPERTY: em.model_id}
+        )
         m.create_alias("kb__v1", "kb")
         m.close()
         self.registry = CollectorRegistry()
@@ -131,14 +138,23 @@ class Stack:
         self.cli("baseline", "capture", "kb", "--window-s", "3600")
         env = {**os.environ, **self.env}
         self.daemon_log = open(self.tmp / "daemon.log", "w")
-        self.daemon = subprocess.Popen([sys.executable, "-m", "embguard.cli", "-v", "serve"], env=env,
-                                       stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "embguard.cli", "-v", "serve"],
+            env=env,
+            stdout=self.daemon_log,
+            stderr=subprocess.STDOUT,
+        )
         _wait(lambda: _get(self.url("/readyz"))[0] == 200, 60, "daemon /readyz")
         self.start_prometheus()
 
     def cli(self, *args: str) -> str:
-        res = subprocess.run([sys.executable, "-m", "embguard.cli", *args], env={**os.environ, **self.env},
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-m", "embguard.cli", *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr
         return res.stdout
 
@@ -156,16 +172,27 @@ class Stack:
         cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
         cfg.pop("alerting", None)
         cfg["rule_files"] = [str(REPO / "prometheus" / "rules" / "*.yml")]
-        targets = {"embguard": self.metrics_port, "embguard-app": self.app_port, "milvus": free_port(),
-                   "prometheus": self.prom_port}
+        targets = {
+            "embguard": self.metrics_port,
+            "embguard-app": self.app_port,
+            "milvus": free_port(),
+            "prometheus": self.prom_port,
+        }
         for job in cfg["scrape_configs"]:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
         path = self.tmp / "prometheus.yml"
         path.write_text(yaml.safe_dump(cfg))
         self.prom_log = open(self.tmp / "prometheus.log", "w")
-        self.prom = subprocess.Popen([exe, f"--config.file={path}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
-                                      f"--web.listen-address=127.0.0.1:{self.prom_port}"],
-                                     stdout=self.prom_log, stderr=subprocess.STDOUT)
+        self.prom = subprocess.Popen(
+            [
+                exe,
+                f"--config.file={path}",
+                f"--storage.tsdb.path={self.tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prom_port}",
+            ],
+            stdout=self.prom_log,
+            stderr=subprocess.STDOUT,
+        )
         _wait(lambda: _get(f"http://127.0.0.1:{self.prom_port}/-/ready")[0] == 200, 60, "prometheus ready")
         _wait(lambda: self.query('up{job="embguard"} == 1'), 30, "first scrape of the daemon")
 
@@ -184,8 +211,16 @@ class Stack:
             seed = 100
             while not self._traffic_stop.is_set():
                 seed += 1
-                stats = traffic(self.client, "kb", self.base, 10, shifted=self.shift, shift_share=shift_share,
-                                seed=seed, click_rate=0.2)
+                stats = traffic(
+                    self.client,
+                    "kb",
+                    self.base,
+                    10,
+                    shifted=self.shift,
+                    shift_share=shift_share,
+                    seed=seed,
+                    click_rate=0.2,
+                )
                 self.failed_searches += stats.failures
                 time.sleep(0.05)
 
@@ -212,7 +247,6 @@ class Stack:
             self.app_server.shutdown()
         self.receiver.server.shutdown()
         self._stack.close()
-
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,17 @@ class Recorder:
 
 @pytest.fixture()
 def setup(backend, tmp_path, embedder, monkeypatch):
-    world = backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="kb", index_type="FLAT"}]',
-                          EMBGUARD_RETRAIN__SUSTAINED_CHECKS="2", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="5")
+    world = backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="kb", index_type="FLAT"}]',
+        EMBGUARD_RETRAIN__SUSTAINED_CHECKS="2",
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="5",
+    )
     settings = world.__enter__().settings
     m = Milvus.connect(settings)
-    m.create_collection(settings.collection("kb"), 384, name="kb__v1",
-                        properties={MODEL_ID_PROPERTY: embedder.model_id})
+    m.create_collection(
+        settings.collection("kb"), 384, name="kb__v1", properties={MODEL_ID_PROPERTY: embedder.model_id}
+    )
     m.create_alias("kb__v1", "kb")
     ensure_feedback_collection(m)
     built: list[str] = []
@@ -53,9 +58,16 @@ def setup(backend, tmp_path, embedder, monkeypatch):
         if not src.exists():
             shutil.copytree(embedder.path, src)
         version = ModelRegistry(s.model.store_dir).register(
-            src, status="awaiting_approval", verdict={"promote": True, "base_mean": 0.5, "candidate_mean": 0.56,
-                                                      "reasons": ["ndcg@10 gain CI low +0.01 >= min_gain +0.00"]},
-            extra={"alias": spec.name})
+            src,
+            status="awaiting_approval",
+            verdict={
+                "promote": True,
+                "base_mean": 0.5,
+                "candidate_mean": 0.56,
+                "reasons": ["ndcg@10 gain CI low +0.01 >= min_gain +0.00"],
+            },
+            extra={"alias": spec.name},
+        )
         return SimpleNamespace(promoted=True, version=version, __str__=lambda self: "report")
 
     monkeypatch.setattr(training, "build_candidate", fake_build)
@@ -71,14 +83,32 @@ def setup(backend, tmp_path, embedder, monkeypatch):
 def _drifting(daemon: Daemon, streak: int) -> None:
     st = daemon._collections["kb"]
     st.monitor = SimpleNamespace(consecutive={"mmd": streak, "top1": 0})
-    st.report = CheckReport(collection="kb", served_by="kb__v1", model_id="x", reference_version=1, n_reference=100,
-                            n_current=100, checked_at=time.time(),
-                            outcomes=(MonitorOutcome("mmd", 1.0, 0.001, True, streak, streak >= 2),))
+    st.report = CheckReport(
+        collection="kb",
+        served_by="kb__v1",
+        model_id="x",
+        reference_version=1,
+        n_reference=100,
+        n_current=100,
+        checked_at=time.time(),
+        outcomes=(MonitorOutcome("mmd", 1.0, 0.001, True, streak, streak >= 2),),
+    )
 
 
 def _feedback(m: Milvus, n: int) -> None:
-    rows = [feedback_row(query_id=f"q{i}", doc_id=i, alias="kb", collection="kb__v1", model_id="x", signal="click",
-                         weight=1.0, query_text=f"question {i}") for i in range(n)]
+    rows = [
+        feedback_row(
+            query_id=f"q{i}",
+            doc_id=i,
+            alias="kb",
+            collection="kb__v1",
+            model_id="x",
+            signal="click",
+            weight=1.0,
+            query_text=f"question {i}",
+        )
+        for i in range(n)
+    ]
     m.insert(FEEDBACK_COLLECTION, rows)
     m.flush(FEEDBACK_COLLECTION)
 

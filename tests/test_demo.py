@@ -14,8 +14,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EMBGUARD_STATE__DIR": str(tmp_path / "state")}
-    res = subprocess.run([sys.executable, "-m", "embguard.cli", "demo", "--fast"], capture_output=True, text=True,
-                         timeout=1500, cwd=tmp_path, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "embguard.cli", "demo", "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+        env=env,
+    )
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
     summary = out.split("\nsummary\n", 1)[1]

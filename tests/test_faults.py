@@ -42,9 +42,16 @@ def test_daemon_recovers_from_every_restart_and_pages_once_per_outage(milvus_wor
     outages = 20 if milvus_world.backend == "lite" else 2
     hook = Hook()
     port = free_port()
-    settings = _daemon_settings(tmp_path, milvus_world.env, hook.url, EMBGUARD_MILVUS__TIMEOUT_S="2.0",
-                                EMBGUARD_SCHEDULE__CHECK_INTERVAL_S="1", EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S="1",
-                                EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_METRICS__PORT=str(port))
+    settings = _daemon_settings(
+        tmp_path,
+        milvus_world.env,
+        hook.url,
+        EMBGUARD_MILVUS__TIMEOUT_S="2.0",
+        EMBGUARD_SCHEDULE__CHECK_INTERVAL_S="1",
+        EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S="1",
+        EMBGUARD_SAMPLING__QUERY_RATE="1.0",
+        EMBGUARD_METRICS__PORT=str(port),
+    )
     with Client(settings) as c:
         c.create_collection("hk", index_type="FLAT")
         passages = passages_for(["json", "csv"])[:40]
@@ -73,4 +80,3 @@ def test_daemon_recovers_from_every_restart_and_pages_once_per_outage(milvus_wor
         hook.close()
     assert hook.of("milvus") == ["trigger", "resolve"] * outages
     assert len(recovery) == outages and max(recovery) <= 2 * WATCH_S + 1.0, recovery
-

@@ -115,8 +115,9 @@ def test_a_host_that_never_answers_delays_neither_update_nor_the_other_targets(h
         assert n.update([_alert()]) == []  # queued, not delivered here
         assert silent.accepted.wait(5), "the hung host was never contacted"
         _wait(lambda: hook.of("drift:hk") == ["trigger"], 5, "the live target's trigger")
-        # update() returned and the live target was paged while the dead target's request is still hanging.
-        assert n.pending == 1
+        # update() returned and the live target was paged while the dead target's request is still hanging
+        # (the live worker settles its delivery a moment after the hook has received it).
+        _wait(lambda: n.pending == 1, 5, "the live delivery to settle while the dead one hangs")
         n.update([_alert()])  # the next check neither waits nor queues a second copy of the in-flight edge
         assert n.pending == 1
         done = n.drain(timeout_s=20)
@@ -138,8 +139,9 @@ def test_a_full_queue_drops_the_edge_and_offers_it_again_on_the_next_update(hook
         n.update([_alert("a")])
         assert silent.accepted.wait(5)  # "a" is in flight, the queue is empty again
         n.update([_alert("a"), _alert("b"), _alert("c")])  # "b" fills the queue of 1, "c" is dropped
-        dropped = registry.get_sample_value("embguard_alerts_sent_total",
-                                            {"target": "dead", "action": "trigger", "outcome": "dropped"})
+        dropped = registry.get_sample_value(
+            "embguard_alerts_sent_total", {"target": "dead", "action": "trigger", "outcome": "dropped"}
+        )
         assert dropped == 1.0
         done = n.drain(timeout_s=10)
         assert sorted(d.key for d in done) == ["a", "b"] and not any(d.ok for d in done)
@@ -154,15 +156,23 @@ def test_a_full_queue_drops_the_edge_and_offers_it_again_on_the_next_update(hook
 
 
 def _daemon_settings(tmp: Path, base: dict[str, str], url: str, **env: str) -> config.Settings:
-    return config.load(None, environ={**base, "EMBGUARD_STATE__DIR": str(tmp / "state"),
-                                      "EMBGUARD_COLLECTIONS": '[{name="hk"}]', "HOOK_URL": url,
-                                      "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL"}]',
-                                      **env})
+    return config.load(
+        None,
+        environ={
+            **base,
+            "EMBGUARD_STATE__DIR": str(tmp / "state"),
+            "EMBGUARD_COLLECTIONS": '[{name="hk"}]',
+            "HOOK_URL": url,
+            "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL"}]',
+            **env,
+        },
+    )
 
 
 @pytest.mark.integration
 def test_restart_keeps_remembered_alerts_open_until_the_first_check_finds_them_clear(
-        tmp_path: Path, milvus_env: dict[str, str], hook: Hook) -> None:
+    tmp_path: Path, milvus_env: dict[str, str], hook: Hook
+) -> None:
     settings = _daemon_settings(tmp_path, milvus_env, hook.url)
     # The previous daemon paged drift on hk and remembered it.
     with Notifier(settings.alerts, state_path=settings.state.dir / "alerts.json") as before:
@@ -179,10 +189,28 @@ def test_restart_keeps_remembered_alerts_open_until_the_first_check_finds_them_c
         assert hook.of("milvus") == []
 
         st = daemon._collections["hk"]
-        st.window = Window(kind="queries", collection="hk", model_id="m", start_ms=0, end_ms=1, ids=(),
-                           vectors=np.zeros((0, 4)), timestamps_ms=np.zeros(0))
-        daemon._record(st, CheckReport(collection="hk", served_by="hk__v1", model_id="m", reference_version=1,
-                                       n_reference=100, n_current=100, checked_at=time.time()))
+        st.window = Window(
+            kind="queries",
+            collection="hk",
+            model_id="m",
+            start_ms=0,
+            end_ms=1,
+            ids=(),
+            vectors=np.zeros((0, 4)),
+            timestamps_ms=np.zeros(0),
+        )
+        daemon._record(
+            st,
+            CheckReport(
+                collection="hk",
+                served_by="hk__v1",
+                model_id="m",
+                reference_version=1,
+                n_reference=100,
+                n_current=100,
+                checked_at=time.time(),
+            ),
+        )
         daemon._notify()  # the first check found no drift: now, and only now, the resolve goes out
         daemon.notifier.drain(timeout_s=10)
     finally:
@@ -198,9 +226,14 @@ def test_milvus_down_pages_from_the_watch_once_per_outage(tmp_path: Path, milvus
     if not milvus_world.restartable:
         pytest.skip("this backend's server is not ours to stop")
     # Checks and samples hourly: only the watch path can page within the test.
-    settings = _daemon_settings(tmp_path, milvus_world.env, hook.url, EMBGUARD_MILVUS__TIMEOUT_S="2.0",
-                                EMBGUARD_SCHEDULE__CHECK_INTERVAL_S="3600",
-                                EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S="3600")
+    settings = _daemon_settings(
+        tmp_path,
+        milvus_world.env,
+        hook.url,
+        EMBGUARD_MILVUS__TIMEOUT_S="2.0",
+        EMBGUARD_SCHEDULE__CHECK_INTERVAL_S="3600",
+        EMBGUARD_SCHEDULE__SAMPLE_INTERVAL_S="3600",
+    )
     outages = 2 if milvus_world.backend == "lite" else 1  # a real server takes far longer to come back
     daemon = Daemon(settings, registry=CollectorRegistry(), milvus_watch_s=0.5)
     try:

@@ -31,7 +31,8 @@ def _stale_lock(store: SwapStore, alias: str, pid: int) -> None:
     so each trial races a takeover; the old O_EXCL+unlink takeover gave 37 double holders in 1,000 here)."""
     store.locks.mkdir(parents=True, exist_ok=True)
     (store.locks / f"swap-{alias}.lock").write_text(
-        f'{{"pid": {pid}, "host": "{socket.gethostname()}", "what": "killed", "since": 0}}')
+        f'{{"pid": {pid}, "host": "{socket.gethostname()}", "what": "killed", "since": 0}}'
+    )
 
 
 def test_racing_takeovers_of_a_stale_lock_never_give_two_holders_threads(tmp_path: Path) -> None:
@@ -45,8 +46,9 @@ def test_racing_takeovers_of_a_stale_lock_never_give_two_holders_threads(tmp_pat
         holders = [0, 0]  # now, most at once
         got = [0]
 
-        def rerun(barrier: threading.Barrier, i: int, guard: threading.Lock, holders: list[int],
-                  got: list[int]) -> None:
+        def rerun(
+            barrier: threading.Barrier, i: int, guard: threading.Lock, holders: list[int], got: list[int]
+        ) -> None:
             barrier.wait()
             try:
                 with store.lock("kb", f"rerun {i}"):
@@ -115,10 +117,17 @@ def test_racing_takeovers_never_give_two_holders_processes(tmp_path: Path) -> No
 def test_a_second_approve_is_refused_naming_the_holder_and_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from embguard.swap import SwapStore\n"
-         f"with SwapStore({str(tmp_path)!r}).lock('kb', 'retrain --approve --candidate v0002'):\n"
-         "    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=repo)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from embguard.swap import SwapStore\n"
+            f"with SwapStore({str(tmp_path)!r}).lock('kb', 'retrain --approve --candidate v0002'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=repo,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         store = SwapStore(tmp_path)
@@ -138,8 +147,9 @@ def test_a_second_approve_is_refused_naming_the_holder_and_a_killed_holder_frees
 def test_gc_during_a_swap_keeps_the_swap_target_and_refuses_while_the_swap_runs(milvus_world: Any) -> None:
     from embguard.milvus import Milvus
 
-    settings = config.load(None, environ={**milvus_world.env,
-                                          "EMBGUARD_COLLECTIONS": '[{name="gk", index_type="FLAT"}]'})
+    settings = config.load(
+        None, environ={**milvus_world.env, "EMBGUARD_COLLECTIONS": '[{name="gk", index_type="FLAT"}]'}
+    )
     spec = settings.collection("gk")
     m = Milvus.connect(settings)
     try:
@@ -148,8 +158,17 @@ def test_gc_during_a_swap_keeps_the_swap_target_and_refuses_while_the_swap_runs(
             m.create_collection(spec, 8, name=name, properties=old)
         m.create_alias("gk__v1", "gk")
         store = SwapStore(settings.state.dir)
-        state = SwapState(alias="gk", source="gk__v1", target="gk__v0002", source_model_id="a",
-                          candidate_version="v0002", candidate_model_id="b", phase="dual_write", done=80, total=303)
+        state = SwapState(
+            alias="gk",
+            source="gk__v1",
+            target="gk__v0002",
+            source_model_id="a",
+            candidate_version="v0002",
+            candidate_model_id="b",
+            phase="dual_write",
+            done=80,
+            total=303,
+        )
         store.save(state)
         swapper = Swapper(settings, m, say=lambda _: None)
 

@@ -18,7 +18,7 @@ from embguard.tap import FEEDBACK_COLLECTION, TAP_COLLECTION, ensure_feedback_co
 from embguard.training import feedback_records
 
 pytestmark = pytest.mark.integration
-INJECTIONS = ["0] or id > 0 or id in [0", "1 or 1 == 1", '" or id != "', "x\\\" or id > 0 or \"", ") or (id > 0"]
+INJECTIONS = ["0] or id > 0 or id in [0", "1 or 1 == 1", '" or id != "', 'x\\" or id > 0 or "', ") or (id > 0"]
 
 
 @pytest.fixture()
@@ -39,7 +39,7 @@ def _ids(m: Milvus, collection: str) -> set:
 def test_crafted_ids_delete_nothing_and_name_the_bad_id(world) -> None:
     s, c, m = world
     before = _ids(m, "scratch__v1")
-    for bad in INJECTIONS + [None, 1.5, True, {"id": 1}, [1], 2 ** 70]:
+    for bad in INJECTIONS + [None, 1.5, True, {"id": 1}, [1], 2**70]:
         with pytest.raises(InvalidInput) as err:
             c.delete("scratch", [bad])
         assert "INT64" in str(err.value)
@@ -58,13 +58,13 @@ def test_varchar_keys_and_filter_literals_are_escaped(milvus_world) -> None:
     m = Milvus.connect(milvus_world.settings)
     spec = CollectionSettings(name="vk", index_type="FLAT")
     m.create_collection(spec, 4, id_type="str")
-    keys = ['plain', 'with "quotes"', "back\\slash", "0] or id != \"", "ünïcode ✓"]
+    keys = ["plain", 'with "quotes"', "back\\slash", '0] or id != "', "ünïcode ✓"]
     m.insert("vk", [{"id": k, "vector": [1.0, 0.0, 0.0, 0.0], "text": k} for k in keys])
     for k in keys:  # each key selects exactly itself
         assert [r["id"] for r in m.query("vk", ids=[k], output_fields=["id"])] == [k]
         assert [r["id"] for r in m.query("vk", filter=f"text == {literal(k)}", output_fields=["id"])] == [k]
-    m.delete("vk", ids=["0] or id != \""])
-    assert sorted(r["id"] for b in m.iterate("vk", ["id"]) for r in b) == sorted(set(keys) - {"0] or id != \""})
+    m.delete("vk", ids=['0] or id != "'])
+    assert sorted(r["id"] for b in m.iterate("vk", ["id"]) for r in b) == sorted(set(keys) - {'0] or id != "'})
     with pytest.raises(InvalidInput, match="VARCHAR"):
         check_ids([7], int_keys=False)
     m.close()
@@ -97,8 +97,16 @@ def test_poison_rows_already_stored_are_skipped_not_fatal(world) -> None:
     res = c.search("scratch", [f"document number {i}" for i in range(30)], limit=3, consistency_level="Strong")
     c.flush_tap()
     t0 = int(time.time() * 1000) - 60_000
-    nan = tap_row(query_id="poison", vector=np.full(384, np.nan, dtype=np.float32), alias="scratch",
-                  collection="scratch__v1", model_id=res.model_id, text="x", store_text=False, hits=[])
+    nan = tap_row(
+        query_id="poison",
+        vector=np.full(384, np.nan, dtype=np.float32),
+        alias="scratch",
+        collection="scratch__v1",
+        model_id=res.model_id,
+        text="x",
+        store_text=False,
+        hits=[],
+    )
     try:
         m.insert(TAP_COLLECTION, [{k: v for k, v in nan.items() if k != "_collection"}])
         poisoned = 1
@@ -111,8 +119,16 @@ def test_poison_rows_already_stored_are_skipped_not_fatal(world) -> None:
     ReferenceStore(s.state.dir).capture("scratch", window)  # a baseline over the window works
 
     ensure_feedback_collection(m)
-    bad = feedback_row(query_id=res.query_ids[0], doc_id=1, alias="scratch", collection="scratch__v1",
-                       model_id=res.model_id, signal="click", weight=1.0, query_text="document number 1")
+    bad = feedback_row(
+        query_id=res.query_ids[0],
+        doc_id=1,
+        alias="scratch",
+        collection="scratch__v1",
+        model_id=res.model_id,
+        signal="click",
+        weight=1.0,
+        query_text="document number 1",
+    )
     bad["doc_id"] = json.dumps({"a": 1})
     m.insert(FEEDBACK_COLLECTION, [bad])
     c.feedback(res.query_ids[2], res.hits[2][0].id, query_text="document number 2")

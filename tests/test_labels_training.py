@@ -22,14 +22,20 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def lab(backend, tmp_path):
-    world = backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="lab", index_type="FLAT"}]',
-                          EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
-                          EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40", EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
-                          EMBGUARD_RETRAIN__GUARD_QUERIES="0")
+    world = backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="lab", index_type="FLAT"}]',
+        EMBGUARD_SAMPLING__QUERY_RATE="1.0",
+        EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
+        EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
+        EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+    )
     settings = world.__enter__().settings
     m = Milvus.connect(settings)
-    m.create_collection(settings.collection("lab"), 384, name="lab__v1",
-                        properties={MODEL_ID_PROPERTY: models.model_id_of("default")})
+    m.create_collection(
+        settings.collection("lab"), 384, name="lab__v1", properties={MODEL_ID_PROPERTY: models.model_id_of("default")}
+    )
     m.create_alias("lab__v1", "lab")
     passages = passages_for(["json", "csv", "sqlite3", "logging"])[:90]
     client = Client(settings)
@@ -49,10 +55,23 @@ def test_label_import_rejects_bad_lines_by_number_and_imports_nothing(lab, tmp_p
     spec = settings.collection("lab")
     good = json.dumps({"query": passages[0].query, "doc_id": passages[0].id})
     f = tmp_path / "labels.jsonl"
-    f.write_text("\n".join([good, "{not json", good, json.dumps({"query": "q", "doc_id": 1, "signal": "like"}),
-                            json.dumps({"query": "", "doc_id": 1})]) + "\n")
-    with pytest.raises(EmbguardError, match=r"3 bad line\(s\), nothing imported: line 2: .*; line 4: .*'like'.*"
-                                            r"; line 5: "):
+    f.write_text(
+        "\n".join(
+            [
+                good,
+                "{not json",
+                good,
+                json.dumps({"query": "q", "doc_id": 1, "signal": "like"}),
+                json.dumps({"query": "", "doc_id": 1}),
+            ]
+        )
+        + "\n"
+    )
+    with pytest.raises(
+        EmbguardError,
+        match=r"3 bad line\(s\), nothing imported: line 2: .*; line 4: .*'like'.*"
+        r"; line 5: ",
+    ):
         import_labels(settings, m, spec, f)
     assert _feedback_count(m) == 0
     f.write_text(good + "\n" + json.dumps({"query": "valid", "doc_id": 123456789}) + "\n")
@@ -97,8 +116,9 @@ def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path
     t0 = int(time.time() * 1000)
     client.search("lab", [p.query for p in old] + [f"{p.query} in python" for p in old], limit=5)
     client.flush_tap()
-    ReferenceStore(settings.state.dir).capture("lab", query_window(m, "lab", t0, int(time.time() * 1000) + 1),
-                                               min_size=100)
+    ReferenceStore(settings.state.dir).capture(
+        "lab", query_window(m, "lab", t0, int(time.time() * 1000) + 1), min_size=100
+    )
     since = int(time.time() * 1000) + 1
     time.sleep(0.01)
     client.search("lab", [f"how to {p.query}" for p in old[:30]] + [p.query for p in new], limit=5)
@@ -123,8 +143,9 @@ def test_a_crashing_training_run_leaves_the_model_and_registry_untouched(lab, tm
     f.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[:60]) + "\n")
     assert import_labels(settings, m, spec, f) == 60
     monkeypatch.setenv("RETRAIN_WORKER_FAIL_AT_STEP", "1")  # the training child dies hard at its first step
-    with pytest.raises(EmbguardError, match="training a candidate for lab failed; the active model and the "
-                                            "registry are untouched"):
+    with pytest.raises(
+        EmbguardError, match="training a candidate for lab failed; the active model and the registry are untouched"
+    ):
         build_candidate(settings, m, spec, say=lambda s: None)
     assert ModelRegistry(settings.model.store_dir).list() == []
     assert m.resolve("lab") == "lab__v1"
@@ -135,6 +156,9 @@ def test_a_crashing_training_run_leaves_the_model_and_registry_untouched(lab, tm
 
 def test_too_little_feedback_is_a_clear_error(lab) -> None:
     settings, m, _, _ = lab
-    with pytest.raises(EmbguardError, match=r"lab: 0 feedback pairs over 0 distinct queries; a candidate needs at "
-                                            r"least 40 pairs"):
+    with pytest.raises(
+        EmbguardError,
+        match=r"lab: 0 feedback pairs over 0 distinct queries; a candidate needs at "
+        r"least 40 pairs",
+    ):
         build_candidate(settings, m, settings.collection("lab"), say=lambda s: None)

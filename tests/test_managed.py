@@ -75,12 +75,19 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
     from embguard.swap import Swapper
     from embguard.training import build_candidate
 
-    with backend.world(tmp_path, EMBGUARD_COLLECTIONS='[{name="small", index_type="FLAT"}]',
-                       EMBGUARD_SAMPLING__QUERY_RATE="1.0", EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
-                       EMBGUARD_DRIFT__MIN_WINDOW="20", EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
-                       EMBGUARD_RETRAIN__MIN_HELD_OUT="10", EMBGUARD_RETRAIN__GUARD_QUERIES="0",
-                       EMBGUARD_RETRAIN__GATE_MARGIN="1.0",  # no candidate gains a whole nDCG point: rejected
-                       EMBGUARD_SWAP__GRACE_S="0.5", EMBGUARD_SWAP__SHADOW_QUERIES="10") as world:
+    with backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="small", index_type="FLAT"}]',
+        EMBGUARD_SAMPLING__QUERY_RATE="1.0",
+        EMBGUARD_SAMPLING__STORE_QUERY_TEXT="true",
+        EMBGUARD_DRIFT__MIN_WINDOW="20",
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
+        EMBGUARD_RETRAIN__MIN_HELD_OUT="10",
+        EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+        EMBGUARD_RETRAIN__GATE_MARGIN="1.0",  # no candidate gains a whole nDCG point: rejected
+        EMBGUARD_SWAP__GRACE_S="0.5",
+        EMBGUARD_SWAP__SHADOW_QUERIES="10",
+    ) as world:
         s = world.settings
         spec = s.collection("small")
         passages = passages_for(["json", "csv", "sqlite3", "logging"])[:80]

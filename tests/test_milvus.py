@@ -26,11 +26,9 @@ def test_connects_and_knows_its_backend(milvus: Milvus, milvus_settings: config.
     assert milvus.ping()
 
 
-def test_lite_refuses_index_types_it_cannot_build(milvus: Milvus, milvus_settings: config.Settings,
-                                                  backend) -> None:
+def test_lite_refuses_index_types_it_cannot_build(milvus: Milvus, milvus_settings: config.Settings, backend) -> None:
     if backend.name == "lite":
-        with pytest.raises(UnsupportedIndex,
-                           match=r"'IVF_PQ' cannot be built by Milvus Lite .*use one of FLAT, HNSW"):
+        with pytest.raises(UnsupportedIndex, match=r"'IVF_PQ' cannot be built by Milvus Lite .*use one of FLAT, HNSW"):
             milvus.create_collection(milvus_settings.collection("pq"), 8)
         assert not milvus.has_collection("pq")  # refused before anything was created
     else:  # a real server builds it
@@ -39,18 +37,21 @@ def test_lite_refuses_index_types_it_cannot_build(milvus: Milvus, milvus_setting
         milvus.drop_collection("pq")
 
 
-def test_insert_and_search_round_trip_with_the_real_model(milvus: Milvus, milvus_settings: config.Settings,
-                                                           embedder) -> None:
+def test_insert_and_search_round_trip_with_the_real_model(
+    milvus: Milvus, milvus_settings: config.Settings, embedder
+) -> None:
     spec = milvus_settings.collection("docs")
     groups = by_topic(stdlib_corpus())
     passages = groups["statistics"][:20] + groups["email"][:50] + groups["asyncio"][:50]
-    name = milvus.create_collection(spec, embedder.dimension, name="docs__v1",
-                                    properties={MODEL_ID_PROPERTY: embedder.model_id})
+    name = milvus.create_collection(
+        spec, embedder.dimension, name="docs__v1", properties={MODEL_ID_PROPERTY: embedder.model_id}
+    )
     milvus.create_alias(name, "docs")
     vecs = embedder.encode([p.text for p in passages])
     assert vecs.shape == (len(passages), 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
-    assert milvus.insert("docs", [{"id": p.id, "vector": v.tolist(), "text": p.text}
-                                  for p, v in zip(passages, vecs, strict=True)]) == len(passages)
+    assert milvus.insert(
+        "docs", [{"id": p.id, "vector": v.tolist(), "text": p.text} for p, v in zip(passages, vecs, strict=True)]
+    ) == len(passages)
     milvus.flush(name)
     assert milvus.count("docs") == len(passages)
     assert milvus.resolve("docs") == name
@@ -83,9 +84,10 @@ def test_iterate_pages_every_row_once_in_key_order(milvus: Milvus) -> None:
     ids = list(range(3000))
     np.random.default_rng(0).shuffle(ids)
     for i in range(0, len(ids), 500):
-        milvus.insert("paged", [{"id": int(k), "vector": [1.0, 0.0, 0.0, 0.0], "text": ""} for k in ids[i:i + 500]])
+        milvus.insert("paged", [{"id": int(k), "vector": [1.0, 0.0, 0.0, 0.0], "text": ""} for k in ids[i : i + 500]])
     seen = [r["id"] for batch in milvus.iterate("paged", ["id"], batch_size=97) for r in batch]
     assert seen == sorted(ids)
-    assert [r["id"] for b in milvus.iterate("paged", ["id"], filter="id >= 2990", batch_size=3) for r in b] == \
-        list(range(2990, 3000))
+    assert [r["id"] for b in milvus.iterate("paged", ["id"], filter="id >= 2990", batch_size=3) for r in b] == list(
+        range(2990, 3000)
+    )
     milvus.drop_collection("paged")

@@ -20,31 +20,57 @@ from embguard.state import StateDir
 
 
 def _report(alias: str = "kb", sustained: bool = True, ood: bool = False) -> CheckReport:
-    outcomes = [MonitorOutcome("mmd", 0.4, 0.001 if sustained else 0.4, sustained, 3 if sustained else 0, sustained),
-                MonitorOutcome(COMBINED, 0.004, 0.004 if sustained else 0.8, sustained, 3 if sustained else 0,
-                               sustained)]
+    outcomes = [
+        MonitorOutcome("mmd", 0.4, 0.001 if sustained else 0.4, sustained, 3 if sustained else 0, sustained),
+        MonitorOutcome(COMBINED, 0.004, 0.004 if sustained else 0.8, sustained, 3 if sustained else 0, sustained),
+    ]
     if ood:
         outcomes.append(MonitorOutcome("ood", 0.3, 0.0001, True, 3, True))
-    return CheckReport(collection=alias, served_by=f"{alias}__v1", model_id="m", reference_version=2, n_reference=500,
-                       n_current=200, checked_at=time.time(), outcomes=tuple(outcomes),
-                       ood_rate=0.3 if ood else 0.05, ood_expected_rate=0.05,
-                       clusters=({"size": 2, "share": 0.01, "distance": 0.7, "rows": [0, 1]},),
-                       carried_by=("mmd",) if sustained else ())
+    return CheckReport(
+        collection=alias,
+        served_by=f"{alias}__v1",
+        model_id="m",
+        reference_version=2,
+        n_reference=500,
+        n_current=200,
+        checked_at=time.time(),
+        outcomes=tuple(outcomes),
+        ood_rate=0.3 if ood else 0.05,
+        ood_expected_rate=0.05,
+        clusters=({"size": 2, "share": 0.01, "distance": 0.7, "rows": [0, 1]},),
+        carried_by=("mmd",) if sustained else (),
+    )
 
 
 def _watched(report: CheckReport | None, texts: tuple[str, ...] = ("how do I reset", "")) -> Watched:
     w = Watched(CollectionSettings(name="kb", text_field="text"))
-    w.window = Window(kind="queries", collection="kb__v1", model_id="m", start_ms=0, end_ms=3, ids=("q1", "q2"),
-                      vectors=np.zeros((2, 4), np.float32), timestamps_ms=np.array([1, 2]), texts=texts,
-                      top_ids=(("d1",), ("d2",)), top_scores=np.array([[0.5], [0.4]], np.float32))
+    w.window = Window(
+        kind="queries",
+        collection="kb__v1",
+        model_id="m",
+        start_ms=0,
+        end_ms=3,
+        ids=("q1", "q2"),
+        vectors=np.zeros((2, 4), np.float32),
+        timestamps_ms=np.array([1, 2]),
+        texts=texts,
+        top_ids=(("d1",), ("d2",)),
+        top_scores=np.array([[0.5], [0.4]], np.float32),
+    )
     w.report = report
     return w
 
 
 def test_sustained_drift_pages_once_naming_the_monitors_that_carried_it() -> None:
     w = _watched(_report())
-    alerts = pages.active_alerts(milvus_up=True, milvus_uri="http://u:secret@h:19530", watched={"kb": w},
-                                 awaiting={}, consecutive=3, describe=pages.describe_cluster)
+    alerts = pages.active_alerts(
+        milvus_up=True,
+        milvus_uri="http://u:secret@h:19530",
+        watched={"kb": w},
+        awaiting={},
+        consecutive=3,
+        describe=pages.describe_cluster,
+    )
     assert [a.name for a in alerts] == ["EmbeddingDriftSustained"]
     a = alerts[0]
     assert a.key == "drift:kb" and "sustained over 3 checks" in a.summary and "carried by mmd" in a.summary
@@ -54,18 +80,35 @@ def test_sustained_drift_pages_once_naming_the_monitors_that_carried_it() -> Non
 
 
 def test_no_drift_no_page_and_milvus_down_pages_without_the_secret() -> None:
-    alerts = pages.active_alerts(milvus_up=False, milvus_uri="http://u:secret@h:19530",
-                                 watched={"kb": _watched(_report(sustained=False))}, awaiting={}, consecutive=3,
-                                 describe=pages.describe_cluster)
+    alerts = pages.active_alerts(
+        milvus_up=False,
+        milvus_uri="http://u:secret@h:19530",
+        watched={"kb": _watched(_report(sustained=False))},
+        awaiting={},
+        consecutive=3,
+        describe=pages.describe_cluster,
+    )
     assert [a.name for a in alerts] == ["MilvusDown"]
     assert "secret" not in alerts[0].summary
 
 
 def test_ood_and_candidate_alerts() -> None:
-    v = ModelVersion(version="v0003", path="/m/v0003", model_id="m3", created_at=0.0, status="awaiting_approval",
-                     verdict={"base_mean": 0.5, "candidate_mean": 0.56, "reasons": ["gain"]})
-    alerts = pages.active_alerts(milvus_up=True, milvus_uri="x", watched={"kb": _watched(_report(ood=True))},
-                                 awaiting={"kb": [v]}, consecutive=3, describe=pages.describe_cluster)
+    v = ModelVersion(
+        version="v0003",
+        path="/m/v0003",
+        model_id="m3",
+        created_at=0.0,
+        status="awaiting_approval",
+        verdict={"base_mean": 0.5, "candidate_mean": 0.56, "reasons": ["gain"]},
+    )
+    alerts = pages.active_alerts(
+        milvus_up=True,
+        milvus_uri="x",
+        watched={"kb": _watched(_report(ood=True))},
+        awaiting={"kb": [v]},
+        consecutive=3,
+        describe=pages.describe_cluster,
+    )
     by = {a.name: a for a in alerts}
     assert set(by) == {"EmbeddingDriftSustained", "CandidateAwaitingApproval", "OODRateHigh"}
     assert "0.500 -> 0.560" in by["CandidateAwaitingApproval"].summary
@@ -96,14 +139,17 @@ def test_settled_only_after_evaluation() -> None:
     assert not pages.settled("candidate:kb:v1", watched_milvus=True, watched={}, registry_ok=False)
 
 
-@pytest.mark.parametrize(("awaiting", "streak", "feedback", "action"), [
-    (True, 9, 999, "awaiting"),
-    (False, None, 999, "wait"),
-    (False, 1, 999, "wait"),
-    (False, 2, 4, "wait"),
-    (False, 2, None, "wait"),
-    (False, 2, 5, "train"),
-])
+@pytest.mark.parametrize(
+    ("awaiting", "streak", "feedback", "action"),
+    [
+        (True, 9, 999, "awaiting"),
+        (False, None, 999, "wait"),
+        (False, 1, 999, "wait"),
+        (False, 2, 4, "wait"),
+        (False, 2, None, "wait"),
+        (False, 2, 5, "train"),
+    ],
+)
 def test_retrain_rule(awaiting, streak, feedback, action) -> None:
     rs = RetrainSettings(sustained_checks=2, min_feedback_pairs=5)
     d = decide(rs, awaiting=awaiting, streak=streak, feedback=feedback)

@@ -22,21 +22,47 @@ from embguard.milvus import Milvus
 
 pytestmark = pytest.mark.integration
 SECRETS = {"HOOK_URL": "http://127.0.0.1:9/hook-path-s3cr3t-url", "HOOK_SECRET": "hmac-s3cr3t-value"}
-INJECTIONS = ["0] or id > 0 or id in [0", '" or id != "', "1 or 1 == 1", ") or (id > 0", "x\\", "../../etc",
-              "/etc/passwd", "v0001/../../x", "", " ", "kb; drop", "\x00", "é" * 300]
-scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
-                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40), st.sampled_from(INJECTIONS),
-                   st.binary(max_size=8))
+INJECTIONS = [
+    "0] or id > 0 or id in [0",
+    '" or id != "',
+    "1 or 1 == 1",
+    ") or (id > 0",
+    "x\\",
+    "../../etc",
+    "/etc/passwd",
+    "v0001/../../x",
+    "",
+    " ",
+    "kb; drop",
+    "\x00",
+    "é" * 300,
+]
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(INJECTIONS),
+    st.binary(max_size=8),
+)
 junk = st.one_of(scalar, st.lists(scalar, max_size=4), st.dictionaries(st.text(max_size=5), scalar, max_size=3))
 names = st.one_of(st.text(max_size=40), st.sampled_from(INJECTIONS))
-SLOW = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SLOW = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture()
 def world(milvus_world):
-    env = {**milvus_world.env, **SECRETS,
-           "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL", secret_env="HOOK_SECRET"}]'}
+    env = {
+        **milvus_world.env,
+        **SECRETS,
+        "EMBGUARD_ALERTS": '[{name="hook", kind="webhook", url_env="HOOK_URL", secret_env="HOOK_SECRET"}]',
+    }
     from embguard import config
 
     s = config.load(None, environ=env)
@@ -59,13 +85,12 @@ def _no_secret(text: str) -> None:
 
 def _named_ints(value: Any) -> set[int]:
     items = value if isinstance(value, (list, tuple)) else [value]
-    return {int(i) for i in items if isinstance(i, int) and not isinstance(i, bool) and -(2 ** 63) <= i < 2 ** 63}
+    return {int(i) for i in items if isinstance(i, int) and not isinstance(i, bool) and -(2**63) <= i < 2**63}
 
 
 @given(op=st.sampled_from(["search_texts", "search_vectors", "feedback", "insert", "delete"]), value=junk)
 @SLOW
-def test_client_entry_points_fail_cleanly_and_touch_only_what_they_name(world, op: str, value: Any,
-                                                                       caplog) -> None:
+def test_client_entry_points_fail_cleanly_and_touch_only_what_they_name(world, op: str, value: Any, caplog) -> None:
     env, s, c, m = world
     caplog.set_level(logging.WARNING)
     before = _ids(m)
@@ -110,8 +135,9 @@ COMMANDS = [
 
 @given(cmd=st.sampled_from(range(len(COMMANDS))), name=names, content=st.binary(max_size=200))
 @SLOW
-def test_cli_entry_points_answer_in_one_line_and_touch_nothing_else(world, tmp_path_factory, cmd: int, name: str,
-                                                                    content: bytes) -> None:
+def test_cli_entry_points_answer_in_one_line_and_touch_nothing_else(
+    world, tmp_path_factory, cmd: int, name: str, content: bytes
+) -> None:
     env, s, c, m = world
     f = Path(tmp_path_factory.mktemp("in")) / "labels.jsonl"
     f.write_bytes(content)

@@ -15,8 +15,7 @@ def test_readme_imports_work() -> None:
 
 
 def test_python_dash_m_runs_the_cli() -> None:
-    res = subprocess.run([sys.executable, "-m", "embguard", "--version"], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run([sys.executable, "-m", "embguard", "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("embguard"), res.stderr
 
 

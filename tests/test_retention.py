@@ -42,13 +42,33 @@ def test_prune_bounds_age_and_rows_and_keeps_pinned_rows(milvus_world) -> None:
     now = int(time.time() * 1000)
     day = 86_400_000
     vec = np.ones(384, dtype=np.float32) / np.sqrt(384)
-    rows = [tap_row(query_id=f"q{i}", vector=vec, alias="docs", collection="docs__v1", model_id="m@1",
-                    text="x", store_text=False, hits=[], ts_ms=now - i * day // 10) for i in range(100)]
+    rows = [
+        tap_row(
+            query_id=f"q{i}",
+            vector=vec,
+            alias="docs",
+            collection="docs__v1",
+            model_id="m@1",
+            text="x",
+            store_text=False,
+            hits=[],
+            ts_ms=now - i * day // 10,
+        )
+        for i in range(100)
+    ]
     m.insert(TAP_COLLECTION, [{k: v for k, v in r.items() if k != "_collection"} for r in rows])
     fb = []
     for i in range(10):
-        r = feedback_row(query_id=f"q{90 + i}", doc_id=i, alias="docs", collection="docs__v1", model_id="m@1",
-                         signal="click", weight=1.0, query_text="old question")
+        r = feedback_row(
+            query_id=f"q{90 + i}",
+            doc_id=i,
+            alias="docs",
+            collection="docs__v1",
+            model_id="m@1",
+            signal="click",
+            weight=1.0,
+            query_text="old question",
+        )
         r["ts_ms"] = now - (i * 10) * day
         fb.append(r)
     m.insert(FEEDBACK_COLLECTION, fb)

@@ -28,19 +28,32 @@ RULES = PROM / "rules" / "embguard.rules.yml"
 RULE_TESTS = PROM / "tests" / "embguard.rules.test.yml"
 PROM_CONFIG = PROM / "prometheus.yml"
 AM_CONFIG = PROM / "alertmanager.yml"
-DASHBOARDS = [REPO / "grafana" / "dashboards" / "embguard-overview.json",
-              REPO / "grafana" / "dashboards" / "embguard-daemon.json"]
+DASHBOARDS = [
+    REPO / "grafana" / "dashboards" / "embguard-overview.json",
+    REPO / "grafana" / "dashboards" / "embguard-daemon.json",
+]
 DOCS = REPO / "docs" / "metrics.md"
 
-REQUIRED_ALERTS = {"EmbguardDriftSustained", "EmbguardOODRateHigh", "EmbguardDaemonDown", "EmbguardChecksStale",
-                   "EmbguardMilvusDown", "EmbguardCandidateAwaitingApproval", "EmbguardReindexStuck"}
+REQUIRED_ALERTS = {
+    "EmbguardDriftSustained",
+    "EmbguardOODRateHigh",
+    "EmbguardDaemonDown",
+    "EmbguardChecksStale",
+    "EmbguardMilvusDown",
+    "EmbguardCandidateAwaitingApproval",
+    "EmbguardReindexStuck",
+}
 SEVERITIES = {"critical", "warning", "info"}
 # Labels Prometheus attaches to every scraped series (the daemon is scraped with honor_labels, so its own
 # `job` label - the scheduled job - wins on the embguard_job_* metrics).
 TARGET_LABELS = {"job", "instance"}
 # Metrics exported by the application process (scrape job embguard-app) and by Prometheus itself.
-EXTERNAL = {"up": (), "embguard_tap_rows_total": ("outcome",), "embguard_client_searches_total": (),
-            "embguard_client_feedback_total": ("signal",)}
+EXTERNAL = {
+    "up": (),
+    "embguard_tap_rows_total": ("outcome",),
+    "embguard_client_searches_total": (),
+    "embguard_client_feedback_total": ("signal",),
+}
 # Known values of enumerated labels, per metric (exact `=` matchers must use one of them).
 JOBS = ("sample", "check", "prune", "retrain_policy", "milvus_watch")
 LABEL_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -53,18 +66,33 @@ LABEL_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("embguard_window_samples", "kind"): ("queries", "documents"),
     ("embguard_windows_sampled_total", "kind"): ("queries", "documents"),
     ("up", "job"): ("embguard", "embguard-app", "milvus"),
-    **{(m, "job"): JOBS for m in ("embguard_job_runs_total", "embguard_job_duration_seconds_bucket",
-                                  "embguard_job_duration_seconds_sum", "embguard_job_duration_seconds_count",
-                                  "embguard_job_last_success_timestamp_seconds")},
-    **{(m, "monitor"): ("mmd", "classifier", "retrieval", "ood", "top1", "combined")
-       for m in ("embguard_drift_statistic", "embguard_drift_p_value", "embguard_drift_detected",
-                 "embguard_drift_sustained", "embguard_drift_consecutive_windows")},
+    **{
+        (m, "job"): JOBS
+        for m in (
+            "embguard_job_runs_total",
+            "embguard_job_duration_seconds_bucket",
+            "embguard_job_duration_seconds_sum",
+            "embguard_job_duration_seconds_count",
+            "embguard_job_last_success_timestamp_seconds",
+        )
+    },
+    **{
+        (m, "monitor"): ("mmd", "classifier", "retrieval", "ood", "top1", "combined")
+        for m in (
+            "embguard_drift_statistic",
+            "embguard_drift_p_value",
+            "embguard_drift_detected",
+            "embguard_drift_sustained",
+            "embguard_drift_consecutive_windows",
+        )
+    },
 }
 # What the live dashboard test substitutes for the only Grafana variables the dashboards may use.
 GRAFANA_VARS = {"$collection": ".*", "$__rate_interval": "1m"}
 
 
 # --- expressions -------------------------------------------------------------------------------------------
+
 
 def dashboard_exprs(path: str | Path) -> list[tuple[str, str]]:
     """``(name, expr)`` of every panel target of a dashboard JSON; name is ``"<panel title> [<refId>]"``.
@@ -80,8 +108,9 @@ def dashboard_exprs(path: str | Path) -> list[tuple[str, str]]:
 def rule_exprs(path: str | Path) -> list[tuple[str, str]]:
     """``(name, expr)`` of every alerting (name = alert) and recording (name = record) rule of a rule file."""
     data = yaml.safe_load(Path(path).read_text())
-    return [(r.get("alert") or r.get("record"), str(r["expr"]).strip())
-            for group in data["groups"] for r in group["rules"]]
+    return [
+        (r.get("alert") or r.get("record"), str(r["expr"]).strip()) for group in data["groups"] for r in group["rules"]
+    ]
 
 
 def substitute(expr: str) -> str:
@@ -105,25 +134,86 @@ def _alerts() -> list[dict]:
 
 # --- a small PromQL scanner: enough to find selectors, grouping labels and functions --------------------------
 
-AGGREGATIONS = {"sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-                "count_values", "group"}
-FUNCTIONS = {"abs", "absent", "absent_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min",
-             "day_of_month", "day_of_week", "days_in_month", "delta", "deriv", "exp", "floor", "histogram_quantile",
-             "holt_winters", "hour", "idelta", "increase", "irate", "label_join", "label_replace", "ln", "log2",
-             "log10", "minute", "month", "predict_linear", "rate", "resets", "round", "scalar", "sgn", "sort",
-             "sort_desc", "sqrt", "time", "timestamp", "vector", "year", "avg_over_time", "min_over_time",
-             "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time", "stddev_over_time",
-             "stdvar_over_time", "last_over_time", "present_over_time"}
+AGGREGATIONS = {
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+}
+FUNCTIONS = {
+    "abs",
+    "absent",
+    "absent_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "day_of_month",
+    "day_of_week",
+    "days_in_month",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "ln",
+    "log2",
+    "log10",
+    "minute",
+    "month",
+    "predict_linear",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sgn",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "quantile_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "last_over_time",
+    "present_over_time",
+}
 GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 KEYWORDS = {"and", "or", "unless", "bool", "inf", "nan"}
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+|\#[^\n]*)
   | (?P<str>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
   | (?P<range>\[[^\]]*\])
   | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
   | (?P<op>=~|!~|!=|==|>=|<=|[-+*/%^<>=(){},])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 @dataclass
@@ -144,7 +234,7 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
         if not m:
-            raise ValueError(f"cannot scan {expr[pos:pos + 20]!r} in {expr!r}")
+            raise ValueError(f"cannot scan {expr[pos : pos + 20]!r} in {expr!r}")
         pos = m.end()
         if m.lastgroup != "ws":
             out.append((m.lastgroup, m.group()))
@@ -200,8 +290,12 @@ def parse(expr: str) -> Parsed:
                     if nxt(i) == ",":
                         i += 1
                         continue
-                    if (i + 2 >= len(toks) or toks[i][0] != "ident" or toks[i + 1][1] not in ("=", "!=", "=~", "!~")
-                            or toks[i + 2][0] != "str"):
+                    if (
+                        i + 2 >= len(toks)
+                        or toks[i][0] != "ident"
+                        or toks[i + 1][1] not in ("=", "!=", "=~", "!~")
+                        or toks[i + 2][0] != "str"
+                    ):
                         raise ValueError(f"bad label matcher near {nxt(i)!r} in {expr!r}")
                     sel.matchers.append((toks[i][1], toks[i + 1][1], _unquote(toks[i + 2][1])))
                     i += 3
@@ -273,6 +367,7 @@ def all_exprs() -> list[tuple[str, str]]:
 
 # --- promtool -----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def promtool() -> str:
     path = shutil.which("promtool")
@@ -305,8 +400,14 @@ def test_promtool_check_config(promtool: str) -> None:
 def test_dashboard_exprs_are_valid_promql(promtool: str, tmp_path: Path) -> None:
     """promtool parses every dashboard expression (as recording rules, variables substituted)."""
     exprs = [e for path in DASHBOARDS for _, e in dashboard_exprs(path)]
-    rules = {"groups": [{"name": "dashboards", "rules": [{"record": f"dashboard:expr_{i}", "expr": substitute(e)}
-                                                         for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [{"record": f"dashboard:expr_{i}", "expr": substitute(e)} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
     f = tmp_path / "dashboard-exprs.yml"
     f.write_text(yaml.safe_dump(rules, sort_keys=False))
     _run(promtool, "check", "rules", str(f))
@@ -323,6 +424,7 @@ def test_alertmanager_config_with_amtool(tmp_path: Path) -> None:
 
 
 # --- rules --------------------------------------------------------------------------------------------------
+
 
 def test_required_alerts_present_and_unique() -> None:
     names = [a["alert"] for a in _alerts()]
@@ -356,6 +458,7 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
 
 # --- every expression against the catalogue -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("name", "expr"), all_exprs(), ids=[n for n, _ in all_exprs()])
 def test_expr_uses_catalogue(name: str, expr: str) -> None:
     assert expr.strip(), f"{name}: empty expr"
@@ -369,15 +472,19 @@ def test_expr_checker_catches_mistakes() -> None:
     assert "not one of" in expr_problems('embguard_reindex_state{state="backfill"} == 1')[0]
     assert "grouping" in expr_problems("sum by (model_id) (embguard_drift_alpha)")[0]
     assert expr_problems("embguard_job_duration_seconds") == ["unknown metric embguard_job_duration_seconds"]
-    assert expr_problems("histogram_quantile(0.9, sum by (le, job) (rate(embguard_job_duration_seconds_bucket"
-                         "[5m])))") == []
+    assert (
+        expr_problems("histogram_quantile(0.9, sum by (le, job) (rate(embguard_job_duration_seconds_bucket[5m])))")
+        == []
+    )
     assert "unknown functions" in expr_problems("rates(embguard_checks_total[5m])")[0]
     sels = selectors('sum by (job) (increase(embguard_job_runs_total{outcome="failure", job=~"a|b"}[1h]))')
     assert [(s.metric, s.matchers) for s in sels] == [
-        ("embguard_job_runs_total", [("outcome", "=", "failure"), ("job", "=~", "a|b")])]
+        ("embguard_job_runs_total", [("outcome", "=", "failure"), ("job", "=~", "a|b")])
+    ]
 
 
 # --- dashboards ---------------------------------------------------------------------------------------------
+
 
 def _ds_uids(obj: object) -> list[str]:
     """Every datasource uid anywhere in a dashboard."""
@@ -446,21 +553,41 @@ def test_dashboard_filters_by_collection(path: Path) -> None:
 
 def test_overview_covers_the_brief() -> None:
     exprs = " ".join(e for _, e in dashboard_exprs(DASHBOARDS[0]))
-    for metric in ("embguard_drift_p_value", "embguard_drift_alpha", "embguard_drift_sustained",
-                   "embguard_drift_detected", "embguard_ood_rate_ratio", "embguard_ood_expected_rate_ratio",
-                   "embguard_top1_similarity", "embguard_window_samples", "embguard_windows_sampled_total",
-                   "embguard_tap_rows_total", "embguard_reference_age_seconds", "embguard_active_model_info",
-                   "embguard_retrain_state", "embguard_candidate_awaiting_approval", "embguard_reindex_state",
-                   "embguard_reindex_progress_ratio", "embguard_reindex_documents_per_second"):
+    for metric in (
+        "embguard_drift_p_value",
+        "embguard_drift_alpha",
+        "embguard_drift_sustained",
+        "embguard_drift_detected",
+        "embguard_ood_rate_ratio",
+        "embguard_ood_expected_rate_ratio",
+        "embguard_top1_similarity",
+        "embguard_window_samples",
+        "embguard_windows_sampled_total",
+        "embguard_tap_rows_total",
+        "embguard_reference_age_seconds",
+        "embguard_active_model_info",
+        "embguard_retrain_state",
+        "embguard_candidate_awaiting_approval",
+        "embguard_reindex_state",
+        "embguard_reindex_progress_ratio",
+        "embguard_reindex_documents_per_second",
+    ):
         assert metric in exprs, metric
     daemon = " ".join(e for _, e in dashboard_exprs(DASHBOARDS[1]))
-    for metric in ('up{job="embguard"}', "embguard_milvus_up", "embguard_job_runs_total",
-                   "embguard_job_duration_seconds_bucket", "embguard_job_last_success_timestamp_seconds",
-                   "embguard_checks_total", "embguard_build_info"):
+    for metric in (
+        'up{job="embguard"}',
+        "embguard_milvus_up",
+        "embguard_job_runs_total",
+        "embguard_job_duration_seconds_bucket",
+        "embguard_job_last_success_timestamp_seconds",
+        "embguard_checks_total",
+        "embguard_build_info",
+    ):
         assert metric in daemon, metric
 
 
 # --- configs and docs ---------------------------------------------------------------------------------------
+
 
 def test_prometheus_config() -> None:
     cfg = yaml.safe_load(PROM_CONFIG.read_text())

@@ -39,15 +39,19 @@ class World:
     def __init__(self, tmp: Path, candidate_dir: Path, docs: int = 160, backend: Backend | None = None, **env: str):
         self._stack = contextlib.ExitStack()
         backend = backend or Backend("lite", tmp)
-        self.world = self._stack.enter_context(backend.world(
-            tmp, **{"EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "1.0",
-                    **env}))
+        self.world = self._stack.enter_context(
+            backend.world(
+                tmp,
+                **{"EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]', "EMBGUARD_SWAP__GRACE_S": "1.0", **env},
+            )
+        )
         self.env = self.world.env
         self.settings = self.world.settings
         self.milvus = Milvus.connect(self.settings)
         em = models.load()
-        self.milvus.create_collection(self.settings.collection("kb"), 384, name="kb__v1",
-                                      properties={MODEL_ID_PROPERTY: em.model_id})
+        self.milvus.create_collection(
+            self.settings.collection("kb"), 384, name="kb__v1", properties={MODEL_ID_PROPERTY: em.model_id}
+        )
         self.milvus.create_alias("kb__v1", "kb")
         self.registry = ModelRegistry(self.settings.model.store_dir)
         self.candidate = self.registry.register(candidate_dir, status="awaiting_approval", base_model_id=em.model_id)
@@ -144,8 +148,9 @@ def test_collection_without_text_cannot_be_reindexed_and_nothing_is_touched(worl
     world.milvus.create_alias("notext__v1", "notext")
     before = set(world.milvus.list_collections())
     with pytest.raises(SwapError, match=r"has no text field None .*cannot be reindexed. Nothing was changed"):
-        Swapper(world.settings, world.milvus).approve(config.CollectionSettings(name="notext", text_field=None),
-                                                      world.candidate)
+        Swapper(world.settings, world.milvus).approve(
+            config.CollectionSettings(name="notext", text_field=None), world.candidate
+        )
     assert set(world.milvus.list_collections()) == before
     assert DUAL_WRITE_PROPERTY not in world.milvus.properties("notext__v1")
     with pytest.raises(SwapError, match="is a collection, not an alias"):
@@ -161,8 +166,9 @@ def test_a_second_approve_is_refused_while_one_runs(world: World) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path, candidate_dir: Path,
-                                                                   backend: Backend) -> None:
+def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(
+    tmp_path: Path, candidate_dir: Path, backend: Backend
+) -> None:
     w = World(tmp_path, candidate_dir, docs=300, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="8")
     try:
         cmd = [sys.executable, "-m", "embguard.cli", "retrain", "--approve", "--candidate", "v0001"]
@@ -197,22 +203,35 @@ def test_kill_9_mid_backfill_then_resume_gives_exactly_the_source(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Path, candidate_dir: Path,
-                                                                   backend: Backend) -> None:
+def test_application_keeps_searching_and_inserting_through_the_swap(
+    tmp_path: Path, candidate_dir: Path, backend: Backend
+) -> None:
     w = World(tmp_path, candidate_dir, docs=200, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="16")
     app = None
     stop, ready = tmp_path / "stop", tmp_path / "ready"
     try:
-        job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,
-               "queries": [p.query for p in w.passages[:50]]}
-        app = subprocess.Popen([sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        job = {
+            "env": w.env,
+            "alias": "kb",
+            "stop_file": str(stop),
+            "ready_file": str(ready),
+            "first_id": 10_000,
+            "queries": [p.query for p in w.passages[:50]],
+        }
+        app = subprocess.Popen(
+            [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         while not ready.exists():
             assert app.poll() is None, app.stderr.read()
             time.sleep(0.1)
         time.sleep(2)
-        res = subprocess.run([sys.executable, "-m", "embguard.cli", "retrain", "--approve"], capture_output=True,
-                             text=True, timeout=900, env={**os.environ, **w.env})
+        res = subprocess.run(
+            [sys.executable, "-m", "embguard.cli", "retrain", "--approve"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, **w.env},
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         time.sleep(3)
         stop.write_text("stop")
@@ -221,8 +240,7 @@ def test_application_keeps_searching_and_inserting_through_the_swap(tmp_path: Pa
         assert report["failures"] == [], report["failures"][:5]
         assert report["searches"] > 50
         # Every search was served by a collection whose model embedded its query.
-        assert report["served"] == {"kb__v1": [models.model_id_of("default")],
-                                    "kb__v0001": [w.candidate.model_id]}
+        assert report["served"] == {"kb__v1": [models.model_id_of("default")], "kb__v0001": [w.candidate.model_id]}
         inserted = {int(k): v for k, v in report["inserted"].items()}
         assert len(inserted) > 10
         rows = w.milvus.query("kb__v0001", ids=list(inserted), output_fields=["id", "text", "vector"])

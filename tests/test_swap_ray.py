@@ -41,8 +41,11 @@ def ray_address():
 
 
 def text_hashes(w: World, collection: str) -> dict[int, str]:
-    return {r["id"]: hashlib.sha256(r["text"].encode()).hexdigest()
-            for b in w.milvus.iterate(collection, ["id", "text"]) for r in b}
+    return {
+        r["id"]: hashlib.sha256(r["text"].encode()).hexdigest()
+        for b in w.milvus.iterate(collection, ["id", "text"])
+        for r in b
+    }
 
 
 def assert_exact_copy(w: World) -> None:
@@ -53,24 +56,41 @@ def assert_exact_copy(w: World) -> None:
 
 
 def test_ray_is_imported_by_one_embguard_module_only() -> None:
-    users = sorted(str(p.relative_to(REPO)) for pkg in ("embguard", "monitors", "retrain")
-                   for p in (REPO / pkg).rglob("*.py")
-                   if any(line.lstrip().startswith(("import ray", "from ray")) for line in p.read_text().splitlines()))
+    users = sorted(
+        str(p.relative_to(REPO))
+        for pkg in ("embguard", "monitors", "retrain")
+        for p in (REPO / pkg).rglob("*.py")
+        if any(line.lstrip().startswith(("import ray", "from ray")) for line in p.read_text().splitlines())
+    )
     assert users == ["embguard/raybackfill.py"]
 
 
 @pytest.mark.slow
-def test_application_searches_and_inserts_through_a_ray_swap(tmp_path: Path, candidate_dir: Path,
-                                                             ray_address: str) -> None:
-    w = World(tmp_path, candidate_dir, docs=160, EMBGUARD_SWAP__BATCH_SIZE="16", EMBGUARD_SWAP__ENGINE="ray",
-              EMBGUARD_SWAP__RAY_ADDRESS=ray_address)
+def test_application_searches_and_inserts_through_a_ray_swap(
+    tmp_path: Path, candidate_dir: Path, ray_address: str
+) -> None:
+    w = World(
+        tmp_path,
+        candidate_dir,
+        docs=160,
+        EMBGUARD_SWAP__BATCH_SIZE="16",
+        EMBGUARD_SWAP__ENGINE="ray",
+        EMBGUARD_SWAP__RAY_ADDRESS=ray_address,
+    )
     app = None
     try:
         stop, ready = tmp_path / "stop", tmp_path / "ready"
-        job = {"env": w.env, "alias": "kb", "stop_file": str(stop), "ready_file": str(ready), "first_id": 10_000,
-               "queries": [p.query for p in w.passages[:50]]}
-        app = subprocess.Popen([sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        job = {
+            "env": w.env,
+            "alias": "kb",
+            "stop_file": str(stop),
+            "ready_file": str(ready),
+            "first_id": 10_000,
+            "queries": [p.query for p in w.passages[:50]],
+        }
+        app = subprocess.Popen(
+            [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         while not ready.exists():
             assert app.poll() is None, app.stderr.read()
             time.sleep(0.1)
@@ -103,10 +123,18 @@ def test_application_searches_and_inserts_through_a_ray_swap(tmp_path: Path, can
 
 
 @pytest.mark.slow
-def test_driver_killed_mid_ray_backfill_resumes_from_its_ranges(tmp_path: Path, candidate_dir: Path,
-                                                                ray_address: str) -> None:
-    w = World(tmp_path, candidate_dir, docs=300, EMBGUARD_SWAP__BATCH_SIZE="8", EMBGUARD_SWAP__ENGINE="ray",
-              EMBGUARD_SWAP__RAY_ADDRESS=ray_address, EMBGUARD_SWAP__RAY_WORKERS="1")
+def test_driver_killed_mid_ray_backfill_resumes_from_its_ranges(
+    tmp_path: Path, candidate_dir: Path, ray_address: str
+) -> None:
+    w = World(
+        tmp_path,
+        candidate_dir,
+        docs=300,
+        EMBGUARD_SWAP__BATCH_SIZE="8",
+        EMBGUARD_SWAP__ENGINE="ray",
+        EMBGUARD_SWAP__RAY_ADDRESS=ray_address,
+        EMBGUARD_SWAP__RAY_WORKERS="1",
+    )
     try:
         env = {**os.environ, **w.env}
         proc = subprocess.Popen(APPROVE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

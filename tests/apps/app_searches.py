@@ -25,8 +25,7 @@ def main() -> None:
             if i % job.get("feedback_every", 10**9) == 0:
                 top = res.hits[0][0]
                 fid = client.feedback(res.query_ids[0], top.id, signal="click")
-                out["feedback"].append({"feedback_id": fid, "query_id": res.query_ids[0], "doc_id": top.id,
-                                        "query": q})
+                out["feedback"].append({"feedback_id": fid, "query_id": res.query_ids[0], "doc_id": top.id, "query": q})
     out["stats"] = client.tap_stats.snapshot()
     print(json.dumps(out))
 

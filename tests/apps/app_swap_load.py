@@ -44,8 +44,16 @@ def main() -> None:
                     failures.append(f"insert {next_id}: {exc}")
                 next_id += 1
             time.sleep(0.01)
-    print(json.dumps({"searches": searches, "failures": failures, "inserted": inserted,
-                      "served": {k: sorted(v) for k, v in served.items()}}))
+    print(
+        json.dumps(
+            {
+                "searches": searches,
+                "failures": failures,
+                "inserted": inserted,
+                "served": {k: sorted(v) for k, v in served.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,17 +33,26 @@ def _assert_rate_is(k: int, n: int, alpha: float) -> None:
     assert ci.low <= alpha <= ci.high, f"{k}/{n} false alarms: 99% CI [{ci.low:.4f}, {ci.high:.4f}] excludes {alpha}"
 
 
-@pytest.mark.parametrize(("make", "trials", "n", "alpha"), [
-    # 300 trials each; the exact MMD (small windows, <1 s) stays in the fast tier, the rest run on the slow tier.
-    pytest.param(lambda s: MMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 100, 0.05, marks=pytest.mark.slow),
-    (lambda s: ExactMMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 60, 0.05),
-    pytest.param(lambda s: ClassifierDetector(alpha=0.05, seed=s), 300, 100, 0.05, marks=pytest.mark.slow),
-], ids=["mmd_rff", "mmd_exact", "classifier"])
-def test_false_alarm_rate_matches_alpha(centres: np.ndarray, make: Callable[[int], Any], trials: int, n: int,
-                                        alpha: float) -> None:
+@pytest.mark.parametrize(
+    ("make", "trials", "n", "alpha"),
+    [
+        # 300 trials each; the exact MMD (small windows, <1 s) stays in the fast tier, the rest run on the slow tier.
+        pytest.param(
+            lambda s: MMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 100, 0.05, marks=pytest.mark.slow
+        ),
+        (lambda s: ExactMMDDetector(alpha=0.05, n_permutations=200, seed=s), 300, 60, 0.05),
+        pytest.param(lambda s: ClassifierDetector(alpha=0.05, seed=s), 300, 100, 0.05, marks=pytest.mark.slow),
+    ],
+    ids=["mmd_rff", "mmd_exact", "classifier"],
+)
+def test_false_alarm_rate_matches_alpha(
+    centres: np.ndarray, make: Callable[[int], Any], trials: int, n: int, alpha: float
+) -> None:
     rng = np.random.default_rng(99)
-    alarms = sum(make(t).fit(unit_mixture(rng, n, centres[:30])).check(unit_mixture(rng, n, centres[:30])).drift
-                 for t in range(trials))
+    alarms = sum(
+        make(t).fit(unit_mixture(rng, n, centres[:30])).check(unit_mixture(rng, n, centres[:30])).drift
+        for t in range(trials)
+    )
     _assert_rate_is(alarms, trials, alpha)
 
 
@@ -51,8 +60,13 @@ def test_false_alarm_rate_matches_alpha(centres: np.ndarray, make: Callable[[int
 def test_mmd_false_alarm_rate_at_alpha_001(centres: np.ndarray) -> None:
     rng = np.random.default_rng(7)
     trials = 600
-    alarms = sum(MMDDetector(alpha=0.01, n_permutations=300, seed=t).fit(unit_mixture(rng, 100, centres[:30]))
-                 .check(unit_mixture(rng, 100, centres[:30])).drift for t in range(trials))
+    alarms = sum(
+        MMDDetector(alpha=0.01, n_permutations=300, seed=t)
+        .fit(unit_mixture(rng, 100, centres[:30]))
+        .check(unit_mixture(rng, 100, centres[:30]))
+        .drift
+        for t in range(trials)
+    )
     _assert_rate_is(alarms, trials, 0.01)
 
 
@@ -62,8 +76,13 @@ def test_pvalues_are_uniform_under_no_drift(centres: np.ndarray) -> None:
     from scipy.stats import kstest
 
     rng = np.random.default_rng(5)
-    ps = [MMDDetector(n_permutations=200, seed=t).fit(unit_mixture(rng, 80, centres[:30]))
-          .check(unit_mixture(rng, 80, centres[:30])).p_value for t in range(200)]
+    ps = [
+        MMDDetector(n_permutations=200, seed=t)
+        .fit(unit_mixture(rng, 80, centres[:30]))
+        .check(unit_mixture(rng, 80, centres[:30]))
+        .p_value
+        for t in range(200)
+    ]
     # Permutation p-values live on the grid k / 201; compare with the matching discrete uniform.
     assert kstest(np.asarray(ps) - 0.5 / 201, "uniform").pvalue > 0.01
 
@@ -117,8 +136,7 @@ def test_retrieval_top_k_permutation_test_is_calibrated_with_dependent_hits() ->
 
 def test_top1_similarity_ks_is_calibrated_and_sees_a_drop() -> None:
     rng = np.random.default_rng(4)
-    alarms = sum(Top1SimilarityDetector().fit(rng.beta(8, 3, 200)).check(rng.beta(8, 3, 200)).drift
-                 for _ in range(300))
+    alarms = sum(Top1SimilarityDetector().fit(rng.beta(8, 3, 200)).check(rng.beta(8, 3, 200)).drift for _ in range(300))
     # KS p-values are slightly conservative for finite samples: the rate may sit below alpha, never above.
     assert binomtest(alarms, 300).proportion_ci(0.99).low <= 0.05
     ref = rng.beta(8, 3, 1000)
@@ -145,8 +163,9 @@ def test_knn_ood_flag_rate_is_the_quantile_and_window_test_is_calibrated(centres
 
 
 @pytest.mark.slow  # 20 trials on 1000-row windows (~3 s per detector): not the fast tier
-@pytest.mark.parametrize("make", [lambda s: MMDDetector(seed=s), lambda s: ClassifierDetector(seed=s)],
-                         ids=["mmd_rff", "classifier"])
+@pytest.mark.parametrize(
+    "make", [lambda s: MMDDetector(seed=s), lambda s: ClassifierDetector(seed=s)], ids=["mmd_rff", "classifier"]
+)
 def test_power_for_a_new_topic_at_20_percent(centres: np.ndarray, make: Callable[[int], Any]) -> None:
     rng = np.random.default_rng(12)
     trials, hits = 20, 0
@@ -187,7 +206,7 @@ def test_k_consecutive_rule_meets_its_independent_window_guarantee() -> None:
         assert [r.details["consecutive"] for r in results][-1] == det.consecutive
         assert not any(r.drift for r in results[:2])
         alarms += results[-1].drift
-    _assert_rate_is(alarms, runs, 0.2 ** 3)
+    _assert_rate_is(alarms, runs, 0.2**3)
     assert "0.008" in det.guarantee
 
 
@@ -212,7 +231,8 @@ def test_sequential_modes_with_one_fixed_reference(centres: np.ndarray) -> None:
     assert "Bonferroni" in bonf.guarantee
     # A persistent shift raises the alarm on the k-th consecutive drifted window, not before.
     k3.reset()
-    drifted = [k3.check(np.r_[unit_mixture(rng, 160, centres[:30]), unit_mixture(rng, 40, centres[30:])])
-               for _ in range(3)]
+    drifted = [
+        k3.check(np.r_[unit_mixture(rng, 160, centres[:30]), unit_mixture(rng, 40, centres[30:])]) for _ in range(3)
+    ]
     assert [r.details["consecutive"] >= 3 for r in drifted] == [False, False, True]
     assert all(r.details["window_drift"] for r in drifted)

@@ -41,16 +41,22 @@ def _ci(k: int, n: int) -> tuple[float, float]:
 
 def _members(seed: int) -> dict[str, Any]:
     docs = np.arange(60)
-    return {"mmd": MMDDetector(alpha=ALPHA, n_permutations=B, n_features=64, seed=seed),
-            "mmd_exact": ExactMMDDetector(alpha=ALPHA, n_permutations=B, seed=seed),
-            "retrieval": RetrievalClusterDetector(docs, docs % 6, alpha=ALPHA, n_permutations=B, seed=seed),
-            "top1": Top1SimilarityDetector(alpha=ALPHA, alternative="two-sided")}
+    return {
+        "mmd": MMDDetector(alpha=ALPHA, n_permutations=B, n_features=64, seed=seed),
+        "mmd_exact": ExactMMDDetector(alpha=ALPHA, n_permutations=B, seed=seed),
+        "retrieval": RetrievalClusterDetector(docs, docs % 6, alpha=ALPHA, n_permutations=B, seed=seed),
+        "top1": Top1SimilarityDetector(alpha=ALPHA, alternative="two-sided"),
+    }
 
 
 def _window(rng: np.random.Generator, centres: np.ndarray, n: int) -> dict[str, Any]:
     """A no-drift window for every member, drawn independently per member."""
-    return {"mmd": unit_mixture(rng, n, centres[:5])[:, :8], "mmd_exact": unit_mixture(rng, n, centres[:5])[:, :8],
-            "retrieval": rng.integers(0, 60, (n, 5)), "top1": rng.uniform(0.2, 0.9, n)}
+    return {
+        "mmd": unit_mixture(rng, n, centres[:5])[:, :8],
+        "mmd_exact": unit_mixture(rng, n, centres[:5])[:, :8],
+        "retrieval": rng.integers(0, 60, (n, 5)),
+        "top1": rng.uniform(0.2, 0.9, n),
+    }
 
 
 def test_holm_and_cauchy_arithmetic() -> None:
@@ -63,8 +69,7 @@ def test_holm_and_cauchy_arithmetic() -> None:
 
 @pytest.mark.slow  # 500 trials per method (~3 s each): a calibration test, not the fast tier
 @pytest.mark.parametrize("method", ["holm", "cauchy"])
-def test_family_wise_rate_on_independent_no_drift_windows_is_the_stated_level(centres: np.ndarray,
-                                                                                method: str) -> None:
+def test_family_wise_rate_on_independent_no_drift_windows_is_the_stated_level(centres: np.ndarray, method: str) -> None:
     rng = np.random.default_rng(41)
     trials, alarms, any_single = 500, 0, 0
     for t in range(trials):
@@ -96,8 +101,10 @@ def test_family_wise_rate_with_one_shared_window_stays_at_or_below_alpha(centres
 
     trials, alarms = 150, 0
     for t in range(trials):
-        members = {**_members(t), "retrieval": RetrievalClusterDetector(np.arange(len(corpus)), labels,
-                                                                         n_permutations=B, seed=t)}
+        members = {
+            **_members(t),
+            "retrieval": RetrievalClusterDetector(np.arange(len(corpus)), labels, n_permutations=B, seed=t),
+        }
         alarms += CombinedDetector(members, alpha=ALPHA).fit(shared(60)).check(shared(50)).drift
     assert _ci(alarms, trials)[0] <= ALPHA, f"{alarms}/{trials}"
 

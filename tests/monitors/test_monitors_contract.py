@@ -99,20 +99,39 @@ CASES: dict[str, Case] = {
     "evidently_mmd": Case(lambda: EvidentlyDetector("mmd"), REF, CUR, MATRIX_BAD),
     "evidently_ratio": Case(lambda: EvidentlyDetector("ratio"), REF, CUR, MATRIX_BAD),
     "evidently_distance": Case(lambda: EvidentlyDetector("distance"), REF, CUR, MATRIX_BAD),
-    "sequential_mmd": Case(lambda: SequentialDetector(MMDDetector(n_permutations=99), consecutive=2), REF, CUR,
-                           MATRIX_BAD),
-    "knn_ood": Case(lambda: KNNOODDetector(k=3, quantile=0.9, holdout=0.3), REF, CUR,
-                    {k: v for k, v in MATRIX_BAD.items() if k != "ragged"}),
-    "top1": Case(Top1SimilarityDetector, RNG.uniform(0.3, 0.9, 80), RNG.uniform(0.3, 0.9, 70), VECTOR_BAD,
-                 "similarities"),
-    "retrieval": Case(lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4), RNG.integers(0, 40, 200),
-                      RNG.integers(0, 40, 150), IDS_BAD, "top_ids"),
-    "retrieval_topk": Case(lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4, n_permutations=99),
-                           RNG.integers(0, 40, (200, 5)), RNG.integers(0, 40, (150, 5)), TOPK_BAD, "top_ids"),
-    "combined": Case(lambda: CombinedDetector({"mmd": MMDDetector(n_permutations=99),
-                                               "top1": Top1SimilarityDetector()}),
-                     {"mmd": REF, "top1": RNG.uniform(0.3, 0.9, 60)}, {"mmd": CUR, "top1": RNG.uniform(0.3, 0.9, 50)},
-                     COMBINED_BAD, "inputs"),
+    "sequential_mmd": Case(
+        lambda: SequentialDetector(MMDDetector(n_permutations=99), consecutive=2), REF, CUR, MATRIX_BAD
+    ),
+    "knn_ood": Case(
+        lambda: KNNOODDetector(k=3, quantile=0.9, holdout=0.3),
+        REF,
+        CUR,
+        {k: v for k, v in MATRIX_BAD.items() if k != "ragged"},
+    ),
+    "top1": Case(
+        Top1SimilarityDetector, RNG.uniform(0.3, 0.9, 80), RNG.uniform(0.3, 0.9, 70), VECTOR_BAD, "similarities"
+    ),
+    "retrieval": Case(
+        lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4),
+        RNG.integers(0, 40, 200),
+        RNG.integers(0, 40, 150),
+        IDS_BAD,
+        "top_ids",
+    ),
+    "retrieval_topk": Case(
+        lambda: RetrievalClusterDetector(_DOCS, _DOCS % 4, n_permutations=99),
+        RNG.integers(0, 40, (200, 5)),
+        RNG.integers(0, 40, (150, 5)),
+        TOPK_BAD,
+        "top_ids",
+    ),
+    "combined": Case(
+        lambda: CombinedDetector({"mmd": MMDDetector(n_permutations=99), "top1": Top1SimilarityDetector()}),
+        {"mmd": REF, "top1": RNG.uniform(0.3, 0.9, 60)},
+        {"mmd": CUR, "top1": RNG.uniform(0.3, 0.9, 50)},
+        COMBINED_BAD,
+        "inputs",
+    ),
 }
 
 
@@ -170,8 +189,7 @@ def test_bad_reference_is_a_clear_error(case: Case) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
-@pytest.mark.parametrize("case_name", [c for c in sorted(CASES) if CASES[c].bad is MATRIX_BAD
-                                       or c == "knn_ood"])
+@pytest.mark.parametrize("case_name", [c for c in sorted(CASES) if CASES[c].bad is MATRIX_BAD or c == "knn_ood"])
 def test_accepts_real_dtypes_and_leaves_inputs_untouched(case_name: str, dtype: type) -> None:
     case = CASES[case_name]
     ref = (case.reference * (10 if dtype is np.int64 else 1)).astype(dtype)
@@ -230,10 +248,17 @@ def test_public_api_is_curated_and_never_imports_embguard() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, monitors; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('embguard', 'retrain', 'evidently')]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(monitors.__file__).parents[1]))
+    code = (
+        "import sys, monitors; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('embguard', 'retrain', 'evidently')]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(monitors.__file__).parents[1]),
+    )
     assert out.stdout.strip() == "[]"
     for name in monitors.__all__:
         assert hasattr(monitors, name), name

@@ -49,8 +49,10 @@ def _run(kind: str, seed: int, real: Any, pools: dict[str, Any], ref: np.ndarray
     if kind == "retrieval":
         det = RetrievalClusterDetector(np.arange(len(real.text)), pools["labels"])
         return det.fit(pools["top1"][ref]).check(pools["top1"][cur]).drift
-    make: Callable[[int], Any] = {"mmd": lambda s: MMDDetector(seed=s),
-                                  "classifier": lambda s: ClassifierDetector(seed=s)}[kind]
+    make: Callable[[int], Any] = {
+        "mmd": lambda s: MMDDetector(seed=s),
+        "classifier": lambda s: ClassifierDetector(seed=s),
+    }[kind]
     return make(seed).fit(real.query[ref]).check(real.query[cur]).drift
 
 
@@ -133,8 +135,12 @@ def families(real: Any) -> dict[str, Any]:
     sizes = np.bincount(family)
     eligible = [f for f in range(12) if 0.03 <= sizes[f] / sizes.sum() <= 0.2]
     sims = real.query @ real.text.T
-    return {"family": family, "eligible": eligible, "top": np.argsort(-sims, axis=1)[:, :10],
-            "labels": cluster_corpus(real.text, n_clusters=80, seed=0)}
+    return {
+        "family": family,
+        "eligible": eligible,
+        "top": np.argsort(-sims, axis=1)[:, :10],
+        "labels": cluster_corpus(real.text, n_clusters=80, seed=0),
+    }
 
 
 def test_retrieval_top_k_finds_a_20_percent_new_family_at_n_200(real: Any, families: dict[str, Any]) -> None:

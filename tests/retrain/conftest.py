@@ -40,12 +40,19 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
         src = real_model_dir() / name
         if src.exists():
             shutil.copy(src, hf / name)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                     vocab_size=30522, max_position_embeddings=128)
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=30522,
+        max_position_embeddings=128,
+    )
     BertModel(cfg).save_pretrained(hf)
     word = Transformer(str(hf), max_seq_length=64)
-    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()],
-                                device="cpu")
+    model = SentenceTransformer(
+        modules=[word, Pooling(word.get_embedding_dimension(), "mean"), Normalize()], device="cpu"
+    )
     out = dest / "tiny"
     model.save_pretrained(str(out))
     shutil.rmtree(hf)

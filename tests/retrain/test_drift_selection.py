@@ -27,8 +27,9 @@ def _signals(n: int = 200, seed: int = 0) -> DriftSignals:
     flag[:60] = True
     cluster = np.full(n, NO_CLUSTER, dtype=np.int64)
     cluster[:60] = np.repeat([0, 1, 2], 20)
-    return DriftSignals(ood_score=rng.random(n) + flag, ood_flag=flag, cluster=cluster,
-                        top1=rng.random(n), clicked=rng.random(n) < 0.5)
+    return DriftSignals(
+        ood_score=rng.random(n) + flag, ood_flag=flag, cluster=cluster, top1=rng.random(n), clicked=rng.random(n) < 0.5
+    )
 
 
 def _pool(n: int = 200) -> Pool:
@@ -50,8 +51,9 @@ STRATEGIES: dict[str, Callable[[], SelectionStrategy]] = {
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 @pytest.mark.parametrize("budget", [0, 1, 37, 200, 500])
-def test_every_strategy_returns_distinct_in_range_indices_within_budget_deterministically(name: str,
-                                                                                          budget: int) -> None:
+def test_every_strategy_returns_distinct_in_range_indices_within_budget_deterministically(
+    name: str, budget: int
+) -> None:
     strategy = STRATEGIES[name]()
     pool = _pool()
     got = strategy.select(pool, budget, np.random.default_rng(7))
@@ -82,7 +84,7 @@ def test_drift_picks_spread_evenly_over_the_drifted_clusters() -> None:
     counts = np.bincount(s.cluster[got], minlength=3)
     assert counts.tolist() == [10, 10, 10]
     # Round-robin: every block of three consecutive picks covers the three clusters.
-    assert all(len(set(s.cluster[got[i:i + 3]].tolist())) == 3 for i in range(0, 30, 3))
+    assert all(len(set(s.cluster[got[i : i + 3]].tolist())) == 3 for i in range(0, 30, 3))
 
 
 def test_uneven_clusters_small_ones_are_exhausted_then_the_big_one_continues() -> None:
@@ -105,9 +107,13 @@ def test_prefer_failures_puts_unclicked_low_top1_queries_first_within_a_cluster(
 
 
 def test_signals_that_target_a_query_ood_threshold_and_top1_floor_but_not_clicks_alone() -> None:
-    s = DriftSignals(ood_score=np.array([0.1, 0.9, 0.2, 0.2]), ood_threshold=0.5,
-                     top1=np.array([0.8, 0.8, 0.3, 0.8]), top1_floor=0.5,
-                     clicked=np.array([True, True, True, False]))
+    s = DriftSignals(
+        ood_score=np.array([0.1, 0.9, 0.2, 0.2]),
+        ood_threshold=0.5,
+        top1=np.array([0.8, 0.8, 0.3, 0.8]),
+        top1_floor=0.5,
+        clicked=np.array([True, True, True, False]),
+    )
     assert s.targeted().tolist() == [False, True, True, False]
 
 

@@ -18,8 +18,10 @@ from retrain.runner import worker_command
 
 pytestmark = pytest.mark.integration  # starts torchrun with two training processes (~1 min on 2 cores)
 
-PAIRS = tuple(retrain.Pair(f"how do I configure option {i}", f"option {i} is set in the settings file, section {i}")
-              for i in range(32))
+PAIRS = tuple(
+    retrain.Pair(f"how do I configure option {i}", f"option {i} is set in the settings file, section {i}")
+    for i in range(32)
+)
 
 
 def test_the_worker_command_starts_one_process_per_device(tmp_path: Path) -> None:
@@ -34,12 +36,21 @@ def test_the_worker_command_starts_one_process_per_device(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])
 def test_two_processes_split_each_epoch_and_publish_one_model(tiny_model: Path, tmp_path: Path, loss: str) -> None:
-    cfg = dict(base_model=str(tiny_model), loss=loss, epochs=1.0, batch_size=4, mini_batch_size=2,
-               learning_rate=1e-3, warmup=0.0, max_seq_length=32)
+    cfg = dict(
+        base_model=str(tiny_model),
+        loss=loss,
+        epochs=1.0,
+        batch_size=4,
+        mini_batch_size=2,
+        learning_rate=1e-3,
+        warmup=0.0,
+        max_seq_length=32,
+    )
     progress: list[dict] = []
     one = retrain.run_training_subprocess(TrainConfig(**cfg), TrainData(PAIRS), tmp_path / "one", timeout_s=600)
-    two = retrain.run_training_subprocess(TrainConfig(**cfg, processes=2), TrainData(PAIRS), tmp_path / "two",
-                                          timeout_s=600, progress=progress.append)
+    two = retrain.run_training_subprocess(
+        TrainConfig(**cfg, processes=2), TrainData(PAIRS), tmp_path / "two", timeout_s=600, progress=progress.append
+    )
     assert (one.steps, one.processes) == (8, 1)  # 32 pairs / 4 per step
     assert (two.steps, two.processes) == (4, 2)  # 32 pairs / (2 processes x 4 per step)
     assert [p["step"] for p in progress if p["stage"] == "train"] == [1, 2, 3, 4]  # one process reports

@@ -14,7 +14,7 @@ def _rankings(rank_of_relevant: np.ndarray) -> list[list[str]]:
     out = []
     for r in rank_of_relevant:
         others = [d for d in DOCS if d != "d0"]
-        ranked = others[:int(r)] + ["d0"] + others[int(r):] if r < 10 else others[:10]
+        ranked = others[: int(r)] + ["d0"] + others[int(r) :] if r < 10 else others[:10]
         out.append(ranked[:10])
     return out
 
@@ -52,12 +52,22 @@ def test_better_on_task_but_guard_regresses_is_rejected(base_ranks: np.ndarray) 
     better = np.maximum(base_ranks - 4, 0)
     guard_base = np.zeros(N, dtype=int)
     guard_cand = np.full(N, 3)
-    v = decide(_scores(base_ranks), _scores(better), GateConfig(min_gain=0.0, guard_tolerance=0.05),
-               _scores(guard_base), _scores(guard_cand))
+    v = decide(
+        _scores(base_ranks),
+        _scores(better),
+        GateConfig(min_gain=0.0, guard_tolerance=0.05),
+        _scores(guard_base),
+        _scores(guard_cand),
+    )
     assert not v.promote and v.guard_change is not None and v.guard_change.mean < -0.05
     assert any("guard" in r for r in v.reasons)
-    ok = decide(_scores(base_ranks), _scores(better), GateConfig(min_gain=0.0, guard_tolerance=0.05),
-                _scores(guard_base), _scores(guard_base))
+    ok = decide(
+        _scores(base_ranks),
+        _scores(better),
+        GateConfig(min_gain=0.0, guard_tolerance=0.05),
+        _scores(guard_base),
+        _scores(guard_base),
+    )
     assert ok.promote
 
 

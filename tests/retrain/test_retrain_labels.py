@@ -18,15 +18,15 @@ def test_valid_lines_become_records_and_blank_lines_are_skipped() -> None:
 
 def test_bad_lines_are_reported_with_line_numbers_and_nothing_is_returned() -> None:
     lines = [
-        _line(query="fine", doc_id=1),          # 1 ok
-        "{not json",                             # 2
-        _line(query="", doc_id=1),               # 3 empty query
+        _line(query="fine", doc_id=1),  # 1 ok
+        "{not json",  # 2
+        _line(query="", doc_id=1),  # 3 empty query
         _line(query="x", doc_id=1, signal="meh"),  # 4 bad signal
-        _line(query="x", doc_id=1, weight=-1),   # 5 bad weight
-        _line(query="x", doc_id=True),           # 6 bool id
-        _line(query="x", doc_id=1, extra=1),     # 7 unknown field
-        "[1, 2]",                                # 8 not an object
-        _line(query="also fine", doc_id=2),      # 9 ok
+        _line(query="x", doc_id=1, weight=-1),  # 5 bad weight
+        _line(query="x", doc_id=True),  # 6 bool id
+        _line(query="x", doc_id=1, extra=1),  # 7 unknown field
+        "[1, 2]",  # 8 not an object
+        _line(query="also fine", doc_id=2),  # 9 ok
     ]
     records, errors = validate_labels(lines)
     assert records == []  # all-or-nothing: the two good lines are NOT returned

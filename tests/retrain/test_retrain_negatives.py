@@ -46,7 +46,13 @@ def test_mined_negatives_are_never_positives_and_respect_the_margin() -> None:
 
 def test_a_larger_margin_filters_more_candidates() -> None:
     pairs, enc, retr, texts, *_ = _setup(1)
-    n = [sum(p.negative is not None for p in mine_hard_negatives(
-        pairs, enc, retr, texts, config=MiningConfig(k=10, relative_margin=m, num_negatives=10)))
-        for m in (0.0, 0.5, 0.9)]
+    n = [
+        sum(
+            p.negative is not None
+            for p in mine_hard_negatives(
+                pairs, enc, retr, texts, config=MiningConfig(k=10, relative_margin=m, num_negatives=10)
+            )
+        )
+        for m in (0.0, 0.5, 0.9)
+    ]
     assert n[0] >= n[1] >= n[2] and n[0] > n[2]

@@ -28,8 +28,10 @@ def test_heavy_training_dependencies_live_in_one_module(heavy: str) -> None:
 
 
 def test_importing_retrain_does_not_load_the_training_stack() -> None:
-    code = ("import sys, retrain; heavy = [m for m in ('sentence_transformers', 'transformers', 'datasets') "
-            "if m in sys.modules]; print(heavy); assert not heavy")
+    code = (
+        "import sys, retrain; heavy = [m for m in ('sentence_transformers', 'transformers', 'datasets') "
+        "if m in sys.modules]; print(heavy); assert not heavy"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 

@@ -6,17 +6,26 @@ DOCS = {1: "passage one", 2: "passage two", 3: "passage three"}
 
 
 def test_clicks_and_positives_become_deduplicated_weighted_pairs() -> None:
-    recs = [FeedbackRecord("how to sort", 1, "click"), FeedbackRecord("how  to sort", 1, "positive", 2.0),
-            FeedbackRecord("how to sort", 2, "click")]
+    recs = [
+        FeedbackRecord("how to sort", 1, "click"),
+        FeedbackRecord("how  to sort", 1, "positive", 2.0),
+        FeedbackRecord("how to sort", 2, "click"),
+    ]
     tp = build_pairs(recs, DOCS)
-    assert sorted((p.query, p.positive_id, p.weight) for p in tp.pairs) == [("how to sort", 1, 3.0),
-                                                                            ("how to sort", 2, 1.0)]
+    assert sorted((p.query, p.positive_id, p.weight) for p in tp.pairs) == [
+        ("how to sort", 1, 3.0),
+        ("how to sort", 2, 1.0),
+    ]
     assert tp.positives["how to sort"] == {1, 2}
 
 
 def test_only_explicit_negatives_are_negatives_and_conflicts_are_dropped() -> None:
-    recs = [FeedbackRecord("q", 1, "click"), FeedbackRecord("q", 2, "negative"),
-            FeedbackRecord("q", 3, "click"), FeedbackRecord("q", 3, "negative")]
+    recs = [
+        FeedbackRecord("q", 1, "click"),
+        FeedbackRecord("q", 2, "negative"),
+        FeedbackRecord("q", 3, "click"),
+        FeedbackRecord("q", 3, "negative"),
+    ]
     tp = build_pairs(recs, DOCS)
     assert [p.positive_id for p in tp.pairs] == [1]
     assert tp.negatives == {"q": frozenset({2})}  # 3 was both clicked and rejected: neither side

@@ -15,16 +15,26 @@ def _world(seed: int = 0, n: int = 3000, d: int = 32, q: int = 80):  # type: ign
     cand_docs = normalize(base_docs + 0.3 * rng.normal(size=(n, d)) / np.sqrt(d))
     held = rng.choice(n, size=q, replace=False)
     noise = rng.normal(size=(q, d)) / np.sqrt(d)
-    return base_docs, cand_docs, normalize(base_docs[held] + 0.9 * noise), \
-        normalize(cand_docs[held] + 0.9 * noise), [{int(i)} for i in held], rng
+    return (
+        base_docs,
+        cand_docs,
+        normalize(base_docs[held] + 0.9 * noise),
+        normalize(cand_docs[held] + 0.9 * noise),
+        [{int(i)} for i in held],
+        rng,
+    )
 
 
 def test_base_score_is_exact_and_candidate_score_only_rises_on_the_pool() -> None:
     base_docs, cand_docs, bq, cq, rel, rng = _world()
     ids = list(range(len(base_docs)))
     live = ExactRetriever(ids, base_docs)
-    sub = pool([i for r in rel for i in r], neighbours(live, bq, 20), neighbours(live, cq, 20),
-               rng.choice(len(ids), size=100, replace=False).tolist())
+    sub = pool(
+        [i for r in rel for i in r],
+        neighbours(live, bq, 20),
+        neighbours(live, cq, 20),
+        rng.choice(len(ids), size=100, replace=False).tolist(),
+    )
     assert len(sub.ids) == len(set(sub.ids)) < len(ids) // 2
     assert sub.relevant == len(rel) and sub.base_pool > 0 and sub.candidate_pool >= 0 and sub.distractors > 0
     sid = list(sub.ids)

@@ -14,9 +14,11 @@ import retrain
 from retrain import ConfigError, Pair, TrainConfig, TrainData, TrainingFailed, run_training_subprocess
 from retrain.worker import FAIL_ENV
 
-PAIRS = tuple(Pair(query=f"how do I {verb} a {noun}", positive=f"use {verb}_{noun}() to {verb} the {noun} quickly")
-              for verb in ("open", "close", "sort", "parse", "copy", "hash")
-              for noun in ("file", "list", "socket", "string", "path"))
+PAIRS = tuple(
+    Pair(query=f"how do I {verb} a {noun}", positive=f"use {verb}_{noun}() to {verb} the {noun} quickly")
+    for verb in ("open", "close", "sort", "parse", "copy", "hash")
+    for noun in ("file", "list", "socket", "string", "path")
+)
 
 
 def tree_hash(path: Path) -> str:
@@ -37,8 +39,9 @@ def weights(model_dir: Path) -> dict[str, np.ndarray]:
 
 
 def cfg(model: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(base_model=str(model), batch_size=8, learning_rate=1e-3, max_steps=4,
-                                   max_seq_length=32)
+    base: dict[str, object] = dict(
+        base_model=str(model), batch_size=8, learning_rate=1e-3, max_steps=4, max_seq_length=32
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -52,7 +55,8 @@ def straight(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 @pytest.mark.integration  # two real (tiny-model) training runs, ~7 s: not the fast tier
 def test_training_changes_weights_is_seeded_and_never_touches_the_base(
-        tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]) -> None:
+    tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]
+) -> None:
     before = tree_hash(tiny_model)
     res, a = straight
     retrain.train(cfg(tiny_model), TrainData(PAIRS), tmp_path / "b")
@@ -69,7 +73,8 @@ def test_training_changes_weights_is_seeded_and_never_touches_the_base(
 @pytest.mark.slow
 @pytest.mark.integration  # two training children (~10 s): not the fast tier
 def test_crash_leaves_nothing_then_rerun_resumes_and_publishes_atomically(
-        tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]) -> None:
+    tiny_model: Path, tmp_path: Path, straight: tuple[retrain.TrainResult, Path]
+) -> None:
     before = tree_hash(tiny_model)
     out = tmp_path / "models" / "v2"
     c = cfg(tiny_model, save_steps=2)
@@ -127,36 +132,47 @@ def test_missing_model_is_a_model_dir_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration  # a real training run per variant (~3 s each): not the fast tier
-@pytest.mark.parametrize("extra", [
-    dict(loss="cached_mnrl", mini_batch_size=4),
-    dict(matryoshka_dims=(32, 16)),
-    dict(anchor_weight=0.5, task_weight=1.0),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(loss="cached_mnrl", mini_batch_size=4),
+        dict(matryoshka_dims=(32, 16)),
+        dict(anchor_weight=0.5, task_weight=1.0),
+    ],
+)
 def test_loss_variants_train(tiny_model: Path, tmp_path: Path, extra: dict) -> None:
-    anchors = tuple(Pair(query=f"what is {w}", positive=f"{w} is a common english word") for w in
-                    ("apple", "river", "music", "house", "green", "winter", "bread", "light"))
-    res = retrain.train(cfg(tiny_model, max_steps=2, **extra), TrainData(PAIRS, anchor_pairs=anchors),
-                        tmp_path / "m")
+    anchors = tuple(
+        Pair(query=f"what is {w}", positive=f"{w} is a common english word")
+        for w in ("apple", "river", "music", "house", "green", "winter", "bread", "light")
+    )
+    res = retrain.train(cfg(tiny_model, max_steps=2, **extra), TrainData(PAIRS, anchor_pairs=anchors), tmp_path / "m")
     assert res.steps == 2 and res.final_loss is not None and np.isfinite(res.final_loss)
 
 
 @pytest.mark.integration  # real training with a teacher (~2 s): not the fast tier
 def test_margin_mse_distils_from_a_local_teacher(tiny_model: Path, tmp_path: Path) -> None:
-    triplets = tuple(Pair(query=p.query, positive=p.positive, negative=PAIRS[(i + 7) % len(PAIRS)].positive)
-                     for i, p in enumerate(PAIRS))
-    res = retrain.train(cfg(tiny_model, loss="margin_mse", teacher_model=str(tiny_model), max_steps=2),
-                        TrainData(triplets), tmp_path / "m")
+    triplets = tuple(
+        Pair(query=p.query, positive=p.positive, negative=PAIRS[(i + 7) % len(PAIRS)].positive)
+        for i, p in enumerate(PAIRS)
+    )
+    res = retrain.train(
+        cfg(tiny_model, loss="margin_mse", teacher_model=str(tiny_model), max_steps=2),
+        TrainData(triplets),
+        tmp_path / "m",
+    )
     assert res.steps == 2
     with pytest.raises(retrain.DataError, match="triplets"):
-        retrain.train(cfg(tiny_model, loss="margin_mse", teacher_model=str(tiny_model)), TrainData(PAIRS),
-                      tmp_path / "m2")
+        retrain.train(
+            cfg(tiny_model, loss="margin_mse", teacher_model=str(tiny_model)), TrainData(PAIRS), tmp_path / "m2"
+        )
 
 
 @pytest.mark.integration  # TSDAE then contrastive training (~8 s): not the fast tier
 def test_tsdae_domain_adaptation_runs_offline_before_the_contrastive_step(tiny_model: Path, tmp_path: Path) -> None:
     docs = tuple(p.positive + " and more words about the standard library" for p in PAIRS)
-    res = retrain.train(cfg(tiny_model, tsdae_epochs=1.0, tsdae_batch_size=8), TrainData(PAIRS, documents=docs),
-                        tmp_path / "m")
+    res = retrain.train(
+        cfg(tiny_model, tsdae_epochs=1.0, tsdae_batch_size=8), TrainData(PAIRS, documents=docs), tmp_path / "m"
+    )
     assert res.tsdae_steps == 4 and res.steps == 4
 
 
