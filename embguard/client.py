@@ -26,8 +26,8 @@ import numpy as np
 from . import model as models
 from .config import CollectionSettings, Settings
 from .config import load as load_settings
-from .errors import ConfigError, FeedbackError, InvalidInput, MilvusError, MissingModelId
-from .inputs import TEXT_LIMIT, ClientMetrics, check_feedback, check_feedback_doc, check_texts, check_vectors
+from .errors import FeedbackError, InvalidInput, MilvusError, MissingModelId
+from .inputs import ClientMetrics, check_documents, check_feedback, check_feedback_doc, check_texts, check_vectors
 from .milvus import MODEL_ID_PROPERTY, Milvus, check_ids
 from .tap import (
     FEEDBACK_COLLECTION,
@@ -365,34 +365,11 @@ class Client:
 
     def _rows(self, alias: str, collection: str, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         spec = self._spec(alias)
-        if not spec.text_field:
-            raise ConfigError(
-                f"collection {alias!r} has no text_field configured; embguard.Client embeds text "
-                "and keeps it so the collection can be re-embedded later"
-            )
-        bad = [
-            i
-            for i, d in enumerate(documents)
-            if not isinstance(d, Mapping) or spec.id_field not in d or not isinstance(d.get(spec.text_field), str)
-        ]
-        if bad:
-            raise InvalidInput(
-                f"documents at positions {bad[:10]} lack {spec.id_field!r} or a string "
-                f"{spec.text_field!r}; every document needs both; nothing was written"
-            )
-        check_ids(
-            [d[spec.id_field] for d in documents],
-            self._milvus.primary_key(collection)[1],
-            f"documents' {spec.id_field!r}",
-        )
-        long = [i for i, d in enumerate(documents) if len(d[spec.text_field]) > TEXT_LIMIT]
-        if long:
-            raise InvalidInput(
-                f"documents at positions {long[:10]} have {spec.text_field!r} longer than "
-                f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them"
-            )
+        check_documents(spec, documents, self._milvus.primary_key(collection)[1])
         model = self.model_for(collection)
-        vecs = model.encode([str(d[spec.text_field]) for d in documents], batch_size=self.settings.model.batch_size)
+        vecs = model.encode(
+            [str(d[spec.require_text_field()]) for d in documents], batch_size=self.settings.model.batch_size
+        )
         return [{**d, spec.vector_field: v.tolist()} for d, v in zip(documents, vecs, strict=True)]
 
     def insert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:

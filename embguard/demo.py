@@ -27,6 +27,7 @@ from .client import Client
 from .config import CollectionSettings, Settings
 from .corpus import Passage
 from .daemon import Daemon
+from .demoreport import DemoSummary, Steps, describe, table
 from .labels import import_labels
 from .lite import LiteServer, free_port
 from .milvus import Milvus
@@ -42,29 +43,6 @@ BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smt
 # Simulated users click the right passage when the search shows it, most of the time.
 CLICK_RATE = 0.7
 SHIFT_TOPICS = ("asyncio", "threading", "concurrent", "multiprocessing", "subprocess", "queue", "sched")
-
-
-@dataclass(frozen=True)
-class DemoSummary:
-    documents: int
-    drift_before_shift: bool
-    drift_after_shift: bool
-    drift_p_values: dict[str, float]
-    clusters: tuple[dict[str, Any], ...]
-    candidate: str
-    gate_passed: bool
-    gate_ndcg_base: float
-    gate_ndcg_candidate: float
-    swap_completed: bool
-    failed_searches: int
-    searches_during_swap: int
-    ndcg_before_swap: float
-    ndcg_after_swap: float
-    rollback_restored: bool
-    metrics_url: str
-    state_dir: str
-    seconds: float
-    left_running: bool
 
 
 def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[Any]]]) -> float:
@@ -125,7 +103,7 @@ class _Run:
     base: list[Passage]
     shift: list[Passage]
     rng: random.Random
-    step: _Steps
+    step: Steps
     say: Callable[[str], None]
     n_ref: int
     n_win: int
@@ -144,7 +122,7 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
     base = [p for t in BASE_TOPICS for p in passages_for([t])[:per_topic]]
     shift = [p for t in SHIFT_TOPICS for p in passages_for([t])[:per_topic]]
     server = LiteServer.from_settings(s)
-    step = _Steps(say)
+    step = Steps(say)
     step(f"starting Milvus Lite on {server.uri} (data dir {server.data_dir})")
     server.start()
     client: Client | None = None
@@ -178,7 +156,7 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
             daemon.stop()
         server.stop()
     summary = DemoSummary(**fields, seconds=time.monotonic() - t0, left_running=server.status().running)
-    _table(summary, say)
+    table(summary, say)
     return summary
 
 
@@ -211,13 +189,13 @@ def _drift(r: _Run) -> dict[str, Any]:
 
     r.step("more traffic like the reference: the daemon checks it")
     steady = _window(r, (), 0.0)
-    r.say(f"      {_describe(steady)}")
+    r.say(f"      {describe(steady)}")
 
     r.step(f"the users' interests shift: half the traffic now asks about {', '.join(SHIFT_TOPICS[:4])}, ...")
     shifted = steady
     for _ in range(2):
         shifted = _window(r, r.shift, 0.5)
-        r.say(f"      {_describe(shifted)}")
+        r.say(f"      {describe(shifted)}")
     clusters = [r.daemon._describe_cluster(r.daemon._collections[ALIAS], c) for c in shifted.clusters[:3]]
     if clusters:
         r.say("      new query clusters (out-of-distribution queries, largest first):")
@@ -327,15 +305,6 @@ def _progress(say: Callable[[str], None]) -> Callable[[Any], None]:
     return progress
 
 
-class _Steps:
-    def __init__(self, say: Callable[[str], None]):
-        self.say, self.n = say, 0
-
-    def __call__(self, text: str) -> None:
-        self.n += 1
-        self.say(f"[{self.n}] {text}")
-
-
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -357,39 +326,3 @@ def _window(r: _Run, shift: Sequence[Passage], share: float) -> CheckReport:
     if stats.failures:
         raise RuntimeError(f"{stats.failures} searches failed")
     return report
-
-
-def _describe(report: CheckReport) -> str:
-    if report.skipped:
-        return f"check skipped: {report.skipped}"
-    verdict = "SUSTAINED DRIFT" if report.sustained else ("drift in this window" if report.drift else "no drift")
-    ps = ", ".join(f"{o.monitor} p={o.p_value:.2g}" for o in report.outcomes if o.p_value is not None)
-    return f"{report.n_current} queries: {verdict} ({ps})"
-
-
-def _table(s: DemoSummary, say: Callable[[str], None]) -> None:
-    rows = [
-        ("documents indexed", str(s.documents)),
-        ("drift before the shift", "yes" if s.drift_before_shift else "no"),
-        ("drift after the shift", "yes, sustained" if s.drift_after_shift else "no"),
-        ("p-values after the shift", ", ".join(f"{k} {v:.2g}" for k, v in s.drift_p_values.items())),
-        (
-            "candidate",
-            f"{s.candidate}: gate {'PASSED' if s.gate_passed else 'REJECTED'}, held-out nDCG@10 "
-            f"{s.gate_ndcg_base:.4f} -> {s.gate_ndcg_candidate:.4f}",
-        ),
-        (
-            "swap",
-            f"{'completed' if s.swap_completed else 'not done'}; {s.searches_during_swap} searches during it, "
-            f"{s.failed_searches} failed",
-        ),
-        ("live nDCG@10", f"{s.ndcg_before_swap:.4f} before -> {s.ndcg_after_swap:.4f} after the swap"),
-        ("rollback", "restored the previous collection and model" if s.rollback_restored else "not run"),
-        ("metrics", f"{s.metrics_url} (served while the demo ran)"),
-        ("state", s.state_dir),
-        ("time", f"{s.seconds:.0f} s; left running: {'YES' if s.left_running else 'nothing'}"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    say("\nsummary")
-    for k, v in rows:
-        say(f"  {k.ljust(width)}  {v}")

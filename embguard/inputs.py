@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import FeedbackError, InvalidInput, MilvusError
+from .config import CollectionSettings
+from .errors import ConfigError, FeedbackError, InvalidInput, MilvusError
 from .filters import check_ids
 from .tap import _MAX_TEXT, SIGNALS, finite_vector
 
@@ -46,6 +47,32 @@ def check_vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
     if not all(finite_vector(v) for v in qv):
         raise InvalidInput(f"{what} contain NaN or infinite values")
     return qv
+
+
+def check_documents(spec: CollectionSettings, documents: Sequence[Any], int_keys: bool) -> None:
+    """Every document has a valid id and a string text within the VARCHAR limit; else nothing is written."""
+    if not spec.text_field:
+        raise ConfigError(
+            f"collection {spec.name!r} has no text_field configured; embguard.Client embeds text "
+            "and keeps it so the collection can be re-embedded later"
+        )
+    bad = [
+        i
+        for i, d in enumerate(documents)
+        if not isinstance(d, Mapping) or spec.id_field not in d or not isinstance(d.get(spec.text_field), str)
+    ]
+    if bad:
+        raise InvalidInput(
+            f"documents at positions {bad[:10]} lack {spec.id_field!r} or a string "
+            f"{spec.text_field!r}; every document needs both; nothing was written"
+        )
+    check_ids([d[spec.id_field] for d in documents], int_keys, f"documents' {spec.id_field!r}")
+    long = [i for i, d in enumerate(documents) if len(d[spec.text_field]) > TEXT_LIMIT]
+    if long:
+        raise InvalidInput(
+            f"documents at positions {long[:10]} have {spec.text_field!r} longer than "
+            f"{TEXT_LIMIT} characters (the collection's VARCHAR limit); split them"
+        )
 
 
 def check_feedback(signal: Any, weight: Any, query_text: Any) -> None:

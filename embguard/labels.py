@@ -13,9 +13,10 @@ import retrain
 
 from .config import CollectionSettings, Settings
 from .errors import EmbguardError, LabelError
+from .evalcorpus import doc_texts
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
-from .training import QUERY_TEXT_MAX, _texts
+from .training import QUERY_TEXT_MAX
 
 
 def export_labels(
@@ -77,7 +78,7 @@ def export_labels(
         for i in picked:
             r = rows[int(i)]
             top = list(r["top_ids"] or [])[:5]
-            texts = _texts(milvus, served, spec, top)
+            texts = doc_texts(milvus, served, spec, top)
             fh.write(
                 json.dumps(
                     {
@@ -123,7 +124,7 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise LabelError(f"{path}: {len(errors)} bad line(s), nothing imported: {shown}{more}")
     served = milvus.resolve(spec.name)
-    known = _texts(milvus, served, spec, [r.doc_id for r in records])
+    known = doc_texts(milvus, served, spec, [r.doc_id for r in records])
     unknown = sorted({r.doc_id for r in records if r.doc_id not in known}, key=str)
     if unknown:
         raise LabelError(

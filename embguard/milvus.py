@@ -19,20 +19,9 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from .config import CollectionSettings, Settings, secret
 from .errors import MilvusError, MilvusUnavailable, UnsupportedIndex
 from .filters import MAX_ID_LENGTH, check_ids, ids_expr, literal
+from .indexes import LITE_SUPPORTED_INDEXES, LITE_UNSUPPORTED_INDEXES, index_params
 from .rows import STRONG, Rows
 
-# Accepted by Lite at create time, then fail in its background build: refuse them before that.
-LITE_UNSUPPORTED_INDEXES = frozenset(
-    {"IVF_PQ", "DISKANN", "SCANN", "GPU_CAGRA", "GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_BRUTE_FORCE"}
-)
-LITE_SUPPORTED_INDEXES = ("FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
-_DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
-    "HNSW": {"M": 16, "efConstruction": 200},
-    "HNSW_SQ": {"M": 16, "efConstruction": 200},
-    "IVF_FLAT": {"nlist": 128},
-    "IVF_SQ8": {"nlist": 128},
-    "IVF_PQ": {"nlist": 128},  # plus m, which must divide the dimension: see _index_params
-}
 MODEL_ID_PROPERTY = "embguard.model_id"
 # pymilvus logs a full traceback for every failed RPC, including the ones embguard expects and turns into
 # one-line errors (an alias that does not exist yet, a server that is down). Keep only its critical logs.
@@ -43,16 +32,6 @@ TEXT_MAX_LENGTH = 65535
 def _reason(exc: BaseException) -> str:
     msg = getattr(exc, "message", None) or str(exc)
     return " ".join(str(msg).split())[:300]
-
-
-def _index_params(index_type: str, dimension: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults a real server insists on (Lite fills its own): IVF indexes need ``nlist``, IVF_PQ an ``m``
-    that divides the dimension (about 8 dimensions per sub-quantizer)."""
-    params = dict(_DEFAULT_INDEX_PARAMS.get(index_type.upper(), {}))
-    if index_type.upper() == "IVF_PQ":
-        params["m"] = max(m for m in range(1, max(dimension // 8, 1) + 1) if dimension % m == 0)
-    params.update(overrides)
-    return params
 
 
 class Milvus(Rows):
@@ -160,8 +139,8 @@ class Milvus(Rows):
             schema.add_field(spec.timestamp_field, DataType.INT64)
         for fname, max_length in (extra_text_fields or {}).items():
             schema.add_field(fname, DataType.VARCHAR, max_length=max_length)
-        index = MilvusClient.prepare_index_params()
-        params = _index_params(spec.index_type, dimension, spec.index_params)
+        index = MilvusClient.prepareindex_params()
+        params = index_params(spec.index_type, dimension, spec.index_params)
         index.add_index(
             field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type, params=params
         )
@@ -191,7 +170,7 @@ class Milvus(Rows):
                 kwargs["max_length"] = max_length
             schema.add_field(fname, kinds[kind], **kwargs)
         schema.add_field(vector[0], DataType.FLOAT_VECTOR, dim=vector[1])
-        index = MilvusClient.prepare_index_params()
+        index = MilvusClient.prepareindex_params()
         index.add_index(field_name=vector[0], index_type="FLAT", metric_type="COSINE")
         with self._call(f"create_collection({name!r})"):
             self._client.create_collection(name, schema=schema, index_params=index, properties=dict(properties or {}))
@@ -231,7 +210,7 @@ class Milvus(Rows):
             if f.get("nullable"):
                 kwargs["nullable"] = True
             schema.add_field(f["name"], f["type"], **kwargs)
-        index = MilvusClient.prepare_index_params()
+        index = MilvusClient.prepareindex_params()
         with self._call(f"describe indexes of {source!r}"):
             for name in self._client.list_indexes(source):
                 info = dict(self._client.describe_index(source, name))

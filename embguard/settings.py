@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StrictBool,
@@ -22,8 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from .bounds import MAX_INT, MAX_SECONDS, Fraction, Port, PositiveFloat, PositiveInt, Seconds, Section
 from .credentials import split_userinfo
 from .errors import ConfigError
+from .opsettings import RetrainSettings, SwapSettings
 
 CONFIG_ENV = "EMBGUARD_CONFIG"
 DEFAULT_CONFIG_NAME = "embguard.toml"
@@ -56,20 +56,6 @@ MONITORS = (
     "evidently_distance",
 )
 
-# Bounds that keep every number usable downstream: inf/NaN are never a setting, and an int or float beyond
-# these overflows timers, sleeps and Milvus limits (an interval of 1e17 s raised OverflowError in the scheduler).
-MAX_INT = 2**31 - 1
-MAX_SECONDS = 10 * 366 * 86400
-PositiveFloat = Annotated[StrictFloat, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
-PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_INT)]
-Seconds = Annotated[StrictInt, Field(gt=0, le=MAX_SECONDS)]
-Port = Annotated[StrictInt, Field(ge=1, le=65535)]
-Fraction = Annotated[StrictFloat, Field(gt=0, le=1, allow_inf_nan=False)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
 
 def _loopback(value: str) -> str:
     if value == "localhost":
@@ -85,7 +71,7 @@ def _loopback(value: str) -> str:
     )
 
 
-class MilvusSettings(_Section):
+class MilvusSettings(Section):
     uri: str = Field(
         "lite",
         description="'lite' for the local Milvus Lite server of [lite], or "
@@ -129,7 +115,7 @@ class MilvusSettings(_Section):
         raise ValueError("must be 'lite' or a URI such as http://127.0.0.1:19530")
 
 
-class LiteSettings(_Section):
+class LiteSettings(Section):
     data_dir: Path = Field(Path(".embguard/milvus"), description="Milvus Lite data directory")
     host: str = Field("127.0.0.1", description="bind address; loopback only")
     port: Port = Field(19530, description="gRPC port of the local Milvus Lite server")
@@ -138,7 +124,7 @@ class LiteSettings(_Section):
     _host = field_validator("host")(classmethod(lambda cls, v: _loopback(v)))
 
 
-class ModelSettings(_Section):
+class ModelSettings(Section):
     default: str = Field(
         "default",
         description="model spec: 'default' (all-MiniLM-L6-v2 shipped offline), "
@@ -149,11 +135,11 @@ class ModelSettings(_Section):
     batch_size: PositiveInt = Field(64, description="encoding batch size")
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     dir: Path = Field(Path(".embguard/state"), description="references, locks, checkpoints and pid files")
 
 
-class CollectionSettings(_Section):
+class CollectionSettings(Section):
     name: str = Field(description="alias (or collection) the application searches")
     id_field: str = Field("id", description="primary key field")
     vector_field: str = Field("vector", description="dense vector field")
@@ -187,7 +173,7 @@ class CollectionSettings(_Section):
         return self.text_field
 
 
-class SamplingSettings(_Section):
+class SamplingSettings(Section):
     query_rate: Fraction = Field(0.1, description="fraction of searches the client tap records")
     store_query_text: StrictBool = Field(False, description="record query text (else a hash of it)")
     tap_buffer_size: PositiveInt = Field(10_000, description="tap buffer rows; beyond it rows are dropped")
@@ -199,14 +185,14 @@ class SamplingSettings(_Section):
     feedback_max_age_s: Seconds = Field(90 * 86400, description="feedback older than this is pruned")
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(Section):
     sample_interval_s: Seconds = Field(300, description="how often windows are sampled")
     check_interval_s: Seconds = Field(300, description="how often monitors run")
     prune_interval_s: Seconds = Field(3600, description="how often tap/feedback are pruned")
     retrain_interval_s: Seconds = Field(3600, description="how often the retrain policy is evaluated")
 
 
-class DriftSettings(_Section):
+class DriftSettings(Section):
     alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5, allow_inf_nan=False)] = Field(
         0.01, description="significance of each test"
     )
@@ -232,12 +218,12 @@ class DriftSettings(_Section):
         return v
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     host: str = Field("127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
     port: Port = Field(9464, description="port of the exporter")
 
 
-class AlertTarget(_Section):
+class AlertTarget(Section):
     name: str = Field(description="a name for logs and metrics")
     kind: Literal["slack", "pagerduty", "webhook"] = Field(description="payload format")
     url_env: str | None = Field(None, description="environment variable holding the webhook URL")
@@ -255,83 +241,7 @@ class AlertTarget(_Section):
     )
 
 
-class RetrainSettings(_Section):
-    sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
-    min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
-    gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.01, description="nDCG@10 gain a candidate needs"
-    )
-    guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.02, description="allowed guard-set loss"
-    )
-    auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
-    epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
-    batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
-        32, description="training batch (in-batch negatives)"
-    )
-    learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
-    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
-        0.3, description="share of labelled queries kept out of training for the gate"
-    )
-    min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
-    hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
-    guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        200, description="general-domain guard queries (forgetting check); 0 disables the guard"
-    )
-    timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
-    loss: Literal["mnrl", "cached_mnrl"] = Field(
-        "mnrl", description="contrastive loss; cached_mnrl bounds memory by mini_batch_size for large batches"
-    )
-    mini_batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_INT)] = Field(
-        32, description="cached_mnrl: rows encoded at once (memory), independent of batch_size (quality)"
-    )
-    processes: Annotated[StrictInt, Field(ge=1, le=64)] = Field(
-        1,
-        description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
-        "per GPU, on CPU over gloo; in-batch negatives are gathered across them",
-    )
-    gate_max_docs: PositiveInt = Field(
-        20_000,
-        description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
-        "both models' top gate_pool_k from the live index, gate_distractors random ones) "
-        "instead of re-encoding the whole corpus with the candidate",
-    )
-    gate_pool_k: PositiveInt = Field(100, description="live-index neighbours pooled per held-out query and model")
-    gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        5_000, description="random documents added to the gate's pooled sub-corpus"
-    )
-
-
-class SwapSettings(_Section):
-    batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
-    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts"
-    )
-    shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
-    grace_s: Annotated[StrictFloat, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = Field(
-        5.0, description="wait after the alias switch before the old collection stops getting dual writes"
-    )
-    retention_s: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
-        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long"
-    )
-    engine: Literal["local", "ray"] = Field(
-        "local",
-        description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
-        "`pip install embguard[ray]`)",
-    )
-    ray_address: str = Field(
-        "",
-        description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
-        "cluster this machine belongs to, or a 'ray://host:10001' address",
-    )
-    ray_workers: Annotated[StrictInt, Field(ge=0)] = Field(
-        0,
-        description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
-        "model.device='cuda', else one per CPU of the cluster",
-    )
-
-
-class Settings(_Section):
+class Settings(Section):
     milvus: MilvusSettings = MilvusSettings()
     lite: LiteSettings = LiteSettings()
     model: ModelSettings = ModelSettings()

@@ -39,8 +39,9 @@ from .errors import EmbguardError, SwapError, SwapLocked
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
+from .retire import CREATED_PROPERTY, drop_retired
 from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
-from .verify import text_field, text_hashes, verify
+from .verify import reconcile, text_field, verify
 
 __all__ = [
     "CREATED_PROPERTY",
@@ -56,7 +57,7 @@ __all__ = [
     "collection_name",
 ]
 
-CREATED_PROPERTY = "embguard.created_at"
+
 SOURCE_PROPERTY = "embguard.reindexed_from"
 
 
@@ -250,41 +251,15 @@ class Swapper:
             checkpoint,
         )
 
-    def _diff(self, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
-        """Ids whose target copy is missing or differs from the source, and ids only the target has."""
-        self.milvus.flush(st.target)
-        src, _ = text_hashes(self.milvus, st.source, spec)
-        dst, _ = text_hashes(self.milvus, st.target, spec)
-        return [i for i, h in src.items() if dst.get(i) != h], [i for i in dst if i not in src]
-
     def _reconcile(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> int:
-        """Make the target hold exactly the source's documents, re-embedded from the source's current text.
-
-        Writers keep running meanwhile (the source first, then its dual-write copy), so what looks extra in
-        the target may be an insert whose source write is still in flight: an id is deleted from the target
-        only when the source still lacks it a moment later.
-        """
-        m = self.milvus
-        fields = self._scalar_fields(st, spec)
-        fixed = 0
-        for _ in range(3):
-            stale, extra = self._diff(st, spec)
-            for i in range(0, len(stale), self.settings.swap.batch_size):
-                rows = m.query(st.source, ids=stale[i : i + self.settings.swap.batch_size], output_fields=fields)
-                if rows:
-                    m.upsert(st.target, self._embed_rows(spec, rows, model))
-            gone: list[Any] = []
-            if extra:
-                time.sleep(1.0)
-                present = {r[spec.id_field] for r in m.query(st.source, ids=extra, output_fields=[spec.id_field])}
-                gone = [i for i in extra if i not in present]
-                if gone:
-                    m.delete(st.target, ids=gone)
-            fixed += len(stale) + len(gone)
-            if not stale and not gone:
-                break
-        m.flush(st.target)
-        return fixed
+        return reconcile(
+            self.milvus,
+            spec,
+            st,
+            self._scalar_fields(st, spec),
+            lambda rows: self._embed_rows(spec, rows, model),
+            self.settings.swap.batch_size,
+        )
 
     def abort(self, spec: CollectionSettings) -> SwapState:
         """Abandon an unfinished swap before its switch: stop dual writes, drop the half-built collection."""
@@ -351,28 +326,5 @@ class Swapper:
         with contextlib.ExitStack() as locks:
             for c in self.settings.collections:
                 locks.enter_context(self.store.lock(c.name, "gc"))
-            return self._gc(retention_s, dry_run)
-
-    def _gc(self, retention_s: int | None, dry_run: bool) -> list[str]:
-        retention_s = self.settings.swap.retention_s if retention_s is None else retention_s
-        m = self.milvus
-        served = {m.resolve(c.name) for c in self.settings.collections}
-        in_swap = {n for st in self.store.all() if st.phase != "done" for n in (st.source, st.target)}
-        dropped = []
-        for name in m.list_collections():
-            if not any(name.startswith(f"{c.name}__") or name == c.name for c in self.settings.collections):
-                continue
-            if name in served or name in in_swap or m.aliases_of(name):
-                continue
-            props = m.properties(name)
-            created = float(props.get(CREATED_PROPERTY, 0) or 0)
-            if time.time() - created < retention_s:
-                continue
-            dropped.append(name)
-            if dry_run:
-                continue
-            for other in served:  # nothing may dual-write into a collection about to go
-                if m.properties(other).get(DUAL_WRITE_PROPERTY) == name:
-                    m.drop_properties(other, [DUAL_WRITE_PROPERTY])
-            m.drop_collection(name)
-        return dropped
+            retention = self.settings.swap.retention_s if retention_s is None else retention_s
+            return drop_retired(self.settings, self.milvus, self.store, retention, dry_run)

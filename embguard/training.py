@@ -31,6 +31,7 @@ import retrain
 from . import model as models
 from .config import CollectionSettings, Settings
 from .errors import NotEnoughFeedback, TrainingError
+from .evalcorpus import MilvusRetriever, doc_texts, eval_corpus, guard_set, pool_candidate
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
@@ -39,7 +40,6 @@ from .tap import FEEDBACK_COLLECTION, SIGNALS, new_id
 log = logging.getLogger(__name__)
 
 QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varchar (tap.py)
-EVAL_MAX_DOCS = 20_000
 
 
 @dataclass(frozen=True)
@@ -79,26 +79,6 @@ class CandidateReport:
         else:
             lines.append("REJECTED: the active model stays; nothing to approve")
         return "\n".join(lines)
-
-
-class _MilvusRetriever:
-    """retrain.Retriever over the serving collection (hard-negative mining with the current model)."""
-
-    def __init__(self, milvus: Milvus, collection: str, spec: CollectionSettings):
-        self.milvus, self.collection, self.spec = milvus, collection, spec
-
-    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Any, float]]]:
-        out = []
-        for i in range(0, len(query_vectors), 100):
-            res = self.milvus.search(
-                self.collection,
-                query_vectors[i : i + 100],
-                limit=k,
-                anns_field=self.spec.vector_field,
-                output_fields=[self.spec.id_field],
-            )
-            out += [[(h["id"], float(h["distance"])) for h in row] for row in res]
-        return out
 
 
 def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[list[retrain.FeedbackRecord], list[str]]:
@@ -146,103 +126,6 @@ def _record(row: dict[str, Any]) -> retrain.FeedbackRecord | None:
     return retrain.FeedbackRecord(query=row["query_text"], doc_id=doc_id, signal=row["signal"], weight=weight)
 
 
-def _texts(milvus: Milvus, collection: str, spec: CollectionSettings, ids: Sequence[Any]) -> dict[Any, str]:
-    out: dict[Any, str] = {}
-    ids = list(dict.fromkeys(ids))
-    for i in range(0, len(ids), 1000):
-        text = spec.require_text_field()
-        for r in milvus.query(collection, ids=ids[i : i + 1000], output_fields=[spec.id_field, text]):
-            out[r[spec.id_field]] = r[text]
-    return out
-
-
-def _corpus(
-    milvus: Milvus,
-    collection: str,
-    spec: CollectionSettings,
-    must: Sequence[Any],
-    seed: int,
-    settings: Settings | None = None,
-    base_queries: np.ndarray | None = None,
-) -> tuple[list[Any], list[str], np.ndarray]:
-    """The evaluation corpus: the whole collection, or above ``retrain.gate_max_docs`` a pooled sub-corpus
-    (retrain.subcorpus): every relevant doc, the base model's live-index neighbours of the held-out queries
-    and uniform distractors; the candidate's neighbours join after training (``_pool_candidate``)."""
-    fields = [spec.id_field, spec.require_text_field(), spec.vector_field]
-    rs = settings.retrain if settings is not None else None
-    if milvus.count(collection) <= (rs.gate_max_docs if rs else EVAL_MAX_DOCS):
-        rows = [r for b in milvus.iterate(collection, fields) for r in b]
-    else:
-        from retrain import subcorpus
-
-        from .sampling import sample_documents
-
-        sample = sample_documents(
-            milvus, spec, rs.gate_distractors if rs else EVAL_MAX_DOCS, seed=seed, with_text=False
-        )
-        near = (
-            subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), base_queries, rs.gate_pool_k)
-            if rs is not None and base_queries is not None
-            else []
-        )
-        pooled = subcorpus.pool(must, near, [], sample.ids)
-        rows = _rows(milvus, collection, fields, pooled.ids)
-    return (
-        [r[spec.id_field] for r in rows],
-        [r[spec.require_text_field()] for r in rows],
-        np.array([r[spec.vector_field] for r in rows], dtype=np.float32),
-    )
-
-
-def _rows(milvus: Milvus, collection: str, fields: list[str], ids: Sequence[Any]) -> list[dict[str, Any]]:
-    return [
-        r
-        for i in range(0, len(ids), 1000)
-        for r in milvus.query(collection, ids=list(ids[i : i + 1000]), output_fields=fields)
-    ]
-
-
-def _pool_candidate(
-    milvus: Milvus,
-    collection: str,
-    spec: CollectionSettings,
-    settings: Settings,
-    cand_queries: np.ndarray,
-    ids: list[Any],
-    texts: list[str],
-    base_vecs: np.ndarray,
-) -> tuple[list[Any], list[str], np.ndarray]:
-    """Add the candidate's live-index neighbours to a pooled gate corpus (no-op for a full corpus)."""
-    from retrain import subcorpus
-
-    if milvus.count(collection) <= settings.retrain.gate_max_docs:
-        return ids, texts, base_vecs
-    have = set(ids)
-    near = subcorpus.neighbours(_MilvusRetriever(milvus, collection, spec), cand_queries, settings.retrain.gate_pool_k)
-    rows = _rows(
-        milvus,
-        collection,
-        [spec.id_field, spec.require_text_field(), spec.vector_field],
-        [i for i in near if i not in have],
-    )
-    if not rows:
-        return ids, texts, base_vecs
-    return (
-        [*ids, *(r[spec.id_field] for r in rows)],
-        [*texts, *(r[spec.require_text_field()] for r in rows)],
-        np.vstack([base_vecs, np.array([r[spec.vector_field] for r in rows], dtype=np.float32)]),
-    )
-
-
-def _guard_set(n: int, seed: int) -> tuple[list[str], list[str], list[set[Any]]]:
-    from .corpus import by_topic, stdlib_corpus
-
-    ref = by_topic(stdlib_corpus())["language-reference"]
-    rng = np.random.default_rng(seed)
-    chosen = [ref[i] for i in sorted(rng.choice(len(ref), size=min(n, len(ref)), replace=False))]
-    return [p.query for p in chosen], [p.text for p in ref], [{ref.index(p)} for p in chosen]
-
-
 def _manifest(
     pairs: Sequence[retrain.Pair],
     held_out: Sequence[str],
@@ -279,7 +162,7 @@ def build_candidate(
     base_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
     base = models.load_by_id(base_id, settings.model.store_dir, settings.model.device)
     records, feedback_ids = feedback_records(milvus, spec.name, since_ms)
-    labelled_text = _texts(milvus, served, spec, [r.doc_id for r in records])
+    labelled_text = doc_texts(milvus, served, spec, [r.doc_id for r in records])
     tp = retrain.build_pairs(records, labelled_text)
     queries = sorted({p.query for p in tp.pairs})
     need = rs.min_held_out / rs.held_out_fraction
@@ -302,17 +185,17 @@ def build_candidate(
     for p in held_pairs:
         held_rel.setdefault(p.query, set()).add(p.positive_id)
     held_q = sorted(held_rel)
-    ids, texts, base_vecs = _corpus(
+    ids, texts, base_vecs = eval_corpus(
         milvus, served, spec, [i for s in held_rel.values() for i in s], 0, settings, base.encode(held_q)
     )
     corpus_text = dict(zip(ids, texts, strict=True))
 
     def doc_text(i: Any) -> str | None:
-        return corpus_text[i] if i in corpus_text else _texts(milvus, served, spec, [i]).get(i)
+        return corpus_text[i] if i in corpus_text else doc_texts(milvus, served, spec, [i]).get(i)
 
     if rs.hard_negatives:
         mined = retrain.mine_hard_negatives(
-            train_pairs, base, _MilvusRetriever(milvus, served, spec), doc_text, tp.positives
+            train_pairs, base, MilvusRetriever(milvus, served, spec), doc_text, tp.positives
         )
         say(f"[retrain] mined {sum(p.negative is not None for p in mined)} hard negatives (relative margin 5%)")
         train_pairs = tuple(mined)
@@ -357,13 +240,13 @@ def build_candidate(
     # Gate: base and candidate on the held-out queries, searched against the actual corpus.
     cand = models.load(str(out), None, settings.model.device)
     rel: list[set[Any]] = [held_rel[q] for q in held_q]
-    ids, texts, base_vecs = _pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts, base_vecs)
+    ids, texts, base_vecs = pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts, base_vecs)
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
     cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
     guard = {}
     if rs.guard_queries:
-        gq, gdocs, grel = _guard_set(rs.guard_queries, 0)
+        gq, gdocs, grel = guard_set(rs.guard_queries, 0)
         gids = list(range(len(gdocs)))
         guard = {
             "guard_base": retrain.evaluate_embeddings(base.encode(gq), base.encode(gdocs), gids, grel),

@@ -1,5 +1,6 @@
-"""Verification of a swap's target before the alias moves: the same documents, an index that serves, and a
-shadow check that the candidate retrieves comparable documents (plain functions over Milvus and a model).
+"""A swap's target before the alias moves: reconciled to hold exactly the source's documents, then verified
+(the same documents, an index that serves, and a shadow check that the candidate retrieves comparable
+documents). Plain functions over Milvus and a model.
 
 Writers keep going during a swap (the source first, then its dual-write copy), so an id can be in flight
 between two reads: every difference is re-checked by id after a pause, and only a gap that stays counts.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -142,3 +144,46 @@ def verify(
         source_top1=top1_old,
         candidate_top1=top1_new,
     )
+
+
+def _diff(milvus: Milvus, st: SwapState, spec: CollectionSettings) -> tuple[list[Any], list[Any]]:
+    """Ids whose target copy is missing or differs from the source, and ids only the target has."""
+    milvus.flush(st.target)
+    src, _ = text_hashes(milvus, st.source, spec)
+    dst, _ = text_hashes(milvus, st.target, spec)
+    return [i for i, h in src.items() if dst.get(i) != h], [i for i in dst if i not in src]
+
+
+def reconcile(
+    milvus: Milvus,
+    spec: CollectionSettings,
+    st: SwapState,
+    fields: list[str],
+    embed: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    batch_size: int,
+) -> int:
+    """Make the target hold exactly the source's documents, re-embedded from the source's current text.
+
+    Writers keep running meanwhile (the source first, then its dual-write copy), so what looks extra in
+    the target may be an insert whose source write is still in flight: an id is deleted from the target
+    only when the source still lacks it a moment later.
+    """
+    fixed = 0
+    for _ in range(3):
+        stale, extra = _diff(milvus, st, spec)
+        for i in range(0, len(stale), batch_size):
+            rows = milvus.query(st.source, ids=stale[i : i + batch_size], output_fields=fields)
+            if rows:
+                milvus.upsert(st.target, embed(rows))
+        gone: list[Any] = []
+        if extra:
+            time.sleep(1.0)
+            present = {r[spec.id_field] for r in milvus.query(st.source, ids=extra, output_fields=[spec.id_field])}
+            gone = [i for i in extra if i not in present]
+            if gone:
+                milvus.delete(st.target, ids=gone)
+        fixed += len(stale) + len(gone)
+        if not stale and not gone:
+            break
+    milvus.flush(st.target)
+    return fixed

@@ -1,0 +1,87 @@
+"""The retrain and swap sections of the settings: how candidates are trained and gated, and how they are
+swapped in (part of :class:`embguard.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt
+
+from .bounds import MAX_INT, MAX_SECONDS, PositiveFloat, PositiveInt, Seconds, Section
+
+
+class RetrainSettings(Section):
+    sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
+    min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
+    gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.01, description="nDCG@10 gain a candidate needs"
+    )
+    guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.02, description="allowed guard-set loss"
+    )
+    auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
+    epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
+    batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
+        32, description="training batch (in-batch negatives)"
+    )
+    learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
+    held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.3, description="share of labelled queries kept out of training for the gate"
+    )
+    min_held_out: PositiveInt = Field(30, description="fewest held-out queries the gate accepts")
+    hard_negatives: StrictBool = Field(True, description="mine hard negatives from the live index")
+    guard_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        200, description="general-domain guard queries (forgetting check); 0 disables the guard"
+    )
+    timeout_s: Seconds = Field(6 * 3600, description="a training subprocess running longer is stopped")
+    loss: Literal["mnrl", "cached_mnrl"] = Field(
+        "mnrl", description="contrastive loss; cached_mnrl bounds memory by mini_batch_size for large batches"
+    )
+    mini_batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_INT)] = Field(
+        32, description="cached_mnrl: rows encoded at once (memory), independent of batch_size (quality)"
+    )
+    processes: Annotated[StrictInt, Field(ge=1, le=64)] = Field(
+        1,
+        description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
+        "per GPU, on CPU over gloo; in-batch negatives are gathered across them",
+    )
+    gate_max_docs: PositiveInt = Field(
+        20_000,
+        description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
+        "both models' top gate_pool_k from the live index, gate_distractors random ones) "
+        "instead of re-encoding the whole corpus with the candidate",
+    )
+    gate_pool_k: PositiveInt = Field(100, description="live-index neighbours pooled per held-out query and model")
+    gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        5_000, description="random documents added to the gate's pooled sub-corpus"
+    )
+
+
+class SwapSettings(Section):
+    batch_size: PositiveInt = Field(256, description="documents re-embedded per backfill batch")
+    min_overlap: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.1, description="smallest mean top-10 overlap between old and new collection the shadow check accepts"
+    )
+    shadow_queries: PositiveInt = Field(100, description="queries the shadow check runs against both collections")
+    grace_s: Annotated[StrictFloat, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] = Field(
+        5.0, description="wait after the alias switch before the old collection stops getting dual writes"
+    )
+    retention_s: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        7 * 86400, description="`embguard gc` keeps collections no alias points to for this long"
+    )
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="who re-embeds the backfill: this process ('local') or a Ray cluster ('ray', needs "
+        "`pip install embguard[ray]`)",
+    )
+    ray_address: str = Field(
+        "",
+        description="Ray cluster for engine='ray': '' starts a local Ray on this machine, 'auto' joins the "
+        "cluster this machine belongs to, or a 'ray://host:10001' address",
+    )
+    ray_workers: Annotated[StrictInt, Field(ge=0)] = Field(
+        0,
+        description="encoder actors for engine='ray' (each loads the candidate once); 0 = one per GPU when "
+        "model.device='cuda', else one per CPU of the cluster",
+    )
