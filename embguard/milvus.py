@@ -139,7 +139,7 @@ class Milvus(Rows):
             schema.add_field(spec.timestamp_field, DataType.INT64)
         for fname, max_length in (extra_text_fields or {}).items():
             schema.add_field(fname, DataType.VARCHAR, max_length=max_length)
-        index = MilvusClient.prepareindex_params()
+        index = MilvusClient.prepare_index_params()
         params = index_params(spec.index_type, dimension, spec.index_params)
         index.add_index(
             field_name=spec.vector_field, index_type=spec.index_type, metric_type=spec.metric_type, params=params
@@ -170,7 +170,7 @@ class Milvus(Rows):
                 kwargs["max_length"] = max_length
             schema.add_field(fname, kinds[kind], **kwargs)
         schema.add_field(vector[0], DataType.FLOAT_VECTOR, dim=vector[1])
-        index = MilvusClient.prepareindex_params()
+        index = MilvusClient.prepare_index_params()
         index.add_index(field_name=vector[0], index_type="FLAT", metric_type="COSINE")
         with self._call(f"create_collection({name!r})"):
             self._client.create_collection(name, schema=schema, index_params=index, properties=dict(properties or {}))
@@ -210,7 +210,7 @@ class Milvus(Rows):
             if f.get("nullable"):
                 kwargs["nullable"] = True
             schema.add_field(f["name"], f["type"], **kwargs)
-        index = MilvusClient.prepareindex_params()
+        index = MilvusClient.prepare_index_params()
         with self._call(f"describe indexes of {source!r}"):
             for name in self._client.list_indexes(source):
                 info = dict(self._client.describe_index(source, name))
