@@ -29,7 +29,7 @@ from retrain import subcorpus
 
 # Appended, not prepended: tests/retrain would otherwise shadow the retrain package.
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-from test_swap import perturbed_copy
+from conftest import perturbed_copy
 
 OUT = Path(__file__).parent / "results" / "swap.md"
 BEGIN, END = "<!-- bench_gate.py -->", "<!-- /bench_gate.py -->"
