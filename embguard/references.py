@@ -13,7 +13,6 @@ is never compared with vectors from another: ``check_model`` raises ``ReferenceM
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import zipfile
@@ -25,6 +24,7 @@ import numpy as np
 
 from .errors import ReferenceCorrupt, ReferenceMismatch, ReferenceMissing
 from .sampling import Window
+from .state import write_atomic
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,6 @@ class ReferenceInfo:
 
 _VERSION = re.compile(r"^v(\d{4,})\.json$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 class ReferenceStore:
@@ -129,7 +120,7 @@ class ReferenceStore:
             arrays["top_scores"] = window.top_scores
         if top_ids is not None:
             arrays["top_ids"] = np.array(top_ids, dtype=str)
-        _atomic_write(npz, lambda fh: np.savez_compressed(fh, **arrays))
+        write_atomic(npz, lambda fh: np.savez_compressed(fh, **arrays))
         meta = {
             "model_id": window.model_id,
             "size": window.size,
@@ -140,7 +131,7 @@ class ReferenceStore:
             "kind": window.kind,
         }
         # The .json lands last: a version exists only once both files do.
-        _atomic_write(d / f"v{version:04d}.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
+        write_atomic(d / f"v{version:04d}.json", json.dumps(meta, indent=2))
         return self.list(alias, window.kind)[-1]
 
     def latest(self, alias: str, kind: str = "queries") -> ReferenceInfo:

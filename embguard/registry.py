@@ -22,6 +22,7 @@ from typing import Any
 
 from . import model as models
 from .errors import RegistryError
+from .state import write_json
 
 STATUSES = ("candidate", "awaiting_approval", "rejected", "approved", "active", "rolled_back", "retired", "failed")
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -38,12 +39,6 @@ class ModelVersion:
     verdict: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
 
 
 def check_version(version: str) -> str:
@@ -117,7 +112,7 @@ class ModelRegistry:
             "extra": extra or {},
             "history": [{"status": status, "at": time.time()}],
         }
-        _write_json(tmp / models.IDENTITY_FILE, ident)
+        write_json(tmp / models.IDENTITY_FILE, ident)
         tmp.rename(self.root / version)
         return self.get(version)
 
@@ -161,7 +156,7 @@ class ModelRegistry:
         d["status"] = status
         d.update(fields)
         d.setdefault("history", []).append({"status": status, "at": time.time()})
-        _write_json(ident, d)
+        write_json(ident, d)
         return self.get(version)
 
     def awaiting(self) -> builtins.list[ModelVersion]:

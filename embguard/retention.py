@@ -7,7 +7,6 @@ queries they refer to) by writing ``state/training/pinned/<name>.json``; pruning
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from .errors import PinError
 from .milvus import Milvus, literal
+from .state import write_json
 from .tap import FEEDBACK_COLLECTION, TAP_COLLECTION
 
 
@@ -34,20 +34,8 @@ class Pins:
         self.dir = Path(state_dir) / "training" / "pinned"
 
     def pin(self, name: str, feedback_ids: list[str], query_ids: list[str]) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{name}.json"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "feedback_ids": sorted(set(feedback_ids)),
-                    "query_ids": sorted(set(query_ids)),
-                    "pinned_at": time.time(),
-                }
-            )
-        )
-        tmp.replace(path)
-        return path
+        pin = {"feedback_ids": sorted(set(feedback_ids)), "query_ids": sorted(set(query_ids)), "pinned_at": time.time()}
+        return write_json(self.dir / f"{name}.json", pin, indent=None)
 
     def release(self, name: str) -> None:
         (self.dir / f"{name}.json").unlink(missing_ok=True)

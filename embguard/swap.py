@@ -41,7 +41,7 @@ from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
 from .retire import CREATED_PROPERTY, drop_retired
 from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
-from .verify import reconcile, text_field, verify
+from .verify import reconcile, verify
 
 __all__ = [
     "CREATED_PROPERTY",
@@ -223,7 +223,9 @@ class Swapper:
     def _embed_rows(
         self, spec: CollectionSettings, rows: list[dict[str, Any]], model: models.EmbeddingModel
     ) -> list[dict[str, Any]]:
-        vecs = model.encode([str(r[text_field(spec)]) for r in rows], batch_size=self.settings.model.batch_size)
+        vecs = model.encode(
+            [str(r[spec.require_text_field()]) for r in rows], batch_size=self.settings.model.batch_size
+        )
         return [{**r, spec.vector_field: v.tolist()} for r, v in zip(rows, vecs, strict=True)]
 
     def _scalar_fields(self, st: SwapState, spec: CollectionSettings) -> list[str]:

@@ -17,7 +17,6 @@ import numpy as np
 
 from . import model as models
 from .config import CollectionSettings, Settings
-from .errors import SwapError
 from .milvus import Milvus, literal
 from .swapstate import SwapState, Verification
 
@@ -28,15 +27,9 @@ def doc_digest(text: Any) -> str:
     return hashlib.blake2b(str(text).encode(), digest_size=12).hexdigest()
 
 
-def text_field(spec: CollectionSettings) -> str:
-    if not spec.text_field:  # the swap's preflight refuses such a collection before anything is built
-        raise SwapError(f"collection {spec.name!r} has no text_field; set collections[].text_field to swap it")
-    return spec.text_field
-
-
 def text_hashes(milvus: Milvus, collection: str, spec: CollectionSettings) -> tuple[dict[Any, str], int]:
     """Every document's text hash by id, and the number of rows read (more rows than ids: duplicate ids)."""
-    text = text_field(spec)
+    text = spec.require_text_field()
     rows = [
         (r[spec.id_field], doc_digest(r[text])) for b in milvus.iterate(collection, [spec.id_field, text]) for r in b
     ]
@@ -44,7 +37,7 @@ def text_hashes(milvus: Milvus, collection: str, spec: CollectionSettings) -> tu
 
 
 def hashes_of(milvus: Milvus, collection: str, spec: CollectionSettings, ids: set[Any]) -> dict[Any, str]:
-    text = text_field(spec)
+    text = spec.require_text_field()
     rows = milvus.query(collection, ids=sorted(ids), output_fields=[spec.id_field, text])
     return {r[spec.id_field]: doc_digest(r[text]) for r in rows}
 
