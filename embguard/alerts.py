@@ -17,14 +17,10 @@ edge that finds the queue full is dropped (counted) and offered again by the nex
 
 A target counts as *told* only once a delivery succeeded, so a failed trigger or resolve is simply tried again
 on the next ``update``. Nothing raised by a delivery escapes ``update``: alerting must never take the daemon
-down. Secrets never appear in an error, a :class:`Delivery` or a log record. The parts:
-
-* :mod:`embguard.incidents`: the :class:`Alert` model and the persisted record of who was told what and when;
-* :mod:`embguard.webhooks`: the Slack, PagerDuty and generic-webhook payloads, HMAC signing (:func:`sign`) and
-  how a receiver verifies it;
-* :mod:`embguard.sender`: one :class:`Delivery` to one target: posting with retries, secret redaction (the
-  only module that imports httpx);
-* :mod:`embguard.wording`: the text helpers the messages are worded with.
+down. Secrets never appear in an error, a :class:`Delivery` or a log record. The parts: the :class:`Alert` model
+and who was told what (:mod:`embguard.incidents`), the Slack/PagerDuty/generic payloads and HMAC signing
+(:mod:`embguard.webhooks`), one delivery with retries and redaction (:mod:`embguard.sender`, the only module
+that imports httpx), and the wording helpers (:mod:`embguard.wording`).
 """
 
 from __future__ import annotations
@@ -38,12 +34,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from . import incidents
 from .config import AlertTarget
 from .errors import AlertConfigError, AlertError
 from .incidents import SEVERITIES, STATE_VERSION, Alert, Told
+from .metrics import AlertMetrics
 from .sender import ACTIONS, RETRY_AFTER_MAX_S, Delivery, Sender, Transport
 from .webhooks import PAGERDUTY_EVENTS_URL, dedup_key, sign
 
@@ -87,19 +84,8 @@ class Notifier:
         background: bool = False,
         queue_size: int = 100,
     ) -> None:
-        if max_attempts < 1:
-            raise AlertConfigError(f"max_attempts={max_attempts} must be at least 1 (1 means no retries)")
-        if backoff_s < 0 or timeout_s <= 0:
-            raise AlertConfigError(f"backoff_s={backoff_s} must be >= 0 and timeout_s={timeout_s} > 0")
         if queue_size < 1:
             raise AlertConfigError(f"queue_size={queue_size} must be at least 1")
-        names = [t.name for t in targets]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise AlertConfigError(
-                f"alert targets: duplicate name(s) {', '.join(map(repr, dup))}; "
-                "give every [[alerts]] entry a unique name (state and metrics are keyed by it)"
-            )
         self._sender = Sender(
             targets,
             sleep=sleep,
@@ -117,23 +103,7 @@ class Notifier:
         self._finished: list[Delivery] = []
         self._current: set[str] = set()
         self._closing = threading.Event()
-        self._sent: Counter | None = None
-        self._active: Gauge | None = None
-        if registry is not None:
-            self._sent = Counter(
-                "embguard_alerts_sent_total",
-                "Alert deliveries by target, action and outcome",
-                ("target", "action", "outcome"),
-                registry=registry,
-            )
-            self._active = Gauge("embguard_alerts_active", "Alert keys active after the last check", registry=registry)
-        for target in self._targets:
-            if target.kind == "webhook" and target.secret is None:
-                log.warning(
-                    "alert target %r (webhook) has no secret: its requests are unsigned and receivers "
-                    "cannot verify them; set secret_env for this target",
-                    target.name,
-                )
+        self._metrics = AlertMetrics(registry) if registry is not None else None
         # What each target was told survives restarts, so a restart neither re-pages nor forgets a resolve.
         self._alerts, self._told = incidents.load(state_path)
         # Background delivery: one bounded queue and one thread per target, so a target that never answers
@@ -165,8 +135,8 @@ class Notifier:
             for alert in active:
                 current[alert.key] = alert  # the last one of a duplicated key carries the freshest numbers
             self._current = set(current)
-            if self._active is not None:
-                self._active.set(len(current))
+            if self._metrics is not None:
+                self._metrics.active.set(len(current))
             deliveries: list[Delivery] = []
             changed = self._trigger_or_repeat(current, now, deliveries)
             changed = self._resolve_cleared(current, settled, now, deliveries) or changed
@@ -279,8 +249,8 @@ class Notifier:
             q.put_nowait((action, alert, told, now))
         except queue.Full:
             # The target is far behind; this edge is not lost, the next update offers it again.
-            if self._sent is not None:
-                self._sent.labels(target=target.name, action=action, outcome="dropped").inc()
+            if self._metrics is not None:
+                self._metrics.sent.labels(target=target.name, action=action, outcome="dropped").inc()
             log.warning(
                 "alert %r: %s to target %r not queued, its queue of %d is full (the target is slow or "
                 "down); it is offered again on the next check",
@@ -347,6 +317,6 @@ class Notifier:
 
     def _deliver(self, target: AlertTarget, action: str, alert: Alert, told: Told | None, now: float) -> Delivery:
         delivery = self._sender.deliver(target, action, alert, told, now)
-        if self._sent is not None:
-            self._sent.labels(target=target.name, action=action, outcome="ok" if delivery.ok else "failed").inc()
+        if self._metrics is not None:
+            self._metrics.sent.labels(target.name, action, "ok" if delivery.ok else "failed").inc()
         return delivery

@@ -8,6 +8,7 @@ retrieval monitor clusters, and the last report. The functions never schedule, r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ import numpy as np
 
 from .checks import CollectionMonitor
 from .config import CollectionSettings, Settings
+from .errors import EmbguardError
 from .metrics import Metrics
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
 from .references import ReferenceMissing, ReferenceStore
 from .reports import CheckReport
 from .sampling import Window, query_window, sample_documents
 from .tap import FEEDBACK_COLLECTION, SIGNALS
+
+log = logging.getLogger("embguard.daemon")
 
 # The retrieval monitor's document sample is refreshed at least this often (and whenever the alias moves).
 CORPUS_MAX_AGE_S = 6 * 3600
@@ -69,6 +73,18 @@ def publish_stored(milvus: Milvus, alias: str, tap_collection: str, metrics: Met
         for sig in SIGNALS:
             where = f"alias == {literal(alias)} and signal == {literal(sig)}"
             metrics.feedback_stored.labels(alias, sig).set(milvus.count(FEEDBACK_COLLECTION, filter=where))
+
+
+def publish_swaps(settings: Settings, watched: dict[str, Watched], metrics: Metrics) -> None:
+    """Every alias's swap phase and progress (the reindex dashboards and alerts)."""
+    from .swapstate import SwapStore
+
+    try:
+        states = SwapStore(settings.state.dir).all()
+    except EmbguardError as exc:  # a corrupt swap state must not stop sampling; say which file, once a tick
+        log.error("%s", exc)
+        return
+    metrics.publish_swaps(states, watched)
 
 
 def vector_lookup(

@@ -11,7 +11,6 @@ carried it (see docs/monitors.md for the guarantee). Inputs come from one table 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,10 +22,10 @@ from monitors.combine import Method
 
 from .config import DriftSettings
 from .reports import CALIBRATED, COMBINED, CheckReport, MonitorOutcome
-from .sampling import Window
+from .retrievalcheck import RetrievalCheck
+from .sampling import Window, distinct_queries
 
 COMBINE_METHOD: Method = "holm"
-RETRIEVAL_TOP_K = 10
 
 # What each kind of detector input is, read from a window.
 INPUTS: Mapping[str, Callable[[Window], Any]] = {
@@ -40,107 +39,6 @@ def permutations_for(alpha: float, n_monitors: int) -> int:
     """Permutations a permutation test needs so that its smallest p-value, 1/(B+1), can pass Holm's strictest
     threshold alpha/m: with fewer, a small ``drift.alpha`` would make those monitors unable to ever fire."""
     return int(np.ceil(max(n_monitors, 1) / alpha))
-
-
-class _Retrieval:
-    """Where queries land in the corpus: clusters of a document sample, each query's top-k hits mapped to them.
-
-    Hits outside the document sample are assigned to their nearest cluster centroid, using vectors looked up by
-    id, so the profiles cover every hit rather than an "unknown" bin. The cluster count fits the reference
-    window's size (``monitors.clusters_for_window``).
-    """
-
-    name = "retrieval"
-    input_kind = "top_ids"
-
-    def __init__(
-        self,
-        corpus_ids: Sequence[Any],
-        corpus_vectors: np.ndarray,
-        lookup: Callable[[Sequence[Any]], dict[Any, np.ndarray]],
-        alpha: float,
-        n_queries: int,
-        seed: int = 0,
-        n_permutations: int = 999,
-    ):
-        self.n_permutations = n_permutations
-        n_clusters = monitors.clusters_for_window(max(n_queries, 1), RETRIEVAL_TOP_K, len(corpus_ids))
-        labels = monitors.cluster_corpus(corpus_vectors, n_clusters=n_clusters, seed=seed)
-        cent = np.stack([corpus_vectors[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
-        self._centroids = cent / np.linalg.norm(cent, axis=1, keepdims=True)
-        self._known: dict[Any, int] = dict(zip(corpus_ids, labels.tolist(), strict=True))
-        self._lookup = lookup
-        self.alpha = alpha
-        self.seed = seed
-        self._reference: list[tuple[Any, ...]] = []
-        self._det: monitors.RetrievalClusterDetector | None = None
-
-    @staticmethod
-    def _hits(top_ids: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        return [tuple(i for i in t[:RETRIEVAL_TOP_K] if i is not None) for t in top_ids]
-
-    def _assign(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        missing = list({i for r in rows for i in r if i not in self._known})
-        if missing:
-            for i, v in self._lookup(missing).items():
-                self._known[i] = int(np.argmax(self._centroids @ (v / np.linalg.norm(v))))
-            self._det = None
-        if self._det is None:
-            ids = list(self._known)
-            self._det = monitors.RetrievalClusterDetector(
-                np.array(ids),
-                np.array([self._known[i] for i in ids]),
-                alpha=self.alpha,
-                top_k=RETRIEVAL_TOP_K,
-                n_permutations=self.n_permutations,
-                seed=self.seed,
-            ).fit(self._reference)
-
-    def fit(self, reference_top_ids: Sequence[Sequence[Any]]) -> _Retrieval:
-        self._reference = self._hits(reference_top_ids)
-        self._det = None
-        self._assign(self._reference)
-        return self
-
-    def check(self, current_top_ids: Sequence[Sequence[Any]]) -> monitors.DriftResult:
-        cur = self._hits(current_top_ids)
-        self._assign(cur)
-        assert self._det is not None
-        return self._det.check(cur)
-
-
-def distinct_queries(window: Window, span_s: float | None = None) -> Window:
-    """The window with each distinct query vector once per ``span_s``-long piece (the whole window if None).
-
-    A burst (one query repeated by a bot or a retry loop) is not a change of what users ask, but tests that treat
-    rows as independent draws see it as one: on simulated traffic bursts alone paged several times a week
-    (benchmarks/results/traffic.md). A reference spanning many windows is deduplicated window-long piece by
-    piece, so popular queries keep the weight they have in one checked window.
-    """
-    if window.size == 0:
-        return window
-    ts = window.timestamps_ms
-    piece = np.zeros(window.size, dtype=np.int64) if not span_s else (ts - ts.min()) // int(span_s * 1000)
-    keys = np.ascontiguousarray(window.vectors).view(np.dtype((np.void, window.vectors.shape[1] * 4))).ravel()
-    seen: set[tuple[int, Any]] = set()
-    keep = []
-    for i, (p, k) in enumerate(zip(piece.tolist(), keys.tolist(), strict=True)):
-        if (p, k) not in seen:
-            seen.add((p, k))
-            keep.append(i)
-    if len(keep) == window.size:
-        return window
-    idx = np.array(keep)
-    return dataclasses.replace(
-        window,
-        ids=tuple(window.ids[i] for i in keep),
-        vectors=window.vectors[idx],
-        timestamps_ms=ts[idx],
-        texts=tuple(window.texts[i] for i in keep) if window.texts else (),
-        top_ids=tuple(window.top_ids[i] for i in keep) if window.top_ids else (),
-        top_scores=None if window.top_scores is None else window.top_scores[idx],
-        meta={**window.meta, "duplicates_removed": window.size - len(keep)},
-    )
 
 
 def _details(res: monitors.DriftResult) -> dict[str, Any]:
@@ -185,7 +83,7 @@ class CollectionMonitor:
             if name == "retrieval":
                 if corpus is None or lookup is None or corpus.size < 50:
                     continue  # needs a document sample; reported as not run
-                det: Any = _Retrieval(
+                det: Any = RetrievalCheck(
                     corpus.ids, corpus.vectors, lookup, a, reference.size, seed, n_permutations=max(999, perms)
                 )
             elif name.startswith("evidently_"):

@@ -13,10 +13,6 @@ What it adds to a plain ``MilvusClient``:
 
 from __future__ import annotations
 
-import random
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,17 +22,17 @@ import numpy as np
 from . import model as models
 from .config import CollectionSettings, Settings
 from .config import load as load_settings
-from .errors import FeedbackError, InvalidInput, MilvusError, MissingModelId
+from .errors import FeedbackError, InvalidInput, MilvusError
 from .inputs import ClientMetrics, check_documents, check_feedback, check_feedback_doc, check_texts, check_vectors
 from .milvus import MODEL_ID_PROPERTY, Milvus, check_ids
+from .recorder import Recorder
+from .resolver import Resolver
 from .tap import (
     FEEDBACK_COLLECTION,
     ensure_feedback_collection,
     feedback_row,
     new_id,
-    tap_row,
 )
-from .tapwriter import QueryTap, TapStats
 
 DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
 
@@ -58,17 +54,6 @@ class SearchResponse:
     model_id: str
 
 
-@dataclass(frozen=True)
-class _Recent:
-    text: str | None
-    vector: np.ndarray
-    alias: str
-    collection: str
-    model_id: str
-    hits: tuple[dict[str, Any], ...]
-    tapped: bool
-
-
 class Client:
     """Search, write and leave feedback through embguard. Thread-safe; call ``close()`` (or use ``with``)."""
 
@@ -86,32 +71,26 @@ class Client:
         self._uri = uri or self.settings.milvus_uri
         self._milvus = Milvus.connect(self.settings, uri=self._uri)
         s = self.settings.sampling
-        self._rate = s.query_rate if query_rate is None else query_rate
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
-        self._models: dict[str, models.EmbeddingModel] = {}
-        self._collection_models: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._aliases: dict[str, tuple[str, float]] = {}  # alias -> (collection, resolved at, monotonic)
-        self._recent: OrderedDict[str, _Recent] = OrderedDict()
-        self._recent_max = recent_queries
+        self._resolver = Resolver(self.settings, self._milvus)
         self._feedback_ready = False
         self._metrics = ClientMetrics(registry) if registry is not None else None
-        self.tap_stats = TapStats()
-        self._tap = QueryTap(
+        self._recorder = Recorder(
             lambda: Milvus.connect(self.settings, uri=self._uri),
+            rate=s.query_rate if query_rate is None else query_rate,
+            seed=seed,
+            store_text=s.store_query_text,
             buffer_size=s.tap_buffer_size,
             flush_interval_s=s.tap_flush_interval_s,
-            stats=self.tap_stats,
-            on_written=self._metrics.written if self._metrics else None,
-            on_dropped=self._metrics.dropped if self._metrics else None,
+            recent_max=recent_queries,
+            metrics=self._metrics,
         )
+        self.tap_stats = self._recorder.stats
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Flush the tap (bounded wait) and close connections."""
-        self._tap.close()
+        self._recorder.close()
         self._milvus.close()
 
     def __enter__(self) -> Client:
@@ -126,7 +105,7 @@ class Client:
 
     def flush_tap(self) -> int:
         """Write buffered tap rows now (the background thread does this every flush interval)."""
-        return self._tap.flush()
+        return self._recorder.flush()
 
     def create_collection(self, name: str, model: str = "default", *, index_type: str | None = None) -> str:
         """Create the managed collection ``name`` (``name__v1`` for ``model``, the alias, the model id) and
@@ -145,53 +124,16 @@ class Client:
 
     def model_id_of(self, collection: str) -> str:
         """The model id a concrete collection records (cached: a collection's model never changes)."""
-        with self._lock:
-            cached = self._collection_models.get(collection)
-        if cached:
-            return cached
-        model_id = self._milvus.properties(collection).get(MODEL_ID_PROPERTY)
-        if not model_id:
-            raise MissingModelId(
-                f"collection {collection!r} records no {MODEL_ID_PROPERTY} property, so embguard cannot tell "
-                f"which model made its vectors; run `embguard adopt {collection} --model default` (or the "
-                "model that did) once"
-            )
-        with self._lock:
-            self._collection_models[collection] = model_id
-        return model_id
+        return self._resolver.model_id_of(collection)
 
     def model_for(self, collection: str) -> models.EmbeddingModel:
-        model_id = self.model_id_of(collection)
-        with self._lock:
-            cached = self._models.get(model_id)
-        if cached is not None:
-            return cached
-        m = models.load_by_id(model_id, self.settings.model.store_dir, self.settings.model.device)
-        with self._lock:
-            self._models[model_id] = m
-        return m
+        return self._resolver.model_for(collection)
 
     # --- search -----------------------------------------------------------------------------------------------
 
     def resolve(self, alias: str) -> str:
-        """The collection behind ``alias`` for a search, reused for ``milvus.alias_cache_s``.
-
-        A lookup costs a round trip per search (about 1 ms on Lite, a network hop on a server). After an
-        alias switch a cached lookup still pairs the old collection with its own model, and the old
-        collection keeps serving (and getting dual writes) for ``swap.grace_s``, which config keeps at
-        least as long as the cache: a cached search is never wrong, only up to ``alias_cache_s`` late.
-        """
-        ttl = self.settings.milvus.alias_cache_s
-        now = time.monotonic()
-        with self._lock:
-            hit = self._aliases.get(alias)
-        if hit is not None and now - hit[1] < ttl:
-            return hit[0]
-        collection = self._milvus.resolve(alias)
-        if ttl:
-            with self._lock:
-                self._aliases[alias] = (collection, now)
-        return collection
+        """The collection behind ``alias`` for a search, reused for ``milvus.alias_cache_s`` (see ``resolver``)."""
+        return self._resolver.resolve(alias)
 
     def search(
         self,
@@ -236,51 +178,9 @@ class Client:
             consistency_level=consistency_level,
         )
         qids = tuple(new_id() for _ in range(len(qv)))
-        self._record(alias, collection, model.model_id, qids, texts, qv, raw)
+        self._recorder.searched(alias, collection, model.model_id, qids, texts, qv, raw)
         hits = tuple(tuple(Hit(h["id"], float(h["distance"]), dict(h.get("entity") or {})) for h in row) for row in raw)
         return SearchResponse(qids, hits, collection, model.model_id)
-
-    def _record(
-        self,
-        alias: str,
-        collection: str,
-        model_id: str,
-        qids: tuple[str, ...],
-        texts: Sequence[str] | None,
-        qv: np.ndarray,
-        raw: list[list[dict[str, Any]]],
-    ) -> None:
-        # Everything here is best effort: the application's search has already succeeded.
-        try:
-            store_text = self.settings.sampling.store_query_text
-            with self._rng_lock:
-                draws = [self._rng.random() < self._rate for _ in qids]
-            for i, qid in enumerate(qids):
-                text = texts[i] if texts is not None else None
-                hits = tuple({"id": h["id"], "distance": h["distance"]} for h in raw[i])
-                tapped = draws[i] and self._tap.offer(
-                    tap_row(
-                        query_id=qid,
-                        vector=qv[i],
-                        alias=alias,
-                        collection=collection,
-                        model_id=model_id,
-                        text=text,
-                        store_text=store_text,
-                        hits=hits,
-                    )
-                )
-                if draws[i]:
-                    self.tap_stats.add(sampled=1)
-                with self._lock:
-                    self._recent[qid] = _Recent(text, qv[i], alias, collection, model_id, hits, tapped)
-                    while len(self._recent) > self._recent_max:
-                        self._recent.popitem(last=False)
-            self.tap_stats.add(searches=len(qids))
-            if self._metrics:
-                self._metrics.searched(len(qids), sum(draws))
-        except Exception:  # the tap never fails the application
-            self.tap_stats.add(dropped_error=len(qids))
 
     # --- feedback ---------------------------------------------------------------------------------------------
 
@@ -298,12 +198,11 @@ class Client:
         caller may retry. The query is force-tapped if it was not sampled, so its vector is on record.
         """
         check_feedback(signal, weight, query_text)
-        with self._lock:
-            recent = self._recent.get(query_id) if isinstance(query_id, str) else None
+        recent = self._recorder.recent(query_id)
         if recent is None:
             raise FeedbackError(
                 f"query_id {query_id!r:.80} is unknown to this client (feedback must come from the process that "
-                f"ran the search, within its last {self._recent_max} queries)"
+                f"ran the search, within its last {self._recorder.recent_max} queries)"
             )
         check_feedback_doc(self._milvus, recent.collection, recent.alias, recent.hits, doc_id)
         text = query_text if query_text is not None else (recent.text or "")
@@ -324,27 +223,7 @@ class Client:
             self._milvus.insert(FEEDBACK_COLLECTION, [row])
         except MilvusError as exc:
             raise FeedbackError(f"feedback for query {query_id!r} on doc {doc_id!r} was not recorded: {exc}") from None
-        if not recent.tapped:
-            tapped = self._tap.offer(
-                tap_row(
-                    query_id=query_id,
-                    vector=recent.vector,
-                    alias=recent.alias,
-                    collection=recent.collection,
-                    model_id=recent.model_id,
-                    text=recent.text,
-                    store_text=self.settings.sampling.store_query_text,
-                    hits=recent.hits,
-                )
-            )
-            self.tap_stats.add(sampled=1)  # a forced tap is a sampled row: keeps drop ratios honest
-            if self._metrics:
-                self._metrics.searched(0, 1)
-            if tapped:
-                with self._lock:
-                    self._recent[query_id] = _Recent(
-                        recent.text, recent.vector, recent.alias, recent.collection, recent.model_id, recent.hits, True
-                    )
+        self._recorder.force_tap(query_id, recent)
         if self._metrics:
             self._metrics.feedback(signal)
         return str(row["feedback_id"])
@@ -355,8 +234,7 @@ class Client:
         source = self._milvus.resolve(alias)
         props = self._milvus.properties(source)  # fresh: a dual-write mark must be seen by the next write
         if MODEL_ID_PROPERTY in props:
-            with self._lock:
-                self._collection_models.setdefault(source, props[MODEL_ID_PROPERTY])
+            self._resolver.remember(source, props[MODEL_ID_PROPERTY])
         targets = [source]
         extra = props.get(DUAL_WRITE_PROPERTY)
         if extra and extra != source:

@@ -9,7 +9,8 @@ skip until it is back.
 
 This module only schedules, connects, exports and handles signals. What the jobs do lives in plain
 functions: sampling and checking in :mod:`embguard.checking`, the retrain rule in :mod:`embguard.policy`,
-what pages and its wording in :mod:`embguard.pages`, files in :mod:`embguard.state`.
+what pages and its wording in :mod:`embguard.pages` (sent by :mod:`embguard.paging`), files in
+:mod:`embguard.state`.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ except ModuleNotFoundError as exc:  # the core install is the application-side c
     ) from exc
 from prometheus_client import CollectorRegistry
 
-from . import __version__, pages, policy
-from .checking import Watched, check_collection, publish_stored, sample_queries
+from . import __version__, policy
+from .checking import Watched, check_collection, publish_stored, publish_swaps, sample_queries
 from .config import Settings, redact_uri
 from .connection import Connection
 from .errors import EmbguardError, MilvusUnavailable
 from .exporter import Exporter
 from .metrics import Metrics
 from .milvus import Milvus
+from .paging import Pager
 from .references import ReferenceStore
 from .reports import CheckReport
 from .retention import Pins, prune
@@ -69,14 +71,13 @@ class Daemon:
         self.notifier = notifier if notifier is not None else self._default_notifier()
         self._collections = {c.name: Watched(c) for c in settings.collections}
         self.connection = Connection(settings, self.metrics.milvus_up, milvus_watch_s)
+        self.pager = Pager(settings, self._collections, self.milvus, lambda: self.milvus_up, self.notifier)
         self._milvus_watch_s = milvus_watch_s
-        self._watched = False  # milvus_watch ran at least once: MilvusDown is known either way
-        self._registry_ok = True
         self._stop = threading.Event()
         self._started_at = time.time()
         self._scheduler: BackgroundScheduler | None = None
         self._exporter: Exporter | None = None
-        self.metrics.init_series(self._collections, JOBS, settings.drift.alpha)
+        self.metrics.init_series(self._collections, JOBS, settings.drift.alpha, settings.schedule.check_interval_s)
 
     def _default_notifier(self) -> Any:
         if not self.settings.alerts:
@@ -124,21 +125,11 @@ class Daemon:
         if name == "milvus_watch":
             # Alerts are evaluated on every watch tick, so MilvusDown pages (and resolves) within one watch
             # period instead of waiting for a check or the hourly retrain policy.
-            self._watched = True
+            self.pager.milvus_watched = True
             self._notify()
 
-    def _publish_swaps(self) -> None:
-        from .swap import SwapStore
-
-        try:
-            states = SwapStore(self.settings.state.dir).all()
-        except EmbguardError as exc:  # a corrupt swap state must not stop sampling; say which file, once a tick
-            log.error("%s", exc)
-            return
-        self.metrics.publish_swaps(states, self._collections)
-
     def job_sample(self) -> None:
-        self._publish_swaps()
+        publish_swaps(self.settings, self._collections, self.metrics)
         m = self.milvus()
         now = int(time.time() * 1000)
         for alias, w in self._collections.items():
@@ -183,57 +174,11 @@ class Daemon:
         return {alias: w.report for alias, w in self._collections.items()}
 
     def alerts(self) -> list[Any]:
-        """The alerts active now, from the latest reports (the notifier dedups and resolves)."""
-        return pages.active_alerts(
-            milvus_up=self.milvus_up,
-            milvus_uri=self.settings.milvus_uri,
-            watched=self._collections,
-            awaiting=self._awaiting_by_alias(),
-            consecutive=self.settings.drift.consecutive,
-            describe=self._describe_cluster,
-        )
-
-    def _awaiting_by_alias(self) -> dict[str, list[Any]]:
-        from .registry import ModelRegistry
-
-        out: dict[str, list[Any]] = {}
-        try:
-            for v in ModelRegistry(self.settings.model.store_dir).awaiting():
-                out.setdefault(str(v.extra.get("alias", "")), []).append(v)
-            self._registry_ok = True
-        except EmbguardError as exc:  # a corrupt manifest: candidate alerts stay as they were, named in the log
-            if self._registry_ok:
-                log.error("%s", exc)
-            self._registry_ok = False
-        return out
-
-    def _settled(self, key: str) -> bool:
-        return pages.settled(
-            key, watched_milvus=self._watched, watched=self._collections, registry_ok=self._registry_ok
-        )
-
-    def _describe_cluster(self, w: Watched, cluster: Any) -> dict[str, Any]:
-        def texts_of(collection: str, ids: list[Any], field: str) -> list[str]:
-            try:
-                return [str(r[field]) for r in self.milvus().query(collection, ids=ids, output_fields=[field])]
-            except EmbguardError:  # examples are a courtesy: a page without them still goes out
-                return []
-
-        return pages.describe_cluster(w, cluster, texts_of)
+        """The alerts active now (see :class:`embguard.paging.Pager`)."""
+        return self.pager.alerts()
 
     def _notify(self) -> None:
-        if self.notifier is None:
-            return
-        from .alerts import Notifier
-
-        try:
-            active = self.alerts()
-            if isinstance(self.notifier, Notifier):
-                self.notifier.update(active, settled=self._settled)
-            else:  # an injected notifier (tests, embedding apps) gets the plain level signal
-                self.notifier.update(active)
-        except Exception:  # alerting problems are logged, never fatal
-            log.exception("sending alerts failed")
+        self.pager.notify()
 
     def job_prune(self) -> None:
         s = self.settings.sampling

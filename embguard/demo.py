@@ -28,8 +28,9 @@ from .config import CollectionSettings, Settings
 from .corpus import Passage
 from .daemon import Daemon
 from .demoreport import DemoSummary, Steps, describe, table
+from .demosettings import ALIAS, BASE_TOPICS, CLICK_RATE, SHIFT_TOPICS, demo_settings
 from .labels import import_labels
-from .lite import LiteServer, free_port
+from .lite import LiteServer
 from .milvus import Milvus
 from .references import ReferenceStore
 from .reports import CheckReport
@@ -37,12 +38,6 @@ from .sampling import query_window
 from .simulate import index, passages_for, traffic
 from .swap import Swapper
 from .training import build_candidate
-
-ALIAS = "demo_docs"
-BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smtplib", "imaplib")
-# Simulated users click the right passage when the search shows it, most of the time.
-CLICK_RATE = 0.7
-SHIFT_TOPICS = ("asyncio", "threading", "concurrent", "multiprocessing", "subprocess", "queue", "sched")
 
 
 def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[Any]]]) -> float:
@@ -52,44 +47,6 @@ def _ndcg10(client: Client, alias: str, held_out: Sequence[tuple[str, frozenset[
     res = client.search(alias, [q for q, _ in held_out], limit=10)
     pairs = zip(held_out, res.hits, strict=True)
     return sum(retrain.ndcg_at_k([h.id for h in hits], set(rel)) for (_, rel), hits in pairs) / len(held_out)
-
-
-def demo_settings(settings: Settings, fast: bool) -> Settings:
-    work = settings.state.dir / "demo"
-    s = settings
-    return s.model_copy(
-        update={
-            "state": s.state.model_copy(update={"dir": work / "state"}),
-            "model": s.model.model_copy(update={"store_dir": work / "models"}),
-            "lite": s.lite.model_copy(update={"data_dir": work / "milvus", "port": free_port(s.lite.host)}),
-            "milvus": s.milvus.model_copy(update={"uri": "lite"}),
-            "metrics": s.metrics.model_copy(update={"host": "127.0.0.1", "port": free_port()}),
-            "collections": (CollectionSettings(name=ALIAS, index_type="HNSW"),),
-            "sampling": s.sampling.model_copy(
-                update={"query_rate": 1.0, "store_query_text": True, "tap_flush_interval_s": 0.2}
-            ),
-            "drift": s.drift.model_copy(
-                update={
-                    "alpha": 0.01,
-                    "consecutive": 2,
-                    "min_window": 40,
-                    "monitors": ("mmd", "retrieval", "ood", "top1"),
-                }
-            ),
-            "retrain": s.retrain.model_copy(
-                update={
-                    "min_feedback_pairs": 100,
-                    "epochs": 3.0,
-                    "learning_rate": 2e-5,
-                    "gate_margin": 0.0,
-                    "min_held_out": 30,
-                    "guard_queries": 100 if fast else 200,
-                }
-            ),
-            "swap": s.swap.model_copy(update={"grace_s": 1.0}),
-            "alerts": (),
-        }
-    )
 
 
 @dataclass
@@ -196,7 +153,7 @@ def _drift(r: _Run) -> dict[str, Any]:
     for _ in range(2):
         shifted = _window(r, r.shift, 0.5)
         r.say(f"      {describe(shifted)}")
-    clusters = [r.daemon._describe_cluster(r.daemon._collections[ALIAS], c) for c in shifted.clusters[:3]]
+    clusters = [r.daemon.pager.describe_cluster(r.daemon._collections[ALIAS], c) for c in shifted.clusters[:3]]
     if clusters:
         r.say("      new query clusters (out-of-distribution queries, largest first):")
         for c in clusters:

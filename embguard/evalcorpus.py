@@ -107,6 +107,10 @@ def pool_candidate(
 
     if milvus.count(collection) <= settings.retrain.gate_max_docs:
         return ids, texts, base_vecs
+    if cand_queries.shape[1] != base_vecs.shape[1]:
+        # A candidate of another dimension (``models import``) cannot search the live index: the pool stays the
+        # base model's neighbours plus the relevant documents, which favours the base model, never the candidate.
+        return ids, texts, base_vecs
     have = set(ids)
     near = subcorpus.neighbours(MilvusRetriever(milvus, collection, spec), cand_queries, settings.retrain.gate_pool_k)
     rows = _rows(

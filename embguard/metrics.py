@@ -68,6 +68,9 @@ class Metrics:
             "embguard_drift_consecutive_windows", "Drifted windows in a row", cm, registry=registry
         )
         self.drift_alpha = Gauge("embguard_drift_alpha", "Significance level of each test", c, registry=registry)
+        self.check_interval = Gauge(
+            "embguard_check_interval_seconds", "Configured seconds between drift checks", c, registry=registry
+        )
         self.ood_rate = Gauge(
             "embguard_ood_rate_ratio", "Share of window queries flagged out-of-distribution", c, registry=registry
         )
@@ -169,11 +172,14 @@ class Metrics:
                 self.active_model.remove(*labels)
         self.active_model.labels(collection, model_id, served_by).set(1.0)
 
-    def init_series(self, collections: Iterable[str], jobs: Iterable[str], alpha: float) -> None:
+    def init_series(
+        self, collections: Iterable[str], jobs: Iterable[str], alpha: float, check_interval_s: float = 3600
+    ) -> None:
         """Create every per-collection and per-job series at start, so dashboards and alert rules never see
         "no data" where the truthful answer is "nothing happening"."""
         for c in collections:
             self.drift_alpha.labels(c).set(alpha)
+            self.check_interval.labels(c).set(check_interval_s)
             self.set_state(self.retrain_state, c, "idle", RETRAIN_STATES)
             self.candidate_awaiting.labels(c).set(0)
             self.set_state(self.reindex_state, c, "idle", REINDEX_STATES)
@@ -237,3 +243,16 @@ def catalogue_markdown() -> str:
     for d in catalogue():
         lines.append(f"| `{d.name}` | {d.kind} | {', '.join(d.labels) or '-'} | {d.help} |")
     return "\n".join(lines) + "\n"
+
+
+class AlertMetrics:
+    """The notifier's own series (registered only when it is given a registry)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.sent = Counter(
+            "embguard_alerts_sent_total",
+            "Alert deliveries by target, action and outcome",
+            ("target", "action", "outcome"),
+            registry=registry,
+        )
+        self.active = Gauge("embguard_alerts_active", "Alert keys active after the last check", registry=registry)

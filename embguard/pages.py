@@ -85,14 +85,18 @@ def ood_high(r: CheckReport, clusters: tuple[Any, ...]) -> Alert | None:
 
 def candidate_awaiting(alias: str, v: ModelVersion) -> Alert:
     verdict = v.verdict
+    gate = (
+        f"passed the gate ({verdict.metric} {verdict.base_mean:.3f} -> {verdict.candidate_mean:.3f})"
+        if verdict is not None
+        else "is awaiting approval (no gate verdict recorded)"
+    )
     return Alert(
         key=f"candidate:{alias}:{v.version}",
         name="CandidateAwaitingApproval",
         collection=alias,
         severity="info",
-        summary=f"{alias}: candidate {v.version} passed the gate (nDCG@10 "
-        f"{verdict.get('base_mean', 0):.3f} -> {verdict.get('candidate_mean', 0):.3f})",
-        details={"reasons": list(verdict.get("reasons", []))},
+        summary=f"{alias}: candidate {v.version} {gate}",
+        details={"reasons": list(verdict.reasons) if verdict is not None else []},
         next_command=f"embguard retrain --approve --candidate {v.version} --collection {alias}",
     )
 

@@ -64,7 +64,8 @@ def run(
     say: Callable[[str], None] = log.info,
 ) -> None:
     """Apply :func:`decide` to every watched collection once."""
-    from .training import build_candidate, feedback_records  # the training stack loads only when it is used
+    from .feedback import feedback_records  # the training stack loads only when it is used
+    from .training import build_candidate
 
     rs = settings.retrain
     registry = ModelRegistry(settings.model.store_dir)

@@ -18,10 +18,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import model as models
 from .errors import RegistryError
+
+if TYPE_CHECKING:
+    from retrain import GateVerdict
 from .state import write_json
 
 STATUSES = ("candidate", "awaiting_approval", "rejected", "approved", "active", "rolled_back", "retired", "failed")
@@ -36,7 +39,7 @@ class ModelVersion:
     status: str
     created_at: float
     base_model_id: str = ""
-    verdict: dict[str, Any] = field(default_factory=dict)
+    verdict: GateVerdict | None = None  # the promotion gate's verdict; None for imported or base models
     manifest: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +70,14 @@ def _read_identity(path: Path) -> dict[str, Any]:
     return d
 
 
+def _verdict(d: Any) -> GateVerdict | None:
+    if not d:
+        return None
+    from retrain import GateVerdict  # numpy; only when a stored verdict is read
+
+    return GateVerdict.from_dict(dict(d))
+
+
 class ModelRegistry:
     def __init__(self, store_dir: Path):
         self.root = Path(store_dir)
@@ -81,7 +92,7 @@ class ModelRegistry:
         *,
         status: str = "candidate",
         base_model_id: str = "",
-        verdict: dict[str, Any] | None = None,
+        verdict: GateVerdict | None = None,
         manifest: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         move: bool = False,
@@ -107,7 +118,7 @@ class ModelRegistry:
             "status": status,
             "created_at": time.time(),
             "base_model_id": base_model_id,
-            "verdict": verdict or {},
+            "verdict": verdict.to_dict() if verdict is not None else {},
             "manifest": manifest or {},
             "extra": extra or {},
             "history": [{"status": status, "at": time.time()}],
@@ -131,11 +142,11 @@ class ModelRegistry:
                 status=str(d["status"]),
                 created_at=float(d["created_at"]),
                 base_model_id=str(d.get("base_model_id", "")),
-                verdict=dict(d.get("verdict") or {}),
+                verdict=_verdict(d.get("verdict")),
                 manifest=dict(d.get("manifest") or {}),
                 extra=dict(d.get("extra") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _corrupt(ident, exc) from None
 
     def list(self) -> list[ModelVersion]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Iterable
@@ -199,3 +200,37 @@ def query_window(
 def _finite(vector: Any, dim: int) -> bool:
     v = np.asarray(vector, dtype=np.float32)
     return v.shape == (dim,) and bool(np.isfinite(v).all())
+
+
+def distinct_queries(window: Window, span_s: float | None = None) -> Window:
+    """The window with each distinct query vector once per ``span_s``-long piece (the whole window if None).
+
+    A burst (one query repeated by a bot or a retry loop) is not a change of what users ask, but tests that treat
+    rows as independent draws see it as one: on simulated traffic bursts alone paged several times a week
+    (benchmarks/results/traffic.md). A reference spanning many windows is deduplicated window-long piece by
+    piece, so popular queries keep the weight they have in one checked window.
+    """
+    if window.size == 0:
+        return window
+    ts = window.timestamps_ms
+    piece = np.zeros(window.size, dtype=np.int64) if not span_s else (ts - ts.min()) // int(span_s * 1000)
+    keys = np.ascontiguousarray(window.vectors).view(np.dtype((np.void, window.vectors.shape[1] * 4))).ravel()
+    seen: set[tuple[int, Any]] = set()
+    keep = []
+    for i, (p, k) in enumerate(zip(piece.tolist(), keys.tolist(), strict=True)):
+        if (p, k) not in seen:
+            seen.add((p, k))
+            keep.append(i)
+    if len(keep) == window.size:
+        return window
+    idx = np.array(keep)
+    return dataclasses.replace(
+        window,
+        ids=tuple(window.ids[i] for i in keep),
+        vectors=window.vectors[idx],
+        timestamps_ms=ts[idx],
+        texts=tuple(window.texts[i] for i in keep) if window.texts else (),
+        top_ids=tuple(window.top_ids[i] for i in keep) if window.top_ids else (),
+        top_scores=None if window.top_scores is None else window.top_scores[idx],
+        meta={**window.meta, "duplicates_removed": window.size - len(keep)},
+    )

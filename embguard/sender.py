@@ -90,8 +90,7 @@ class Sender:
         timeout_s: float,
         transport: Transport | None = None,
     ) -> None:
-        for target in targets:
-            _validate(target)
+        _check_settings(targets, max_attempts, backoff_s, timeout_s)
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
@@ -191,6 +190,28 @@ class _RedactSecrets(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+def _check_settings(targets: Sequence[AlertTarget], max_attempts: int, backoff_s: float, timeout_s: float) -> None:
+    if max_attempts < 1:
+        raise AlertConfigError(f"max_attempts={max_attempts} must be at least 1 (1 means no retries)")
+    if backoff_s < 0 or timeout_s <= 0:
+        raise AlertConfigError(f"backoff_s={backoff_s} must be >= 0 and timeout_s={timeout_s} > 0")
+    names = [t.name for t in targets]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise AlertConfigError(
+            f"alert targets: duplicate name(s) {', '.join(map(repr, dup))}; "
+            "give every [[alerts]] entry a unique name (state and metrics are keyed by it)"
+        )
+    for target in targets:
+        _validate(target)
+        if target.kind == "webhook" and target.secret is None:
+            log.warning(
+                "alert target %r (webhook) has no secret: its requests are unsigned and receivers "
+                "cannot verify them; set secret_env for this target",
+                target.name,
+            )
 
 
 def _validate(target: AlertTarget) -> None:

@@ -179,6 +179,11 @@ class SamplingSettings(Section):
     tap_buffer_size: PositiveInt = Field(10_000, description="tap buffer rows; beyond it rows are dropped")
     tap_flush_interval_s: PositiveFloat = Field(1.0, description="tap background flush interval")
     window_s: Seconds = Field(3600, description="length of a query sample window in seconds")
+    reference_window_s: Seconds = Field(
+        86400,
+        description="span of tapped queries `baseline capture` freezes as the reference: a whole daily cycle, so "
+        "an hour's topic mix is compared with the day's (benchmarks/results/traffic.md)",
+    )
     doc_sample_size: PositiveInt = Field(2000, description="documents per document sample")
     tap_max_rows: PositiveInt = Field(1_000_000, description="tap collection row cap")
     tap_max_age_s: Seconds = Field(7 * 86400, description="tap rows older than this are pruned")
@@ -187,7 +192,11 @@ class SamplingSettings(Section):
 
 class ScheduleSettings(Section):
     sample_interval_s: Seconds = Field(300, description="how often windows are sampled")
-    check_interval_s: Seconds = Field(300, description="how often monitors run")
+    check_interval_s: Seconds = Field(
+        3600,
+        description="how often monitors run; equal to sampling.window_s, each check sees fresh queries, so "
+        "drift.consecutive counts independent windows (benchmarks/results/traffic.md)",
+    )
     prune_interval_s: Seconds = Field(3600, description="how often tap/feedback are pruned")
     retrain_interval_s: Seconds = Field(3600, description="how often the retrain policy is evaluated")
 
@@ -196,7 +205,7 @@ class DriftSettings(Section):
     alpha: Annotated[StrictFloat, Field(gt=0, lt=0.5, allow_inf_nan=False)] = Field(
         0.01, description="significance of each test"
     )
-    consecutive: PositiveInt = Field(3, description="drifted checks in a row before the sequential alarm")
+    consecutive: PositiveInt = Field(2, description="drifted checks in a row before the sequential alarm")
     ood_quantile: Annotated[StrictFloat, Field(gt=0.5, lt=1, allow_inf_nan=False)] = Field(
         0.95, description="OOD threshold quantile"
     )

@@ -1,19 +1,162 @@
-"""``embguard status``: what the daemon sees, read from the same sources it uses (Milvus and the state dir)."""
+"""``embguard status``: what the daemon sees, read from the same sources it uses (Milvus and the state dir).
+
+:func:`gather` returns a typed :class:`Status`; ``render`` and ``to_json`` (the ``--json`` schema) read it.
+Nothing here raises: status is what an operator runs when something is already wrong, so a corrupt file or an
+unreachable Milvus becomes an error string naming it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import Settings, redact_uri
 from .errors import EmbguardError
 from .milvus import MODEL_ID_PROPERTY, Milvus
-from .references import ReferenceStore
-from .registry import ModelRegistry
+from .references import ReferenceInfo, ReferenceStore
+from .registry import ModelRegistry, ModelVersion
+from .reports import CheckReport
 from .state import StateDir
-from .swapstate import SwapStore
-from .tap import tap_health
+from .swapstate import SwapState, SwapStore
+from .tap import TapHealth, tap_health
+
+
+@dataclass(frozen=True)
+class Served:
+    collection: str
+    model_id: str
+    documents: int
+
+
+@dataclass
+class CollectionStatus:
+    served: Served | None = None
+    tap: TapHealth | None = None
+    reference: ReferenceInfo | None = None
+    last_check: CheckReport | None = None
+    swap: SwapState | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        c: dict[str, Any] = {}
+        if self.served is not None:
+            c.update(served_by=self.served.collection, model_id=self.served.model_id, documents=self.served.documents)
+        if self.tap is not None:
+            c["tap"] = {**asdict(self.tap), "error": redact_uri(self.tap.error)}
+        if self.reference is not None:
+            r = self.reference
+            c["reference"] = {"version": r.version, "model_id": r.model_id, "size": r.size, "age_s": r.age_s}
+        if self.last_check is not None:
+            c["last_check"] = self.last_check.to_json()
+        if self.swap is not None:
+            s = self.swap
+            c["swap"] = {
+                "phase": s.phase,
+                "done": s.done,
+                "total": s.total,
+                "error": redact_uri(s.error),
+                "source": s.source,
+                "target": s.target,
+                "candidate": s.candidate_version,
+                "updated_at": s.updated_at,
+            }
+        if self.errors:
+            c["error"] = "; ".join(self.errors)
+        return c
+
+
+@dataclass
+class Status:
+    milvus_uri: str
+    milvus_version: str | None = None  # None: not reachable (see milvus_error)
+    milvus_error: str = ""
+    daemon_pid: int | None = None
+    daemon_running: bool = False
+    collections: dict[str, CollectionStatus] = field(default_factory=dict)
+    candidates: list[ModelVersion] = field(default_factory=list)
+    registry_error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        milvus: dict[str, Any] = {"uri": self.milvus_uri, "up": self.milvus_version is not None}
+        milvus.update(
+            {"version": self.milvus_version} if self.milvus_version is not None else {"error": self.milvus_error}
+        )
+        daemon: dict[str, Any] = {"running": self.daemon_running}
+        if self.daemon_pid is not None:
+            daemon["pid"] = self.daemon_pid
+        out: dict[str, Any] = {
+            "milvus": milvus,
+            "daemon": daemon,
+            "collections": {name: c.to_json() for name, c in self.collections.items()},
+            "candidates": [
+                {"version": v.version, "model_id": v.model_id, "verdict": v.verdict.to_dict() if v.verdict else {}}
+                for v in self.candidates
+            ],
+        }
+        if self.registry_error:
+            out["registry_error"] = self.registry_error
+        return out
+
+
+def _problem(exc: BaseException) -> str:
+    return redact_uri(str(exc)) if isinstance(exc, EmbguardError) else redact_uri(f"{type(exc).__name__}: {exc}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def gather(settings: Settings) -> Status:
+    """Everything `status` shows, from Milvus and the state directory."""
+    state = StateDir(settings.state.dir)
+    pid = state.read_daemon_pid()
+    out = Status(
+        milvus_uri=redact_uri(settings.milvus_uri), daemon_pid=pid, daemon_running=pid is not None and _alive(pid)
+    )
+    milvus = None
+    try:
+        milvus = Milvus.connect(settings)
+        out.milvus_version = str(milvus.server_version)
+    except EmbguardError as exc:
+        out.milvus_error = _problem(exc)
+    refs = ReferenceStore(settings.state.dir)
+    swaps = SwapStore(settings.state.dir)
+    for spec in settings.collections:
+        c = out.collections[spec.name] = CollectionStatus()
+        if milvus is not None:
+            try:
+                served = milvus.resolve(spec.name)
+                model_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "unknown")
+                c.served = Served(served, str(model_id), milvus.count(served))
+                c.tap = tap_health(milvus, served)
+            except EmbguardError as exc:
+                c.errors.append(_problem(exc))
+        try:
+            versions = refs.list(spec.name, "queries")
+            c.reference = versions[-1] if versions else None
+        except EmbguardError as exc:
+            c.errors.append(_problem(exc))
+        try:
+            c.last_check = state.read_check_report(spec.name)
+        except EmbguardError as exc:
+            c.errors.append(_problem(exc))
+        try:
+            c.swap = swaps.load(spec.name)
+        except EmbguardError as exc:
+            c.errors.append(_problem(exc))
+    if milvus is not None:
+        milvus.close()
+    try:
+        out.candidates = ModelRegistry(settings.model.store_dir).awaiting()
+    except EmbguardError as exc:
+        out.registry_error = _problem(exc)
+    return out
 
 
 def _age(seconds: float) -> str:
@@ -26,161 +169,71 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _problem(exc: BaseException) -> str:
-    return redact_uri(str(exc)) if isinstance(exc, EmbguardError) else redact_uri(f"{type(exc).__name__}: {exc}")
-
-
-def gather(settings: Settings) -> dict[str, Any]:
-    """Everything `status` shows. A corrupt file or an unreachable Milvus becomes an ``error`` entry naming
-    it; nothing here raises, since status is what an operator runs when something is already wrong."""
-    out: dict[str, Any] = {"milvus": {"uri": redact_uri(settings.milvus_uri)}, "daemon": {}, "collections": {}}
-    state = StateDir(settings.state.dir)
-    pid = state.read_daemon_pid()
-    if pid is not None:
-        alive = False
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except OSError:
-            pass
-        out["daemon"] = {"pid": pid, "running": alive}
-    else:
-        out["daemon"] = {"running": False}
-    milvus = None
-    try:
-        milvus = Milvus.connect(settings)
-        out["milvus"].update(up=True, version=milvus.server_version)
-    except EmbguardError as exc:
-        out["milvus"].update(up=False, error=_problem(exc))
-    refs = ReferenceStore(settings.state.dir)
-    swaps = SwapStore(settings.state.dir)
-    for spec in settings.collections:
-        c: dict[str, Any] = {}
-        errors: list[str] = []
-        if milvus is not None:
-            try:
-                served = milvus.resolve(spec.name)
-                c.update(
-                    served_by=served,
-                    model_id=milvus.properties(served).get(MODEL_ID_PROPERTY, "unknown"),
-                    documents=milvus.count(served),
-                )
-                tap = tap_health(milvus, served)
-                if tap is not None:
-                    c["tap"] = {**tap, "error": redact_uri(str(tap.get("error", "")))}
-            except EmbguardError as exc:
-                errors.append(_problem(exc))
-        try:
-            versions = refs.list(spec.name, "queries")
-        except EmbguardError as exc:
-            errors.append(_problem(exc))
-            versions = []
-        if versions:
-            r = versions[-1]
-            c["reference"] = {"version": r.version, "model_id": r.model_id, "size": r.size, "age_s": r.age_s}
-        try:
-            report = state.read_check_report(spec.name)
-            if report is not None:
-                c["last_check"] = report.to_json()
-        except EmbguardError as exc:
-            errors.append(_problem(exc))
-        try:
-            st = swaps.load(spec.name)
-        except EmbguardError as exc:
-            errors.append(_problem(exc))
-            st = None
-        if st is not None:
-            c["swap"] = {
-                "phase": st.phase,
-                "done": st.done,
-                "total": st.total,
-                "error": redact_uri(st.error),
-                "source": st.source,
-                "target": st.target,
-                "candidate": st.candidate_version,
-                "updated_at": st.updated_at,
-            }
-        if errors:
-            c["error"] = "; ".join(errors)
-        out["collections"][spec.name] = c
-    if milvus is not None:
-        milvus.close()
-    try:
-        out["candidates"] = _candidates(settings)
-    except EmbguardError as exc:
-        out["candidates"] = []
-        out["registry_error"] = _problem(exc)
-    return out
-
-
-def _candidates(settings: Settings) -> list[dict[str, Any]]:
-    return [
-        {"version": v.version, "model_id": v.model_id, "verdict": v.verdict}
-        for v in ModelRegistry(settings.model.store_dir).awaiting()
-    ]
-
-
-def _swap_line(sw: dict[str, Any]) -> str:
-    progress = f"{sw['done']}/{sw['total']}" if sw.get("total") else f"{sw.get('done', 0)}/?"
-    if sw["phase"] == "done" and not sw.get("error"):
-        return f"  swap       done: {sw['target']} ({sw['candidate']})"
-    line = (
-        f"  swap       {sw['source']} -> {sw['target']} ({sw['candidate']}): phase {sw['phase']}, {progress} documents"
-    )
-    if sw.get("error"):
+def _swap_line(sw: SwapState) -> str:
+    progress = f"{sw.done}/{sw.total}" if sw.total else f"{sw.done}/?"
+    error = redact_uri(sw.error)
+    if sw.phase == "done" and not error:
+        return f"  swap       done: {sw.target} ({sw.candidate_version})"
+    line = f"  swap       {sw.source} -> {sw.target} ({sw.candidate_version}): phase {sw.phase}, {progress} documents"
+    if error:
         line += (
-            f"; FAILED: {sw['error']} (resume with `embguard retrain --approve --candidate {sw['candidate']}` "
+            f"; FAILED: {error} (resume with `embguard retrain --approve --candidate {sw.candidate_version}` "
             "or `embguard retrain --abort`)"
         )
     return line
 
 
-def render(st: dict[str, Any]) -> str:
-    lines = []
-    m = st["milvus"]
-    lines.append(f"Milvus   {m['uri']}: " + (f"up ({m.get('version')})" if m.get("up") else f"DOWN: {m.get('error')}"))
-    d = st["daemon"]
-    lines.append("daemon   " + (f"running (pid {d['pid']})" if d.get("running") else "not running"))
-    if not st["collections"]:
+def _check_lines(chk: CheckReport) -> list[str]:
+    age = _age(time.time() - chk.checked_at)
+    if chk.skipped:
+        return [f"  last check {age} ago: skipped: {chk.skipped}"]
+    verdict = "SUSTAINED DRIFT" if chk.sustained else ("drift" if chk.drift else "no drift")
+    lines = [f"  last check {age} ago: {verdict}; {chk.n_current} queries"]
+    for o in chk.outcomes:
+        p = f"p={o.p_value:.3g}" if o.p_value is not None else f"stat={o.statistic:.3g}"
+        lines.append(f"             {o.monitor:<10} {p:<12} consecutive {o.consecutive}")
+    return lines
+
+
+def _collection_lines(name: str, c: CollectionStatus) -> list[str]:
+    lines = [f"\n{name}"]
+    if c.errors:
+        lines.append(f"  error      {'; '.join(c.errors)}")
+    if c.swap is not None:
+        lines.append(_swap_line(c.swap))
+    if c.served is not None:
+        s = c.served
+        lines.append(f"  serving    {s.collection} ({s.documents} documents), model {s.model_id}")
+    if c.tap is not None:
+        ago = _age(time.time() - c.tap.ts_ms / 1000)
+        state = f"ok (recovered {ago} ago)" if c.tap.ok else f"FAILING since {ago} ago: {redact_uri(c.tap.error)}"
+        lines.append(f"  query tap  {state}")
+    r = c.reference
+    if r is not None:
+        served_model = c.served.model_id if c.served is not None else r.model_id
+        stale = "" if r.model_id == served_model else "  (made by another model!)"
+        lines.append(f"  reference  v{r.version:04d}, {r.size} queries, {_age(r.age_s)} old{stale}")
+    else:
+        lines.append(f"  reference  none: run `embguard baseline capture {name}`")
+    if c.last_check is not None:
+        lines += _check_lines(c.last_check)
+    else:
+        lines.append("  last check none yet (is `embguard serve` running?)")
+    return lines
+
+
+def render(st: Status) -> str:
+    up = f"up ({st.milvus_version})" if st.milvus_version is not None else f"DOWN: {st.milvus_error}"
+    lines = [f"Milvus   {st.milvus_uri}: {up}"]
+    lines.append("daemon   " + (f"running (pid {st.daemon_pid})" if st.daemon_running else "not running"))
+    if not st.collections:
         lines.append("no watched collections: add [[collections]] to the config")
-    for name, c in st["collections"].items():
-        lines.append(f"\n{name}")
-        if "error" in c:
-            lines.append(f"  error      {c['error']}")
-        if "swap" in c:
-            lines.append(_swap_line(c["swap"]))
-        if "served_by" in c:
-            lines.append(f"  serving    {c['served_by']} ({c['documents']} documents), model {c['model_id']}")
-        tap = c.get("tap")
-        if tap and not tap.get("ok"):
-            lines.append(f"  query tap  FAILING since {_age(time.time() - tap['ts_ms'] / 1000)} ago: {tap['error']}")
-        elif tap:
-            lines.append(f"  query tap  ok (recovered {_age(time.time() - tap['ts_ms'] / 1000)} ago)")
-        r = c.get("reference")
-        if r:
-            stale = "" if r["model_id"] == c.get("model_id", r["model_id"]) else "  (made by another model!)"
-            lines.append(f"  reference  v{r['version']:04d}, {r['size']} queries, {_age(r['age_s'])} old{stale}")
-        else:
-            lines.append(f"  reference  none: run `embguard baseline capture {name}`")
-        chk = c.get("last_check")
-        if chk:
-            age = _age(time.time() - chk["checked_at"])
-            if chk.get("skipped"):
-                lines.append(f"  last check {age} ago: skipped: {chk['skipped']}")
-            else:
-                verdict = "SUSTAINED DRIFT" if chk.get("sustained") else ("drift" if chk.get("drift") else "no drift")
-                lines.append(f"  last check {age} ago: {verdict}; {chk.get('n_current')} queries")
-                for o in chk.get("outcomes") or []:
-                    p = f"p={o['p_value']:.3g}" if o["p_value"] is not None else f"stat={o['statistic']:.3g}"
-                    lines.append(f"             {o['monitor']:<10} {p:<12} consecutive {o['consecutive']}")
-        else:
-            lines.append("  last check none yet (is `embguard serve` running?)")
-    if st.get("registry_error"):
-        lines.append(f"\nmodel registry: {st['registry_error']}")
-    if st["candidates"]:
+    for name, c in st.collections.items():
+        lines += _collection_lines(name, c)
+    if st.registry_error:
+        lines.append(f"\nmodel registry: {st.registry_error}")
+    if st.candidates:
         lines.append("\ncandidates awaiting approval")
-        for c in st["candidates"]:
-            lines.append(
-                f"  {c['version']} ({c['model_id']}): run `embguard retrain --approve --candidate {c['version']}`"
-            )
+        for v in st.candidates:
+            lines.append(f"  {v.version} ({v.model_id}): run `embguard retrain --approve --candidate {v.version}`")
     return "\n".join(lines)

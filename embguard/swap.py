@@ -39,7 +39,7 @@ from .errors import EmbguardError, SwapError, SwapLocked
 from .milvus import MODEL_ID_PROPERTY, Milvus
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
-from .retire import CREATED_PROPERTY, drop_retired
+from .retire import CREATED_PROPERTY, abort_swap, drop_retired, roll_back
 from .swapstate import PHASES, SwapEvent, SwapState, SwapStore, Verification
 from .verify import reconcile, verify
 
@@ -266,58 +266,14 @@ class Swapper:
     def abort(self, spec: CollectionSettings) -> SwapState:
         """Abandon an unfinished swap before its switch: stop dual writes, drop the half-built collection."""
         with self.store.lock(spec.name, "retrain --abort"):
-            st = self.store.load(spec.name)
-            if st is None or st.phase == "done":
-                raise SwapError(f"alias {spec.name!r} has no unfinished swap to abort")
-            if st.reached("switched"):
-                raise SwapError(
-                    f"the swap of {spec.name!r} already switched the alias to {st.target}; use "
-                    "`embguard rollback` instead"
-                )
-            if self.milvus.properties(st.source).get(DUAL_WRITE_PROPERTY) == st.target:
-                self.milvus.drop_properties(st.source, [DUAL_WRITE_PROPERTY])
-            if self.milvus.has_collection(st.target) and self.milvus.resolve(spec.name) != st.target:
-                self.milvus.drop_collection(st.target)
-            st.history.append(SwapEvent("abort", time.time(), target=st.target, phase=st.phase))
-            st.phase, st.error = "done", ""
-            self.store.save(st)
-            return st
+            return abort_swap(self.milvus, self.store, spec.name)
 
     # --- rollback and gc ---------------------------------------------------------------------------------------
 
     def rollback(self, spec: CollectionSettings) -> SwapEvent:
         """Point the alias back at the collection (and so the model) it served before the last switch."""
         with self.store.lock(spec.name, "rollback"):
-            st = self.store.load(spec.name)
-            switches = st.switches() if st else []
-            if st is None or not switches:
-                raise SwapError(f"alias {spec.name!r} has no recorded switch to roll back")
-            last = switches[-1]
-            current = self.milvus.resolve(spec.name)
-            if current != last.target:
-                raise SwapError(
-                    f"alias {spec.name!r} serves {current!r}, not {last.target!r} as the last switch "
-                    "left it; resolve by hand (embguard status) before rolling back"
-                )
-            back = last.source
-            if not self.milvus.has_collection(back):
-                raise SwapError(f"collection {back!r} to roll back to no longer exists (dropped by gc?)")
-            # The old collection has kept receiving dual writes since the switch, so it is current.
-            self.milvus.set_properties(back, {DUAL_WRITE_PROPERTY: current})
-            self.milvus.alter_alias(back, spec.name)
-            with contextlib.suppress(EmbguardError):
-                self.milvus.drop_properties(current, [DUAL_WRITE_PROPERTY])
-            entry = SwapEvent("rollback", time.time(), current, back, last.target_model, last.source_model)
-            st.history.append(entry)
-            self.store.save(st)
-            rolled = self.registry.by_model_id(last.target_model)
-            if rolled is not None:
-                self.registry.set_status(rolled.version, "rolled_back")
-                Pins(self.settings.state.dir).release(rolled.version)
-            restored = self.registry.by_model_id(last.source_model)
-            if restored is not None:
-                self.registry.set_status(restored.version, "active")
-            return entry
+            return roll_back(self.milvus, self.store, self.registry, Pins(self.settings.state.dir), spec.name)
 
     def gc(self, retention_s: int | None = None, dry_run: bool = False) -> list[str]:
         """Drop versioned collections of watched aliases that no alias serves and that are past retention.

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -131,14 +132,25 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def tap_health(milvus: Milvus, collection: str) -> dict[str, Any] | None:
-    """The tap state last recorded on ``collection`` (``{"ts_ms", "error", "ok"}``), if any."""
+@dataclass(frozen=True)
+class TapHealth:
+    """The query tap's state as last recorded on a collection by the writing process."""
+
+    ts_ms: int
+    ok: bool
+    error: str = ""
+
+
+def tap_health(milvus: Milvus, collection: str) -> TapHealth | None:
+    """The tap state last recorded on ``collection``, if any (an unreadable record counts as none)."""
     raw = milvus.properties(collection).get(TAP_HEALTH_PROPERTY)
     try:
         value = json.loads(raw) if raw else None
-    except ValueError:
+        if not isinstance(value, dict):
+            return None
+        return TapHealth(ts_ms=int(value["ts_ms"]), ok=bool(value["ok"]), error=str(value.get("error") or ""))
+    except (ValueError, KeyError, TypeError):
         return None
-    return value if isinstance(value, dict) else None
 
 
 def finite_vector(vector: Any) -> bool:

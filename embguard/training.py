@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,13 @@ import retrain
 
 from . import model as models
 from .config import CollectionSettings, Settings
-from .errors import NotEnoughFeedback, TrainingError
-from .evalcorpus import MilvusRetriever, doc_texts, eval_corpus, guard_set, pool_candidate
-from .milvus import MODEL_ID_PROPERTY, Milvus, literal
+from .errors import TrainingError
+from .evalcorpus import MilvusRetriever, doc_texts, guard_set, pool_candidate
+from .feedback import FeedbackSplit, split_feedback
+from .milvus import Milvus
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
-from .tap import FEEDBACK_COLLECTION, SIGNALS, new_id
+from .tap import new_id
 
 log = logging.getLogger(__name__)
 
@@ -46,84 +47,55 @@ QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varc
 class CandidateReport:
     alias: str
     version: ModelVersion
-    verdict: dict[str, Any]
+    verdict: retrain.GateVerdict
     base_model_id: str
     n_train_pairs: int
     n_held_out: int
     train_seconds: float
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     held_out: tuple[tuple[str, frozenset[Any]], ...] = ()  # (query, relevant doc ids), never trained on
+    source: str = ""  # where an imported candidate came from; empty for one trained here
+    strata: dict[str, dict[str, float]] = field(default_factory=dict)  # see held_out_strata
 
     @property
     def promoted(self) -> bool:
-        return bool(self.verdict.get("promote"))
+        return self.verdict.promote
 
     def __str__(self) -> str:
         v = self.verdict
-        gain = v["gain"]
-        lines = [
-            f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, trained on "
-            f"{self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on {self.n_held_out} held-out "
-            "queries never trained on:"
-        ]
+        gain = v.gain
+        made = (
+            f"imported from {self.source}; gate on {self.n_held_out} held-out queries (embguard cannot know "
+            "whether an imported model saw them)"
+            if self.source
+            else f"trained on {self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on "
+            f"{self.n_held_out} held-out queries never trained on"
+        )
+        lines = [f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, {made}:"]
         for metric in ("ndcg@10", "recall@10", "mrr@10"):
             b, c = self.metrics["base"][metric], self.metrics["candidate"][metric]
             lines.append(f"  {metric:<10} base {b:.4f} -> candidate {c:.4f} ({100 * (c - b):+.2f} points)")
-        lines.append(f"  nDCG@10 gain 95% CI [{gain['low']:+.4f}, {gain['high']:+.4f}]")
-        if v.get("guard_change"):
-            lines.append(f"  guard nDCG@10 {v['guard_base_mean']:.4f} -> {v['guard_candidate_mean']:.4f}")
-        for r in v["reasons"]:
+        lines.append(f"  nDCG@10 gain 95% CI [{gain.low:+.4f}, {gain.high:+.4f}]")
+        for name, st in self.strata.items():
+            misses = f", {st['base_misses']:.0f} the base model missed (no relevant document in its top 10)"
+            lines.append(
+                f"  {name} queries (n={st['n']:.0f}{misses}): nDCG@10 base {st['base']:.4f} -> candidate "
+                f"{st['candidate']:.4f}"
+            )
+        if "clicked" in self.strata:
+            lines.append(
+                "  note: a click means the live model already showed the answer, so clicked queries favour the "
+                "base model; labelled queries (embguard label import) are the ones that can show a fixed miss"
+            )
+        if v.guard_change is not None:
+            lines.append(f"  guard nDCG@10 {v.guard_base_mean:.4f} -> {v.guard_candidate_mean:.4f}")
+        for r in v.reasons:
             lines.append(f"  - {r}")
         if self.promoted:
             lines.append(f"PASSED: approve with `embguard retrain --approve --candidate {self.version.version}`")
         else:
             lines.append("REJECTED: the active model stays; nothing to approve")
         return "\n".join(lines)
-
-
-def feedback_records(milvus: Milvus, alias: str, since_ms: int = 0) -> tuple[list[retrain.FeedbackRecord], list[str]]:
-    """Click/positive/negative feedback with query text for ``alias`` (and their feedback ids, for pinning)."""
-    if not milvus.has_collection(FEEDBACK_COLLECTION):
-        return [], []
-    rows = [
-        r
-        for b in milvus.iterate(
-            FEEDBACK_COLLECTION,
-            ["feedback_id", "query_text", "doc_id", "signal", "weight"],
-            filter=f'alias == {literal(alias)} and ts_ms >= {int(since_ms)} and query_text != ""',
-        )
-        for r in b
-    ]
-    records, ids, bad = [], [], 0
-    for r in rows:
-        record = _record(r)
-        if record is None:
-            bad += 1
-            continue
-        records.append(record)
-        ids.append(r["feedback_id"])
-    if bad:  # rows written before validation existed, or by hand: skipped, never fatal
-        log.warning(
-            "skipped %d malformed feedback row(s) for %s (doc_id not an id, unknown signal or a bad "
-            "weight); they stay in %s until pruned",
-            bad,
-            alias,
-            FEEDBACK_COLLECTION,
-        )
-    return records, ids
-
-
-def _record(row: dict[str, Any]) -> retrain.FeedbackRecord | None:
-    try:
-        doc_id = json.loads(row["doc_id"])
-        weight = float(row["weight"])
-    except (TypeError, ValueError):
-        return None
-    if isinstance(doc_id, bool) or not isinstance(doc_id, (int, str)) or row["signal"] not in SIGNALS:
-        return None
-    if not math.isfinite(weight) or weight <= 0:
-        return None
-    return retrain.FeedbackRecord(query=row["query_text"], doc_id=doc_id, signal=row["signal"], weight=weight)
 
 
 def _manifest(
@@ -158,49 +130,25 @@ def build_candidate(
 ) -> CandidateReport:
     """Train a candidate from ``spec.name``'s feedback, gate it, register it. Never touches serving."""
     rs = settings.retrain
-    served = milvus.resolve(spec.name)
-    base_id = milvus.properties(served).get(MODEL_ID_PROPERTY, "")
-    base = models.load_by_id(base_id, settings.model.store_dir, settings.model.device)
-    records, feedback_ids = feedback_records(milvus, spec.name, since_ms)
-    labelled_text = doc_texts(milvus, served, spec, [r.doc_id for r in records])
-    tp = retrain.build_pairs(records, labelled_text)
-    queries = sorted({p.query for p in tp.pairs})
-    need = rs.min_held_out / rs.held_out_fraction
-    if len(queries) < need or len(tp.pairs) < rs.min_feedback_pairs:
-        raise NotEnoughFeedback(
-            f"{spec.name}: {len(tp.pairs)} feedback pairs over {len(queries)} distinct queries; a candidate needs "
-            f"at least {rs.min_feedback_pairs} pairs (retrain.min_feedback_pairs) and {need:.0f} queries so that "
-            f"{rs.min_held_out} can be held out. Collect more clicks, or import labels with `embguard label import`"
-        )
-    split = retrain.split_queries(queries, held_out_fraction=rs.held_out_fraction, seed=0)
-    train_pairs, held_pairs = retrain.split_pairs(tp.pairs, split)
-    retrain.assert_disjoint([p.query for p in train_pairs], split.held_out)
+    fs = split_feedback(settings, milvus, spec, since_ms=since_ms)
+    served, base = fs.served, fs.base
+    train_pairs = fs.train_pairs
     say(
-        f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(split.held_out)} held-out queries "
-        f"(from {len(records)} feedback events; base {base_id})"
+        f"[retrain] {spec.name}: {len(train_pairs)} training pairs, {len(fs.held_rel)} held-out queries "
+        f"(from {len(fs.records)} feedback events; base {fs.base_id})"
     )
-    # The evaluation corpus is read once, before training: the gate needs it, and it also answers the
-    # hard-negative miner's text look-ups (one Milvus query per mined id otherwise).
-    held_rel: dict[str, set[Any]] = {}
-    for p in held_pairs:
-        held_rel.setdefault(p.query, set()).add(p.positive_id)
-    held_q = sorted(held_rel)
-    ids, texts, base_vecs = eval_corpus(
-        milvus, served, spec, [i for s in held_rel.values() for i in s], 0, settings, base.encode(held_q)
-    )
-    corpus_text = dict(zip(ids, texts, strict=True))
+    corpus_text = dict(zip(fs.corpus[0], fs.corpus[1], strict=True))
 
     def doc_text(i: Any) -> str | None:
         return corpus_text[i] if i in corpus_text else doc_texts(milvus, served, spec, [i]).get(i)
 
     if rs.hard_negatives:
         mined = retrain.mine_hard_negatives(
-            train_pairs, base, MilvusRetriever(milvus, served, spec), doc_text, tp.positives
+            train_pairs, base, MilvusRetriever(milvus, served, spec), doc_text, fs.positives
         )
         say(f"[retrain] mined {sum(p.negative is not None for p in mined)} hard negatives (relative margin 5%)")
         train_pairs = tuple(mined)
 
-    registry = ModelRegistry(settings.model.store_dir)
     work = settings.model.store_dir / ".work"
     out = work / f"candidate-{new_id()[:8]}"
     config = retrain.TrainConfig(
@@ -236,11 +184,46 @@ def build_candidate(
             f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
         ) from None
     seconds = time.time() - t0
+    try:
+        return gate_candidate(
+            settings,
+            milvus,
+            spec,
+            fs,
+            out,
+            say=say,
+            manifest=_manifest(train_pairs, sorted(fs.held_rel), fs.records, fs.feedback_ids),
+            extra={"alias": spec.name, "train_result": result.to_dict(), "train_seconds": seconds},
+            n_train_pairs=len(train_pairs),
+            train_seconds=seconds,
+            move=True,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
-    # Gate: base and candidate on the held-out queries, searched against the actual corpus.
-    cand = models.load(str(out), None, settings.model.device)
-    rel: list[set[Any]] = [held_rel[q] for q in held_q]
-    ids, texts, base_vecs = pool_candidate(milvus, served, spec, settings, cand.encode(held_q), ids, texts, base_vecs)
+
+def gate_candidate(
+    settings: Settings,
+    milvus: Milvus,
+    spec: CollectionSettings,
+    fs: FeedbackSplit,
+    candidate_dir: Path,
+    *,
+    say: Callable[[str], None],
+    manifest: dict[str, Any],
+    extra: dict[str, Any],
+    n_train_pairs: int,
+    train_seconds: float,
+    move: bool,
+    source: str = "",
+) -> CandidateReport:
+    """Evaluate base and candidate on the held-out queries against the actual corpus, decide, register."""
+    rs = settings.retrain
+    base = fs.base
+    cand = models.load(str(candidate_dir), None, settings.model.device)
+    held_q = fs.held_queries
+    rel: list[set[Any]] = [fs.held_rel[q] for q in held_q]
+    ids, texts, base_vecs = pool_candidate(milvus, fs.served, spec, settings, cand.encode(held_q), *fs.corpus)
     base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
     cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
@@ -253,21 +236,21 @@ def build_candidate(
             "guard_candidate": retrain.evaluate_embeddings(cand.encode(gq), cand.encode(gdocs), gids, grel),
         }
     gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance, min_queries=rs.min_held_out)
-    verdict = retrain.decide(base_scores, cand_scores, gate, **guard).to_dict()
-    status = "awaiting_approval" if verdict["promote"] else "rejected"
+    verdict = retrain.decide(base_scores, cand_scores, gate, **guard)
+    strata = held_out_strata([fs.strata[q] for q in held_q], base_scores, cand_scores)
+    status = "awaiting_approval" if verdict.promote else "rejected"
+    registry = ModelRegistry(settings.model.store_dir)
     version = registry.register(
-        out,
+        candidate_dir,
         status=status,
-        base_model_id=base_id,
+        base_model_id=fs.base_id,
         verdict=verdict,
-        manifest=_manifest(train_pairs, split.held_out, records, feedback_ids),
-        extra={"alias": spec.name, "train_result": result.to_dict(), "train_seconds": seconds},
-        move=True,
+        manifest={**manifest, "held_out_strata": strata},
+        extra=extra,
+        move=move,
     )
-    pins = Pins(settings.state.dir)
-    if verdict["promote"]:
-        pins.pin(version.version, feedback_ids, [])  # keep the labels until the candidate is decided
-    shutil.rmtree(out, ignore_errors=True)
+    if verdict.promote:
+        Pins(settings.state.dir).pin(version.version, fs.feedback_ids, [])  # keep labels until it is decided
     metrics = {
         "base": {k: float(np.mean(v)) for k, v in base_scores.scores.items()},
         "candidate": {k: float(np.mean(v)) for k, v in cand_scores.scores.items()},
@@ -276,13 +259,29 @@ def build_candidate(
         alias=spec.name,
         version=version,
         verdict=verdict,
-        base_model_id=base_id,
-        n_train_pairs=len(train_pairs),
+        base_model_id=fs.base_id,
+        n_train_pairs=n_train_pairs,
         n_held_out=len(held_q),
-        train_seconds=seconds,
+        train_seconds=train_seconds,
         metrics=metrics,
-        held_out=tuple((q, frozenset(held_rel[q])) for q in held_q),
+        held_out=tuple((q, frozenset(fs.held_rel[q])) for q in held_q),
+        source=source,
+        strata=strata,
     )
 
 
-# --- labels for annotators ------------------------------------------------------------------------------------
+def held_out_strata(
+    labels: list[str], base: retrain.PerQueryScores, candidate: retrain.PerQueryScores
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 of base and candidate per stratum of the held-out queries, and how many the base model missed."""
+    out: dict[str, dict[str, float]] = {}
+    arr = np.array(labels)
+    for name in sorted(set(labels)):
+        mask = arr == name
+        out[name] = {
+            "n": float(mask.sum()),
+            "base": float(np.mean(base.scores["ndcg@10"][mask])),
+            "candidate": float(np.mean(candidate.scores["ndcg@10"][mask])),
+            "base_misses": float(np.sum(base.scores["recall@10"][mask] == 0)),
+        }
+    return out

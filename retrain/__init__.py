@@ -41,7 +41,7 @@ from .selection import (
     default_strategy,
     k_center_greedy,
 )
-from .split import QuerySplit, assert_disjoint, split_pairs, split_queries
+from .split import QuerySplit, assert_disjoint, split_pairs, split_queries, split_queries_stratified
 
 if TYPE_CHECKING:
     from .finetune import Progress, encode, train
@@ -113,6 +113,7 @@ __all__ = [
     "select_drift",
     "split_pairs",
     "split_queries",
+    "split_queries_stratified",
     "train",
     "train_adapter",
     "validate_labels",

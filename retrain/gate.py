@@ -12,7 +12,7 @@ show "no real regression", and a lower bound there would reject most fine-tunes 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .bootstrap import Interval, paired_difference
@@ -40,6 +40,9 @@ class GateConfig:
             raise ConfigError(f"GateConfig.min_queries={self.min_queries}; use >= 1 (30+ recommended)")
 
 
+_GATE_FIELDS = frozenset(f.name for f in fields(GateConfig))
+
+
 @dataclass(frozen=True)
 class GateVerdict:
     promote: bool
@@ -59,6 +62,39 @@ class GateVerdict:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateVerdict:
+        """The inverse of :meth:`to_dict` (a verdict stored as JSON); unknown keys are ignored.
+
+        Raises ``KeyError``/``TypeError``/``ValueError`` on a dict that is not a stored verdict; the caller names
+        the file it came from.
+        """
+        guard = d.get("guard_change")
+        return cls(
+            promote=bool(d["promote"]),
+            reasons=tuple(str(r) for r in d.get("reasons", ())),
+            metric=str(d["metric"]),
+            base_mean=float(d["base_mean"]),
+            candidate_mean=float(d["candidate_mean"]),
+            gain=_interval(d["gain"]),
+            guard_base_mean=None if d.get("guard_base_mean") is None else float(d["guard_base_mean"]),
+            guard_candidate_mean=None if d.get("guard_candidate_mean") is None else float(d["guard_candidate_mean"]),
+            guard_change=None if guard is None else _interval(guard),
+            means={str(k): {str(m): float(x) for m, x in v.items()} for k, v in dict(d.get("means") or {}).items()},
+            config=GateConfig(**{k: v for k, v in dict(d.get("config") or {}).items() if k in _GATE_FIELDS}),
+        )
+
+
+def _interval(d: dict[str, Any]) -> Interval:
+    return Interval(
+        mean=float(d["mean"]),
+        low=float(d["low"]),
+        high=float(d["high"]),
+        confidence=float(d["confidence"]),
+        resamples=int(d["resamples"]),
+        n=int(d["n"]),
+    )
 
 
 def decide(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,27 @@ def split_queries(queries: Sequence[str], held_out_fraction: float = 0.3, seed: 
     train = tuple(distinct[k] for k in keys if k not in held)
     out = tuple(distinct[k] for k in keys if k in held)
     return QuerySplit(train=train, held_out=out)
+
+
+def split_queries_stratified(
+    strata: Mapping[str, Sequence[str]], held_out_fraction: float = 0.3, seed: int = 0
+) -> QuerySplit:
+    """:func:`split_queries` within each stratum (e.g. clicked vs annotator-labelled queries), so every stratum
+    is held out in proportion however small it is. A query in several strata counts in the first that has it;
+    a stratum with fewer than 2 distinct queries goes to training whole."""
+    train: list[str] = []
+    held: list[str] = []
+    seen: set[str] = set()
+    for i, name in enumerate(sorted(strata)):
+        qs = [q for q in dict.fromkeys(strata[name]) if _key(q) not in seen]
+        seen.update(_key(q) for q in qs)
+        if len({_key(q) for q in qs}) < 2:
+            train += qs
+            continue
+        part = split_queries(qs, held_out_fraction, seed + i)
+        train += part.train
+        held += part.held_out
+    return QuerySplit(train=tuple(train), held_out=tuple(held))
 
 
 def assert_disjoint(train_queries: Iterable[str], held_out_queries: Iterable[str]) -> None:

@@ -19,8 +19,9 @@ from scipy import stats
 
 from embguard import config
 from embguard import model as models
-from embguard.client import DUAL_WRITE_PROPERTY, Client, FeedbackError, MissingModelId
+from embguard.client import DUAL_WRITE_PROPERTY, Client, FeedbackError
 from embguard.corpus import by_topic, stdlib_corpus
+from embguard.errors import MissingModelId
 from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.references import ReferenceMismatch, ReferenceMissing, ReferenceStore, check_model
 from embguard.sampling import query_window, sample_documents
@@ -244,7 +245,7 @@ def test_tap_never_fails_the_application(backend, tmp_path: Path, caplog) -> Non
         tap_logs = [r for r in caplog.records if r.name == "embguard.tap"]
         assert len(tap_logs) == 1, [r.getMessage() for r in tap_logs]  # loud once, not once per flush
         health = tap_health(m, "t")
-        assert health is not None and not health["ok"] and health["error"]
+        assert health is not None and not health.ok and health.error
         m.close()
 
 

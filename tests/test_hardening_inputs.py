@@ -338,7 +338,7 @@ def test_status_shows_each_swaps_phase_progress_and_error(tmp_path: Path, clean_
         )
     )
     st = gather(settings)
-    assert st["collections"]["docs"]["swap"] | {"updated_at": 0} == {
+    assert st.to_json()["collections"]["docs"]["swap"] | {"updated_at": 0} == {
         "phase": "dual_write",
         "done": 80,
         "total": 303,

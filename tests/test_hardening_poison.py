@@ -11,11 +11,11 @@ import pytest
 
 from embguard.client import Client, FeedbackError
 from embguard.errors import InvalidInput, MilvusError
+from embguard.feedback import feedback_records
 from embguard.milvus import Milvus, check_ids, literal
 from embguard.references import ReferenceStore
 from embguard.sampling import query_window
 from embguard.tap import FEEDBACK_COLLECTION, TAP_COLLECTION, ensure_feedback_collection, feedback_row, tap_row
-from embguard.training import feedback_records
 
 pytestmark = pytest.mark.integration
 INJECTIONS = ["0] or id > 0 or id in [0", "1 or 1 == 1", '" or id != "', 'x\\" or id > 0 or "', ") or (id > 0"]

@@ -136,3 +136,78 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
         assert len(hits.hits[0]) == 5 and {h.id for h in hits.hits[0]} <= {p.id for p in passages}
         assert np.isfinite([h.score for h in hits.hits[0]]).all() and res.hits
         m.close()
+
+
+@pytest.fixture(scope="module")
+def model_rank4_256(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """A 256-d model that retrieves badly: the default model squeezed through a rank-4 projection."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense
+
+    torch.manual_seed(1)
+    st = SentenceTransformer(str(embedder.path), device="cpu", local_files_only=True)
+    dense = Dense(in_features=384, out_features=DIM, activation_function=torch.nn.Identity())
+    with torch.no_grad():
+        dense.linear.weight.copy_(torch.randn(DIM, 4) @ torch.randn(4, 384))
+    st.append(dense)
+    out = tmp_path_factory.mktemp("rank4") / "minilm-rank4-256"
+    st.save(str(out))
+    return out
+
+
+@pytest.mark.slow
+def test_a_model_from_elsewhere_of_another_dimension_is_gated_and_swapped_in(
+    backend, tmp_path: Path, model_rank4_256: Path, embedder
+) -> None:
+    """`embguard models import`: a 384-d model brought to a collection served by a (bad) 256-d one passes the
+    same held-out gate as a retrained candidate and is swapped in by `retrain --approve`."""
+    import re
+
+    from embguard.labels import import_labels
+
+    with backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="imp", index_type="FLAT"}]',
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
+        EMBGUARD_RETRAIN__MIN_HELD_OUT="12",
+        EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+        EMBGUARD_SWAP__GRACE_S="0.5",
+        EMBGUARD_SWAP__SHADOW_QUERIES="10",
+        EMBGUARD_SWAP__MIN_OVERLAP="0",  # the two models are meant to disagree: the new one is better
+    ) as world:
+        s = world.settings
+        passages = passages_for(["json", "csv", "sqlite3", "logging", "argparse", "pathlib", "datetime"])[:100]
+        with Client(s) as c:
+            assert c.create_collection("imp", str(model_rank4_256)) == "imp__v1"
+            index(c, "imp", passages)
+            for p in passages[:50]:  # users click the right passage (wherever the bad model ranked it)
+                c.feedback(c.search("imp", [p.query], limit=5).query_ids[0], p.id)
+        m = Milvus.connect(s)
+        labels = tmp_path / "labels.jsonl"  # annotators answer the rest
+        labels.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[50:]) + "\n")
+        assert import_labels(s, m, s.collection("imp"), labels) == 50
+
+        out = _cli(world.env, "models", "import", str(embedder.path), "--collection", "imp")
+        assert f"imported from {embedder.path}" in out and "PASSED" in out, out
+        # Both sources are held out and reported apart, with the bias of clicked queries stated.
+        assert re.search(r"clicked queries \(n=\d+, \d+ the base model missed", out), out
+        assert re.search(r"labelled queries \(n=\d+, \d+ the base model missed", out), out
+        assert "clicked queries favour the base model" in out
+        found = re.search(r"candidate (v\d{4})", out)
+        assert found is not None
+        version = ModelRegistry(s.model.store_dir).get(found.group(1))
+        assert version.status == "awaiting_approval" and version.verdict is not None and version.verdict.promote
+        assert version.verdict.candidate_mean > version.verdict.base_mean + 0.1
+        assert version.extra["imported_from"] == str(embedder.path)
+
+        _cli(world.env, "retrain", "--approve", "--candidate", version.version)
+        served = m.resolve("imp")
+        assert served == f"imp__{version.version}" and m.vector_dimension(served) == 384
+        assert m.count(served) == len(passages)
+        with Client(s) as c:
+            res = c.search("imp", [p.query for p in passages[:20]], limit=5, consistency_level="Strong")
+        assert res.collection == served and res.model_id == version.model_id
+        found = sum(p.id in {h.id for h in hits} for p, hits in zip(passages[:20], res.hits, strict=True))
+        assert found >= 12, found  # the imported model serves the collection it was gated for
+        m.close()

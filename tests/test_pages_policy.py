@@ -3,7 +3,9 @@ candidate is built (embguard.policy). No Milvus, no scheduler: the daemon only w
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +15,29 @@ from embguard.checking import Watched
 from embguard.config import CollectionSettings, RetrainSettings
 from embguard.errors import StateFileError
 from embguard.policy import decide
-from embguard.registry import ModelVersion
+from embguard.registry import ModelRegistry, ModelVersion, RegistryError
 from embguard.reports import COMBINED, CheckReport, MonitorOutcome
 from embguard.sampling import Window
 from embguard.state import StateDir
+from retrain import GateConfig, GateVerdict
+from retrain.bootstrap import Interval
+
+
+def _verdict(base: float = 0.5, candidate: float = 0.56, reason: str = "gain") -> GateVerdict:
+    gain = Interval(mean=candidate - base, low=0.01, high=0.1, confidence=0.95, resamples=2000, n=40)
+    return GateVerdict(
+        promote=True,
+        reasons=(reason,),
+        metric="ndcg@10",
+        base_mean=base,
+        candidate_mean=candidate,
+        gain=gain,
+        guard_base_mean=None,
+        guard_candidate_mean=None,
+        guard_change=None,
+        means={},
+        config=GateConfig(),
+    )
 
 
 def _report(alias: str = "kb", sustained: bool = True, ood: bool = False) -> CheckReport:
@@ -99,7 +120,7 @@ def test_ood_and_candidate_alerts() -> None:
         model_id="m3",
         created_at=0.0,
         status="awaiting_approval",
-        verdict={"base_mean": 0.5, "candidate_mean": 0.56, "reasons": ["gain"]},
+        verdict=_verdict(),
     )
     alerts = pages.active_alerts(
         milvus_up=True,
@@ -167,3 +188,20 @@ def test_check_reports_round_trip_through_the_state_dir(tmp_path) -> None:
     state.check_report("kb").write_text("{not json")
     with pytest.raises(StateFileError, match="checks/kb.json"):
         state.read_check_report("kb")
+
+
+def test_the_registry_stores_and_reads_a_typed_gate_verdict(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "modules.json").write_text("[]")
+    registry = ModelRegistry(tmp_path / "store")
+    verdict = _verdict(0.41, 0.47, "ndcg@10 gain CI low +0.02 >= min_gain +0.00")
+    v = registry.register(src, status="awaiting_approval", verdict=verdict)
+    assert registry.get(v.version).verdict == verdict
+    assert registry.register(src).verdict is None  # imported/base models have no verdict
+    ident = v.path / "embguard.json"
+    d = json.loads(ident.read_text())
+    d["verdict"]["gain"] = "high"
+    ident.write_text(json.dumps(d))
+    with pytest.raises(RegistryError, match=str(ident)):
+        registry.get(v.version)

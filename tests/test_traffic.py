@@ -76,3 +76,31 @@ def test_large_sudden_shift_pages_and_the_quiet_stream_does_not(corpus: tr.Corpu
         rows[name] = tr.run_checks(mon, stream, 2 * tr.DAY, 2 * tr.DAY + 12 * 300, 3600, 300)
     assert tr.pages([bool(r["s:combined"]) for r in rows["quiet"]]) == 0
     assert tr.delay([bool(r["s:combined"]) for r in rows["shifted"]], 0) is not None
+
+
+@pytest.mark.integration
+def test_the_defaults_page_a_20_percent_new_topic_within_three_checks_and_not_on_quiet_traffic(
+    corpus: tr.Corpus,
+) -> None:
+    """The shipped schedule (hour windows checked hourly, 2 in a row, alpha 0.01, a day's reference), a small
+    version of benchmarks/results/traffic.md: a sudden 20% new-topic family pages by the third check after its
+    onset, and the same stream without it stays quiet for half a day."""
+    from embguard.config import SamplingSettings, ScheduleSettings
+
+    drift, window_s, interval_s = DriftSettings(), SamplingSettings().window_s, ScheduleSettings().check_interval_s
+    assert (window_s, interval_s, drift.consecutive, drift.alpha) == (3600, 3600, 2, 0.01)
+    quiet = tr.Traffic(corpus, seed=101)
+    onset = 2 * tr.DAY + 9 * tr.HOUR + 1200  # a third into an interval: the first check sees 40 min of it
+    shifted = tr.Traffic(corpus, seed=101, shift_start=onset, shift_share=0.2)
+    ts, day0 = quiet.queries(0, tr.DAY)
+    mon = tr.make_monitor(corpus, drift, tr.window(corpus, day0, ts=ts), doc_sample=2000, window_s=window_s)
+    # Checks at whole hours: the quiet day's first 12, and the 3 within three intervals of the onset.
+    runs = {"quiet": (quiet, 2 * tr.DAY + interval_s, 12), "shifted": (shifted, 2 * tr.DAY + 10 * tr.HOUR, 3)}
+    rows: dict[str, Any] = {}
+    for name, (stream, first, n) in runs.items():
+        for d in [*mon._detectors.values(), mon._page]:
+            assert d is not None
+            d.reset()
+        rows[name] = tr.run_checks(mon, stream, first, first + n * interval_s, window_s, interval_s)
+    assert tr.pages([bool(r["s:combined"]) for r in rows["quiet"]]) == 0
+    assert any(r["s:combined"] for r in rows["shifted"]), [r["p:combined"] for r in rows["shifted"]]

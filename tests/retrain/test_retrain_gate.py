@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from retrain import ConfigError, GateConfig, bootstrap_mean, decide, paired_difference, score_rankings
+from retrain import ConfigError, GateConfig, GateVerdict, bootstrap_mean, decide, paired_difference, score_rankings
 
 N = 200
 DOCS = [f"d{i}" for i in range(20)]
@@ -82,6 +82,16 @@ def test_verdict_serialises_every_number(base_ranks: np.ndarray) -> None:
     d = json.loads(v.to_json())
     assert {"promote", "gain", "base_mean", "candidate_mean", "config", "means", "reasons"} <= d.keys()
     assert d["gain"]["resamples"] == 2000 and d["config"]["min_gain"] == 0.0
+
+
+def test_a_stored_verdict_reads_back_equal_with_and_without_a_guard(base_ranks: np.ndarray) -> None:
+    better = np.maximum(base_ranks - 1, 0)
+    plain = decide(_scores(base_ranks), _scores(better), GateConfig(min_gain=0.01, seed=3))
+    guarded = decide(_scores(base_ranks), _scores(better), GateConfig(), _scores(base_ranks), _scores(better))
+    for v in (plain, guarded):
+        assert GateVerdict.from_dict(json.loads(v.to_json())) == v
+    with pytest.raises(KeyError):
+        GateVerdict.from_dict({"promote": True})
 
 
 def test_bootstrap_is_seeded_and_covers_the_mean() -> None:

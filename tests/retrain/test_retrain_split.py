@@ -1,6 +1,14 @@
 import pytest
 
-from retrain import LeakageError, Pair, QuerySplit, assert_disjoint, split_pairs, split_queries
+from retrain import (
+    LeakageError,
+    Pair,
+    QuerySplit,
+    assert_disjoint,
+    split_pairs,
+    split_queries,
+    split_queries_stratified,
+)
 
 
 def test_split_is_seeded_disjoint_and_covers_all_distinct_queries() -> None:
@@ -30,3 +38,15 @@ def test_split_pairs_never_puts_a_held_out_query_in_training() -> None:
 def test_bad_fraction_is_rejected() -> None:
     with pytest.raises(ValueError, match="held_out_fraction"):
         split_queries(["a", "b"], 1.5)
+
+
+def test_a_stratified_split_holds_out_every_stratum_in_proportion_and_stays_disjoint() -> None:
+    clicked = [f"clicked {i}" for i in range(90)]
+    labelled = [f"labelled {i}" for i in range(10)] + ["CLICKED 5"]  # also clicked: counted once
+    split = split_queries_stratified({"clicked": clicked, "labelled": labelled}, 0.2, seed=0)
+    held = set(split.held_out)
+    assert sum(q.startswith("clicked") for q in held) == 18 and sum(q.startswith("labelled") for q in held) == 2
+    assert len(split.train) + len(held) == 100 and not held & set(split.train)
+    # Unstratified, 10 labelled queries in 100 are held out 0-5 times depending on the seed; never here.
+    assert split == split_queries_stratified({"clicked": clicked, "labelled": labelled}, 0.2, seed=0)
+    assert split_queries_stratified({"clicked": clicked, "labelled": ["only one"]}, 0.2).train[-1] == "only one"

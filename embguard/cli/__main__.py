@@ -1,0 +1,3 @@
+from embguard.cli import main
+
+main()

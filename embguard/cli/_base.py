@@ -1,0 +1,77 @@
+"""The ``embguard`` command's root group and the helpers every command module shares.
+
+Library errors (``EmbguardError``) become one-line messages and exit code 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .. import __version__
+from .. import config as config_mod
+from ..errors import EmbguardError
+
+if TYPE_CHECKING:
+    from ..milvus import Milvus
+
+
+_SETTINGS = "embguard.settings"
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages, never tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmbguardError as exc:
+            raise click.ClickException(config_mod.redact_uri(str(exc))) from None
+        except ModuleNotFoundError as exc:
+            if "pip install" not in str(exc):  # only an optional extra's import site says how to install it
+                raise
+            raise click.ClickException(str(exc)) from None
+
+
+def _settings(ctx: click.Context) -> config_mod.Settings:
+    """The settings, loaded on first use (so `config check FILE` can validate a file of its own)."""
+    if _SETTINGS not in ctx.meta:  # ctx.meta is shared by every context of one invocation
+        ctx.meta[_SETTINGS] = config_mod.load(ctx.find_root().obj)
+    settings: config_mod.Settings = ctx.meta[_SETTINGS]
+    return settings
+
+
+def _echo(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="embguard")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=config_mod.CONFIG_ENV,
+    help="Config file (TOML). Default: $EMBGUARD_CONFIG, else ./embguard.toml if present.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """embguard: catch embedding drift in Milvus, retrain, and hot-swap the model."""
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = config_path  # read by _settings on first use
+
+
+def _milvus(ctx: click.Context) -> Milvus:
+    from ..milvus import Milvus
+
+    milvus = Milvus.connect(_settings(ctx))
+    ctx.call_on_close(milvus.close)
+    return milvus

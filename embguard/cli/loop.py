@@ -1,0 +1,161 @@
+"""Running the loop: the daemon and status, the model registry, retrain/approve/rollback, labels, the demo."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import commands, modelcommands
+from ._base import _echo, _milvus, _settings, cli
+
+# --- daemon ---------------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron or a smoke test).")
+@click.pass_context
+def serve_cmd(ctx: click.Context, once: bool) -> None:
+    """Run the sidecar daemon: sample, check, export metrics, alert, prune (until SIGTERM/SIGINT)."""
+    settings = _settings(ctx)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.INFO)
+    _echo(commands.serve(settings, once=once))
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Show what the daemon sees: collections, references, last checks, active models, candidates."""
+    click.echo(commands.status_text(_settings(ctx), as_json))
+
+
+# --- models, retrain, swap ------------------------------------------------------------------------------
+
+
+@cli.group("models")
+def models_group() -> None:
+    """The model registry: versions, their status and gate verdicts."""
+
+
+@models_group.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    """List registered model versions."""
+    _echo(modelcommands.model_lines(_settings(ctx)))
+
+
+@models_group.command("show")
+@click.argument("version")
+@click.pass_context
+def models_show(ctx: click.Context, version: str) -> None:
+    """Show one version's identity, training manifest and gate verdict."""
+    click.echo(modelcommands.model_json(_settings(ctx), version))
+
+
+@models_group.command("import")
+@click.argument("spec")
+@click.option("--collection", required=True, help="Watched alias whose held-out queries gate the model.")
+@click.pass_context
+def models_import(ctx: click.Context, spec: str, collection: str) -> None:
+    """Gate a local sentence-transformers directory SPEC (any dimension) as a candidate for a collection.
+
+    It goes through the same held-out gate as a retrained candidate; if it passes, approve it with
+    `embguard retrain --approve --candidate VERSION` (the swap re-embeds the corpus with it).
+    """
+    click.echo(modelcommands.import_model(_settings(ctx), _milvus(ctx), spec, collection, click.echo))
+
+
+@cli.command("retrain")
+@click.option("--approve", is_flag=True, help="Swap the collection(s) to an approved candidate (hot-swap).")
+@click.option("--candidate", default=None, help="Model version to approve (default: the one awaiting approval).")
+@click.option("--collection", default=None, help="Only this watched alias (default: all).")
+@click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
+@click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
+@click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
+@click.pass_context
+def retrain_cmd(
+    ctx: click.Context,
+    approve: bool,
+    candidate: str | None,
+    collection: str | None,
+    force: bool,
+    abort: bool,
+    max_steps: int,
+) -> None:
+    """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
+    settings = _settings(ctx)  # names are checked before Milvus is reached
+    if approve and not abort:
+        version = modelcommands.candidate(settings, candidate)
+        _echo(modelcommands.approve(settings, _milvus(ctx), version, collection, click.echo, force=force))
+        return
+    chosen = commands.specs(settings, collection)
+    if abort:
+        _echo(modelcommands.abort_swaps(settings, _milvus(ctx), chosen))
+    else:
+        _echo(modelcommands.build_candidates(settings, _milvus(ctx), chosen, click.echo, max_steps=max_steps))
+
+
+@cli.command("rollback")
+@click.option("--collection", default=None, help="Only this watched alias (default: all).")
+@click.pass_context
+def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
+    """Point the alias back to the collection and model it served before the last switch."""
+    _echo(modelcommands.rollback(_settings(ctx), _milvus(ctx), collection, click.echo))
+
+
+@cli.command("gc")
+@click.option("--retention-s", type=click.IntRange(0), default=None, help="Override swap.retention_s.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be dropped.")
+@click.pass_context
+def gc_cmd(ctx: click.Context, retention_s: int | None, dry_run: bool) -> None:
+    """Drop old versioned collections that no alias serves (their aliases and dual-write marks first)."""
+    click.echo(modelcommands.gc(_settings(ctx), _milvus(ctx), retention_s, dry_run))
+
+
+@cli.group("label")
+def label_group() -> None:
+    """Hand queries to annotators and load their answers as training labels."""
+
+
+@label_group.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--collection", required=True, help="Watched alias whose tapped queries to pick from.")
+@click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "random", "drift"]),
+    default="auto",
+    show_default=True,
+    help="drift: the queries the monitors flag (OOD clusters, fallen top-1, no click); auto: drift while "
+    "the last check found drift sustained, else random.",
+)
+@click.pass_context
+def label_export(ctx: click.Context, path: str, collection: str, budget: int, strategy: str) -> None:
+    """Write the queries active learning picks (with their current top-5 passages) to JSONL at PATH."""
+    click.echo(modelcommands.export_labels(_settings(ctx), _milvus(ctx), path, collection, budget, strategy))
+
+
+@label_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--collection", required=True, help="Watched alias the labels are for.")
+@click.pass_context
+def label_import(ctx: click.Context, path: str, collection: str) -> None:
+    """Validate an annotated JSONL file and load it as feedback (all lines or none)."""
+    click.echo(modelcommands.import_labels(_settings(ctx), _milvus(ctx), path, collection))
+
+
+# --- demo ------------------------------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--fast", is_flag=True, help="A smaller corpus and less traffic (what the tests run).")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated traffic.")
+@click.pass_context
+def demo(ctx: click.Context, fast: bool, seed: int) -> None:
+    """The whole loop offline: baseline, drift, retrain, gate, approve, swap, rollback; then stop everything."""
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.ERROR)
+    if not commands.demo(_settings(ctx), fast=fast, seed=seed, say=click.echo):
+        ctx.exit(1)
