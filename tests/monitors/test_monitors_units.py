@@ -109,3 +109,19 @@ def test_rff_mmd_integer_permutation_statistics_are_exact(centres: np.ndarray) -
     unquantised = ((w.float() @ torch.cos(proj)) ** 2).sum(dim=1) * (2 / 256)
     # Rounding the features to 1/127 moves the statistic by well under 1%.
     assert torch.allclose(stats.float(), unquantised, rtol=1e-2)
+
+
+def test_the_float32_fallback_of_the_integer_product_is_exact_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without torch's private int8 product the same integers come out of a float32 one."""
+    import torch
+
+    from monitors import mmd
+
+    gen = torch.Generator().manual_seed(0)
+    a = mmd._assignments(700, 600, 40, gen)
+    b = torch.randint(-127, 128, (1300, 64), generator=gen, dtype=torch.int8)
+    fast = mmd._int_matmul(a, b)
+    monkeypatch.delattr(torch, "_int_mm")
+    slow = mmd._int_matmul(a, b)
+    assert slow.dtype == torch.int32 and torch.equal(fast, slow)
+    assert torch.equal(slow, (a.long() @ b.long()).int())
