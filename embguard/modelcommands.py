@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .commands import Say, specs
 from .config import CollectionSettings, Settings
-from .errors import RegistryError
+from .errors import ConfigError, RegistryError
 from .registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:  # pymilvus loads only for the commands that talk to Milvus
@@ -93,6 +93,22 @@ def abort_swaps(settings: Settings, milvus: Milvus, chosen: list[CollectionSetti
             f"{spec.name}: swap to {st.candidate_version} abandoned; {st.source} serves and is the only "
             "collection written"
         )
+
+
+def with_recipe(settings: Settings, recipe: str | None) -> Settings:
+    """``settings`` with ``[retrain] recipe`` replaced (validated, so a recipe's missing inputs are named)."""
+    if recipe is None:
+        return settings
+    from pydantic import ValidationError
+
+    from .opsettings import RetrainSettings
+
+    try:
+        rs = RetrainSettings.model_validate({**settings.retrain.model_dump(), "recipe": recipe})
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"--recipe {recipe}: {reasons}") from None
+    return settings.model_copy(update={"retrain": rs})
 
 
 def build_candidates(

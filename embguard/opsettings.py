@@ -4,11 +4,14 @@ swapped in (part of :class:`embguard.settings.Settings`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from .bounds import MAX_INT, MAX_SECONDS, PositiveFloat, PositiveInt, Seconds, Section
+
+Recipe = Literal["finetune", "matryoshka", "distill", "domain_adapt"]
+RECIPES: tuple[str, ...] = get_args(Recipe)
 
 
 class RetrainSettings(Section):
@@ -46,6 +49,19 @@ class RetrainSettings(Section):
         description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
         "per GPU, on CPU over gloo; in-batch negatives are gathered across them",
     )
+    recipe: Recipe = Field(
+        "finetune",
+        description="how a candidate is trained (embguard/recipes.py): finetune = contrastive fine-tune (with mined "
+        "hard negatives unless hard_negatives = false); matryoshka = the same over nested dimensions "
+        "(matryoshka_dims); distill = MarginMSE from teacher_model over hard-negative triplets; domain_adapt = "
+        "TSDAE on domain_documents of the collection's own documents first, for collections with little feedback",
+    )
+    matryoshka_dims: tuple[PositiveInt, ...] = Field(
+        (256, 128, 64), description="matryoshka: smaller dimensions trained besides the model's own"
+    )
+    teacher_model: StrictStr = Field("", description="distill: local directory of the teacher (bi- or cross-encoder)")
+    domain_documents: PositiveInt = Field(2000, description="domain_adapt: documents sampled for TSDAE")
+    tsdae_epochs: PositiveFloat = Field(1.0, description="domain_adapt: TSDAE epochs over those documents")
     gate_max_docs: PositiveInt = Field(
         20_000,
         description="above this many documents the gate ranks a pooled sub-corpus (relevant documents, "
@@ -56,6 +72,19 @@ class RetrainSettings(Section):
     gate_distractors: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
         5_000, description="random documents added to the gate's pooled sub-corpus"
     )
+
+    @model_validator(mode="after")
+    def _recipe_inputs(self) -> RetrainSettings:
+        if self.recipe == "distill" and not self.teacher_model:
+            raise ValueError(
+                "retrain.recipe = 'distill' needs retrain.teacher_model: the local directory of the teacher model"
+            )
+        if self.recipe == "distill" and not self.hard_negatives:
+            raise ValueError(
+                "retrain.recipe = 'distill' learns the teacher's margins on hard-negative triplets; set "
+                "retrain.hard_negatives = true"
+            )
+        return self
 
 
 class SwapSettings(Section):

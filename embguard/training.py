@@ -29,6 +29,7 @@ import numpy as np
 import retrain
 
 from . import model as models
+from . import recipes
 from .config import CollectionSettings, Settings
 from .errors import TrainingError
 from .evalcorpus import MilvusRetriever, doc_texts, guard_set, pool_candidate
@@ -36,6 +37,7 @@ from .feedback import FeedbackSplit, split_feedback
 from .milvus import Milvus
 from .registry import ModelRegistry, ModelVersion
 from .retention import Pins
+from .sampling import sample_documents
 from .tap import new_id
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class CandidateReport:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     held_out: tuple[tuple[str, frozenset[Any]], ...] = ()  # (query, relevant doc ids), never trained on
     source: str = ""  # where an imported candidate came from; empty for one trained here
+    recipe: str = ""  # how it was trained ([retrain] recipe)
     strata: dict[str, dict[str, float]] = field(default_factory=dict)  # see held_out_strata
 
     @property
@@ -68,7 +71,8 @@ class CandidateReport:
             f"imported from {self.source}; gate on {self.n_held_out} held-out queries (embguard cannot know "
             "whether an imported model saw them)"
             if self.source
-            else f"trained on {self.n_train_pairs} pairs in {self.train_seconds:.0f} s; gate on "
+            else f"trained (recipe {self.recipe or 'finetune'}) on {self.n_train_pairs} pairs in "
+            f"{self.train_seconds:.0f} s; gate on "
             f"{self.n_held_out} held-out queries never trained on"
         )
         lines = [f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, {made}:"]
@@ -151,18 +155,20 @@ def build_candidate(
 
     work = settings.model.store_dir / ".work"
     out = work / f"candidate-{new_id()[:8]}"
-    config = retrain.TrainConfig(
+    config = recipes.train_config(
+        rs,
         base_model=str(base.path),
-        epochs=rs.epochs,
-        batch_size=rs.batch_size,
-        learning_rate=rs.learning_rate,
-        max_steps=max_steps,
+        base_dim=base.dimension,
         checkpoint_dir=str(work / f"checkpoints-{spec.name}"),
-        processes=rs.processes,
-        loss=rs.loss,
-        mini_batch_size=rs.mini_batch_size,
+        max_steps=max_steps,
         device="cuda" if settings.model.device.startswith("cuda") else "cpu",
     )
+    documents: list[str] = []
+    if rs.recipe == "domain_adapt":
+        docs = sample_documents(milvus, spec, rs.domain_documents, seed=0, with_text=True)
+        documents = [t for t in docs.texts if t]
+        say(f"[retrain] domain adaptation (TSDAE) on {len(documents)} of {spec.name}'s documents first")
+    data = recipes.train_data(rs, train_pairs, documents)
     t0 = time.time()
     last = [0.0]
 
@@ -176,9 +182,7 @@ def build_candidate(
             )
 
     try:
-        result = retrain.run_training_subprocess(
-            config, retrain.TrainData(pairs=tuple(train_pairs)), out, timeout_s=rs.timeout_s, progress=progress
-        )
+        result = retrain.run_training_subprocess(config, data, out, timeout_s=rs.timeout_s, progress=progress)
     except retrain.RetrainError as exc:
         raise TrainingError(
             f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
@@ -193,10 +197,16 @@ def build_candidate(
             out,
             say=say,
             manifest=_manifest(train_pairs, sorted(fs.held_rel), fs.records, fs.feedback_ids),
-            extra={"alias": spec.name, "train_result": result.to_dict(), "train_seconds": seconds},
-            n_train_pairs=len(train_pairs),
+            extra={
+                "alias": spec.name,
+                "recipe": rs.recipe,
+                "train_result": result.to_dict(),
+                "train_seconds": seconds,
+            },
+            n_train_pairs=len(data.pairs),
             train_seconds=seconds,
             move=True,
+            recipe=rs.recipe,
         )
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -216,6 +226,7 @@ def gate_candidate(
     train_seconds: float,
     move: bool,
     source: str = "",
+    recipe: str = "",
 ) -> CandidateReport:
     """Evaluate base and candidate on the held-out queries against the actual corpus, decide, register."""
     rs = settings.retrain
@@ -267,6 +278,7 @@ def gate_candidate(
         held_out=tuple((q, frozenset(fs.held_rel[q])) for q in held_q),
         source=source,
         strata=strata,
+        recipe=recipe,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import click
 
 from .. import commands, modelcommands
+from ..opsettings import RECIPES
 from ._base import _echo, _milvus, _settings, cli
 
 # --- daemon ---------------------------------------------------------------------------------------------
@@ -73,6 +74,12 @@ def models_import(ctx: click.Context, spec: str, collection: str) -> None:
 @click.option("--collection", default=None, help="Only this watched alias (default: all).")
 @click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
 @click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
+@click.option(
+    "--recipe",
+    type=click.Choice(RECIPES),
+    default=None,
+    help="How to train the candidate (default: [retrain] recipe; see the README's recipes).",
+)
 @click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
 @click.pass_context
 def retrain_cmd(
@@ -82,6 +89,7 @@ def retrain_cmd(
     collection: str | None,
     force: bool,
     abort: bool,
+    recipe: str | None,
     max_steps: int,
 ) -> None:
     """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
@@ -94,6 +102,7 @@ def retrain_cmd(
     if abort:
         _echo(modelcommands.abort_swaps(settings, _milvus(ctx), chosen))
     else:
+        settings = modelcommands.with_recipe(settings, recipe)
         _echo(modelcommands.build_candidates(settings, _milvus(ctx), chosen, click.echo, max_steps=max_steps))
 
 
