@@ -162,3 +162,26 @@ def test_too_little_feedback_is_a_clear_error(lab) -> None:
         r"least 40 pairs",
     ):
         build_candidate(settings, m, settings.collection("lab"), say=lambda s: None)
+
+
+def test_the_domain_adapt_recipe_pretrains_on_the_collections_documents(lab, tmp_path: Path) -> None:
+    """`retrain --recipe domain_adapt`: TSDAE on a sample of the collection's own documents, then the contrastive
+    step; the gate report and the registry name the recipe."""
+    from embguard.modelcommands import with_recipe
+
+    settings, m, _, passages = lab
+    settings = with_recipe(settings, "domain_adapt")
+    settings = settings.model_copy(
+        update={"retrain": settings.retrain.model_copy(update={"domain_documents": 16, "tsdae_epochs": 1.0})}
+    )
+    spec = settings.collection("lab")
+    f = tmp_path / "labels.jsonl"
+    f.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[:60]) + "\n")
+    assert import_labels(settings, m, spec, f) == 60
+    said: list[str] = []
+    report = build_candidate(settings, m, spec, say=said.append, max_steps=2)
+    assert report.recipe == "domain_adapt" and "trained (recipe domain_adapt)" in str(report)
+    assert any("domain adaptation (TSDAE) on 16 of lab's documents" in s for s in said), said
+    extra = report.version.extra
+    assert extra["recipe"] == "domain_adapt" and extra["train_result"]["tsdae_steps"] > 0
+    assert m.resolve("lab") == "lab__v1"  # a candidate never touches serving
