@@ -182,7 +182,7 @@ class SamplingSettings(Section):
     reference_window_s: Seconds = Field(
         86400,
         description="span of tapped queries `baseline capture` freezes as the reference: a whole daily cycle, so "
-        "an hour's topic mix is compared with the day's (benchmarks/results/traffic.md)",
+        "an hour's topic mix is compared with the day's (benchmarks/results/traffic_schedule.md)",
     )
     doc_sample_size: PositiveInt = Field(2000, description="documents per document sample")
     tap_max_rows: PositiveInt = Field(1_000_000, description="tap collection row cap")
@@ -195,7 +195,7 @@ class ScheduleSettings(Section):
     check_interval_s: Seconds = Field(
         3600,
         description="how often monitors run; equal to sampling.window_s, each check sees fresh queries, so "
-        "drift.consecutive counts independent windows (benchmarks/results/traffic.md)",
+        "drift.consecutive counts independent windows (benchmarks/results/traffic_schedule.md)",
     )
     prune_interval_s: Seconds = Field(3600, description="how often tap/feedback are pruned")
     retrain_interval_s: Seconds = Field(3600, description="how often the retrain policy is evaluated")
