@@ -393,9 +393,7 @@ def shifts(
         for share in sizes:
             onset = 2 * DAY + (7 + 5 * seed) * HOUR
             traffic = Traffic(corpus, 100 + seed, shift_start=onset, shift_share=share, ramp_s=ramp_s)
-            for d in [*mon._detectors.values(), mon._page]:  # fresh consecutive counters for each run
-                if d is not None:
-                    d.reset()
+            mon.reset()  # fresh consecutive counters for each run
             t0 = onset - before * interval_s
             rows = run_checks(mon, traffic, t0, onset + after * interval_s, window_s, interval_s)
             p = [r[f"p:{COMBINED}"] for r in rows]

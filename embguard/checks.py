@@ -113,6 +113,12 @@ class CollectionMonitor:
     def monitors(self) -> tuple[str, ...]:
         return tuple(self._detectors)
 
+    def reset(self) -> None:
+        """Forget every consecutive count (a new run of windows against the same reference)."""
+        for d in [*self._detectors.values(), self._page]:
+            if d is not None:
+                d.reset()
+
     @property
     def consecutive(self) -> dict[str, int]:
         out = {n: d.consecutive for n, d in self._detectors.items()}

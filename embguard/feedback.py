@@ -83,6 +83,7 @@ class FeedbackSplit:
     positives: Any
     held_rel: dict[str, set[Any]]
     corpus: tuple[list[Any], list[str], np.ndarray]  # ids, texts, base vectors
+    base_queries: np.ndarray  # the base model's vectors of held_queries, in that order
     strata: dict[str, str]  # held-out query -> "clicked" | "labelled"
 
     @property
@@ -109,7 +110,7 @@ def split_feedback(settings: Settings, milvus: Milvus, spec: CollectionSettings,
         )
     # Clicked queries are ones the live model already answered in its top results; annotators' labels (label
     # import) include its misses. Each source is held out in proportion, and the gate reports them apart.
-    labelled = {r.query for r in records if r.signal != "click"}
+    labelled = {retrain.normalize_query(r.query) for r in records if r.signal != "click"}
     strata = {"clicked": [q for q in queries if q not in labelled], "labelled": [q for q in queries if q in labelled]}
     split = retrain.split_queries_stratified(strata, held_out_fraction=rs.held_out_fraction, seed=0)
     train_pairs, held_pairs = retrain.split_pairs(tp.pairs, split)
@@ -119,9 +120,8 @@ def split_feedback(settings: Settings, milvus: Milvus, spec: CollectionSettings,
         held_rel.setdefault(p.query, set()).add(p.positive_id)
     # The evaluation corpus is read once, before training: the gate needs it, and it also answers the
     # hard-negative miner's text look-ups (one Milvus query per mined id otherwise).
-    corpus = eval_corpus(
-        milvus, served, spec, [i for s in held_rel.values() for i in s], 0, settings, base.encode(sorted(held_rel))
-    )
+    base_queries = base.encode(sorted(held_rel))
+    corpus = eval_corpus(milvus, served, spec, [i for s in held_rel.values() for i in s], 0, settings, base_queries)
     return FeedbackSplit(
         served,
         base_id,
@@ -132,5 +132,6 @@ def split_feedback(settings: Settings, milvus: Milvus, spec: CollectionSettings,
         tp.positives,
         held_rel,
         corpus,
+        base_queries,
         {q: "labelled" if q in labelled else "clicked" for q in held_rel},
     )

@@ -173,7 +173,7 @@ class Metrics:
         self.active_model.labels(collection, model_id, served_by).set(1.0)
 
     def init_series(
-        self, collections: Iterable[str], jobs: Iterable[str], alpha: float, check_interval_s: float = 3600
+        self, collections: Iterable[str], jobs: Iterable[str], alpha: float, check_interval_s: float
     ) -> None:
         """Create every per-collection and per-job series at start, so dashboards and alert rules never see
         "no data" where the truthful answer is "nothing happening"."""

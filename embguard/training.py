@@ -234,10 +234,11 @@ def gate_candidate(
     cand = models.load(str(candidate_dir), None, settings.model.device)
     held_q = fs.held_queries
     rel: list[set[Any]] = [fs.held_rel[q] for q in held_q]
-    ids, texts, base_vecs = pool_candidate(milvus, fs.served, spec, settings, cand.encode(held_q), *fs.corpus)
-    base_scores = retrain.evaluate_embeddings(base.encode(held_q), base_vecs, ids, rel)
+    cand_queries = cand.encode(held_q)
+    ids, texts, base_vecs = pool_candidate(milvus, fs.served, spec, settings, cand_queries, *fs.corpus)
+    base_scores = retrain.evaluate_embeddings(fs.base_queries, base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
-    cand_scores = retrain.evaluate_embeddings(cand.encode(held_q), cand.encode(texts), ids, rel)
+    cand_scores = retrain.evaluate_embeddings(cand_queries, cand.encode(texts), ids, rel)
     guard = {}
     if rs.guard_queries:
         gq, gdocs, grel = guard_set(rs.guard_queries, 0)

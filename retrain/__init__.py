@@ -27,7 +27,7 @@ from .gate import GateConfig, GateVerdict, decide
 from .labels import validate_labels
 from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from .negatives import MiningConfig, mine_hard_negatives
-from .pairs import FeedbackRecord, Pair, TrainingPairs, build_pairs, with_explicit_negatives
+from .pairs import FeedbackRecord, Pair, TrainingPairs, build_pairs, normalize_query, with_explicit_negatives
 from .protocols import Encoder, Retriever
 from .retrieval import ExactRetriever
 from .runner import run_training_subprocess
@@ -112,6 +112,7 @@ __all__ = [
     "score_rankings",
     "select_drift",
     "split_pairs",
+    "normalize_query",
     "split_queries",
     "split_queries_stratified",
     "train",

@@ -47,7 +47,8 @@ class TrainingPairs:
     missing_doc_ids: tuple[DocId, ...]
 
 
-def _norm_query(q: str) -> str:
+def normalize_query(q: str) -> str:
+    """The form a query is paired, split and stratified under: whitespace runs collapsed."""
     return " ".join(q.split())
 
 
@@ -71,7 +72,7 @@ def build_pairs(
             raise DataError(
                 f"feedback record for query {r.query!r} has signal {r.signal!r}; use one of {', '.join(SIGNALS)}"
             )
-        q = _norm_query(r.query)
+        q = normalize_query(r.query)
         if not q:
             continue
         if r.signal == "negative":

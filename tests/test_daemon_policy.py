@@ -11,6 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from builders import gate_verdict
 from prometheus_client import CollectorRegistry
 
 from embguard import training
@@ -19,27 +20,8 @@ from embguard.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.registry import ModelRegistry
 from embguard.reports import CheckReport, MonitorOutcome
 from embguard.tap import FEEDBACK_COLLECTION, ensure_feedback_collection, feedback_row
-from retrain import GateConfig, GateVerdict
-from retrain.bootstrap import Interval
 
 pytestmark = pytest.mark.integration
-
-
-def _verdict(base: float = 0.5, candidate: float = 0.56, reason: str = "gain") -> GateVerdict:
-    gain = Interval(mean=candidate - base, low=0.01, high=0.1, confidence=0.95, resamples=2000, n=40)
-    return GateVerdict(
-        promote=True,
-        reasons=(reason,),
-        metric="ndcg@10",
-        base_mean=base,
-        candidate_mean=candidate,
-        gain=gain,
-        guard_base_mean=None,
-        guard_candidate_mean=None,
-        guard_change=None,
-        means={},
-        config=GateConfig(),
-    )
 
 
 class Recorder:
@@ -79,7 +61,7 @@ def setup(backend, tmp_path, embedder, monkeypatch):
         version = ModelRegistry(s.model.store_dir).register(
             src,
             status="awaiting_approval",
-            verdict=_verdict(reason="ndcg@10 gain CI low +0.01 >= min_gain +0.00"),
+            verdict=gate_verdict(reason="ndcg@10 gain CI low +0.01 >= min_gain +0.00"),
             extra={"alias": spec.name},
         )
         return SimpleNamespace(promoted=True, version=version, __str__=lambda self: "report")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import gate_verdict
 
 from embguard import pages
 from embguard.checking import Watched
@@ -19,25 +20,6 @@ from embguard.registry import ModelRegistry, ModelVersion, RegistryError
 from embguard.reports import COMBINED, CheckReport, MonitorOutcome
 from embguard.sampling import Window
 from embguard.state import StateDir
-from retrain import GateConfig, GateVerdict
-from retrain.bootstrap import Interval
-
-
-def _verdict(base: float = 0.5, candidate: float = 0.56, reason: str = "gain") -> GateVerdict:
-    gain = Interval(mean=candidate - base, low=0.01, high=0.1, confidence=0.95, resamples=2000, n=40)
-    return GateVerdict(
-        promote=True,
-        reasons=(reason,),
-        metric="ndcg@10",
-        base_mean=base,
-        candidate_mean=candidate,
-        gain=gain,
-        guard_base_mean=None,
-        guard_candidate_mean=None,
-        guard_change=None,
-        means={},
-        config=GateConfig(),
-    )
 
 
 def _report(alias: str = "kb", sustained: bool = True, ood: bool = False) -> CheckReport:
@@ -120,7 +102,7 @@ def test_ood_and_candidate_alerts() -> None:
         model_id="m3",
         created_at=0.0,
         status="awaiting_approval",
-        verdict=_verdict(),
+        verdict=gate_verdict(),
     )
     alerts = pages.active_alerts(
         milvus_up=True,
@@ -195,7 +177,7 @@ def test_the_registry_stores_and_reads_a_typed_gate_verdict(tmp_path: Path) -> N
     src.mkdir()
     (src / "modules.json").write_text("[]")
     registry = ModelRegistry(tmp_path / "store")
-    verdict = _verdict(0.41, 0.47, "ndcg@10 gain CI low +0.02 >= min_gain +0.00")
+    verdict = gate_verdict(0.41, 0.47, "ndcg@10 gain CI low +0.02 >= min_gain +0.00")
     v = registry.register(src, status="awaiting_approval", verdict=verdict)
     assert registry.get(v.version).verdict == verdict
     assert registry.register(src).verdict is None  # imported/base models have no verdict

@@ -70,9 +70,7 @@ def test_large_sudden_shift_pages_and_the_quiet_stream_does_not(corpus: tr.Corpu
     mon = tr.make_monitor(corpus, drift, tr.window(corpus, day0, ts=ts), doc_sample=600, window_s=3600)
     rows: dict[str, Any] = {}
     for name, stream in (("quiet", quiet), ("shifted", shifted)):
-        for d in [*mon._detectors.values(), mon._page]:
-            assert d is not None
-            d.reset()
+        mon.reset()
         rows[name] = tr.run_checks(mon, stream, 2 * tr.DAY, 2 * tr.DAY + 12 * 300, 3600, 300)
     assert tr.pages([bool(r["s:combined"]) for r in rows["quiet"]]) == 0
     assert tr.delay([bool(r["s:combined"]) for r in rows["shifted"]], 0) is not None
@@ -98,9 +96,7 @@ def test_the_defaults_page_a_20_percent_new_topic_within_three_checks_and_not_on
     runs = {"quiet": (quiet, 2 * tr.DAY + interval_s, 12), "shifted": (shifted, 2 * tr.DAY + 10 * tr.HOUR, 3)}
     rows: dict[str, Any] = {}
     for name, (stream, first, n) in runs.items():
-        for d in [*mon._detectors.values(), mon._page]:
-            assert d is not None
-            d.reset()
+        mon.reset()
         rows[name] = tr.run_checks(mon, stream, first, first + n * interval_s, window_s, interval_s)
     assert tr.pages([bool(r["s:combined"]) for r in rows["quiet"]]) == 0
     assert any(r["s:combined"] for r in rows["shifted"]), [r["p:combined"] for r in rows["shifted"]]
