@@ -162,7 +162,7 @@ class Client:
         collection = self.resolve(alias)
         model = self.model_for(collection)
         if texts is not None:
-            qv = model.encode(list(texts), batch_size=self.settings.model.batch_size)
+            qv = model.encode_queries(list(texts), batch_size=self.settings.model.batch_size)
         else:
             qv = check_vectors(vectors, model.dimension, f"search vectors for {alias!r} (model {model.model_id})")
         # Asking for no fields makes Milvus Lite return every field, vectors included: ask for the key only.

@@ -9,7 +9,8 @@ from .lite import free_port
 
 ALIAS = "demo_docs"
 BASE_TOPICS = ("email", "http", "urllib", "json", "xml", "html", "mailbox", "smtplib", "imaplib")
-# Simulated users click the right passage when the search shows it, most of the time.
+# Simulated users read from the top: they look at rank r with probability 1/r (simulate.user_clicks) and click the
+# right passage with this probability once they have seen it.
 CLICK_RATE = 0.7
 SHIFT_TOPICS = ("asyncio", "threading", "concurrent", "multiprocessing", "subprocess", "queue", "sched")
 

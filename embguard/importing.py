@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 
 from . import model as models
+from .candidate import CandidateReport
 from .config import CollectionSettings, Settings
 from .feedback import split_feedback
 from .milvus import Milvus
-from .training import CandidateReport, gate_candidate
+from .training import gate_candidate
 
 
 def import_candidate(

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,13 +110,25 @@ class EmbeddingModel:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised float32 embeddings, one row per text."""
+        """L2-normalised float32 document embeddings, one row per text (what a collection stores)."""
+        return self._encode(texts, batch_size, "document")
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised float32 query embeddings, one row per text (what a search sends).
+
+        The same as :meth:`encode` for a symmetric model. An asymmetric one (a query-adapter candidate, whose
+        ``Router`` sends queries through an extra layer, or a model with query/document prompts) differs.
+        """
+        return self._encode(texts, batch_size, "query")
+
+    def _encode(self, texts: Sequence[str], batch_size: int, role: str) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of strings, not one string; wrap it in a list")
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        fn = self._st.encode_query if role == "query" else self._st.encode_document
         with self._lock:
-            vecs = self._st.encode(
+            vecs = fn(
                 list(texts),
                 batch_size=batch_size,
                 normalize_embeddings=True,
@@ -192,3 +205,81 @@ def load(spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str =
         )
         _cache[key] = model
         return model
+
+
+def save_query_adapter(base: EmbeddingModel, weight: np.ndarray, out: Path) -> Path:
+    """Save ``base`` with a query-side linear map as one sentence-transformers directory.
+
+    The directory holds a ``Router``: queries go through ``base``, then ``q @ weight``, then L2 normalisation;
+    documents go through ``base`` unchanged. So the model's document vectors are the base model's, bit for bit,
+    and a collection embedded by ``base`` needs no re-embedding to serve it. The transformer is shared by both
+    routes (saved once). An adapter on an adapter stacks onto the query route and keeps the document route.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router
+
+    w = np.asarray(weight, dtype=np.float32)
+    if w.shape != (base.dimension, base.dimension):
+        raise ModelError(
+            f"a query adapter for {base.model_id} must be {base.dimension}x{base.dimension}, not {w.shape}"
+        )
+    routes = base.sentence_transformer[0]
+    query: list[Any] = list(base.sentence_transformer)
+    document = query
+    if isinstance(routes, Router):
+        sub: Any = routes.sub_modules
+        query, document = list(sub["query"]), list(sub["document"])
+    dense = Dense(base.dimension, base.dimension, bias=False, activation_function=torch.nn.Identity())
+    with torch.no_grad():
+        dense.linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))  # Dense computes x @ W.T
+    # The adapter was fitted on normalised base vectors; normalise first whatever the base's last module is.
+    router = Router.for_query_document(
+        query_modules=[*query, Normalize(), dense, Normalize()], document_modules=document
+    )
+    SentenceTransformer(modules=[router], device="cpu").save(str(out))
+    return Path(out)
+
+
+def truncate_saved(path: Path, dim: int) -> None:
+    """Make the model at ``path`` output the first ``dim`` dimensions of its vectors, re-normalised.
+
+    For a Matryoshka-trained model: the served vectors (and so the swap's new collection) are ``dim``-wide,
+    and every loader of the directory gets them without knowing about truncation.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    full = int(st.get_embedding_dimension() or 0)
+    if not 0 < dim < full:
+        raise ModelError(f"cannot truncate the {full}-d model at {str(path)!r} to {dim} dimensions")
+    head = Dense(full, dim, bias=False, activation_function=torch.nn.Identity())
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(dim, full))
+    staged = Path(path).with_name(Path(path).name + ".truncated")
+    SentenceTransformer(modules=[*st, Normalize(), head, Normalize()], device="cpu").save(str(staged))
+    old = Path(path).with_name(Path(path).name + ".full")
+    Path(path).rename(old)
+    staged.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def document_route(model: EmbeddingModel) -> list[Any] | None:
+    """The modules a query-adapter (``Router``) model embeds documents with; None for a plain model."""
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    routes = model.sentence_transformer[0]
+    if not isinstance(routes, Router):
+        return None
+    document: Any = routes.sub_modules["document"]
+    return list(document)
+
+
+def save_modules(modules: list[Any], out: Path) -> Path:
+    """Save a list of sentence-transformers modules as a model directory."""
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    return Path(out)

@@ -26,7 +26,9 @@ def model_lines(settings: Settings) -> Iterator[str]:
         yield "no model versions registered yet (the default model serves until a candidate is approved)"
     for v in versions:
         gate_s = "" if v.verdict is None else (" gate: pass" if v.verdict.promote else " gate: FAIL")
-        yield f"{v.version}\t{v.status}\t{v.model_id}{gate_s}"
+        how = v.extra.get("recipe") or ("imported" if v.extra.get("imported_from") else "")
+        how_s = f"\t{how}" + (" (no re-embedding)" if v.extra.get("documents_as") else "") if how else ""
+        yield f"{v.version}\t{v.status}\t{v.model_id}{gate_s}{how_s}"
 
 
 def model_json(settings: Settings, version: str) -> str:

@@ -10,15 +10,18 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model
 
 from .bounds import MAX_INT, MAX_SECONDS, PositiveFloat, PositiveInt, Seconds, Section
 
-Recipe = Literal["finetune", "matryoshka", "distill", "domain_adapt"]
-RECIPES: tuple[str, ...] = get_args(Recipe)
+Recipe = Literal["finetune", "adapter", "matryoshka", "distill", "domain_adapt"]
+RECIPES: tuple[str, ...] = get_args(Recipe)  # what one candidate can be trained with
+AUTO = "auto"  # [retrain] recipe = "auto": train several (auto_recipes), keep the best on a validation split
 
 
 class RetrainSettings(Section):
     sustained_checks: PositiveInt = Field(3, description="drifted checks in a row before retraining")
     min_feedback_pairs: PositiveInt = Field(200, description="feedback pairs needed since the last model")
     gate_margin: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
-        0.01, description="nDCG@10 gain a candidate needs"
+        0.0,
+        description="nDCG@10 gain the lower end of the gain's 95% CI must reach (0: significantly better; clicked "
+        "held-out queries understate a candidate's gain, benchmarks/results/product.md)",
     )
     guard_tolerance: Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         0.02, description="allowed guard-set loss"
@@ -28,7 +31,10 @@ class RetrainSettings(Section):
     batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
         32, description="training batch (in-batch negatives)"
     )
-    learning_rate: PositiveFloat = Field(2e-5, description="fine-tuning learning rate")
+    learning_rate: PositiveFloat = Field(5e-5, description="fine-tuning learning rate")
+    max_seq_length: Annotated[StrictInt, Field(ge=8, le=8192)] = Field(
+        64, description="training truncation in tokens (serving keeps the model's own); 64 halves step time"
+    )
     held_out_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
         0.3, description="share of labelled queries kept out of training for the gate"
     )
@@ -49,12 +55,31 @@ class RetrainSettings(Section):
         description="data-parallel training processes (torchrun), one per device: with model.device = 'cuda' one "
         "per GPU, on CPU over gloo; in-batch negatives are gathered across them",
     )
-    recipe: Recipe = Field(
+    recipe: Literal[Recipe, "auto"] = Field(
         "finetune",
         description="how a candidate is trained (embguard/recipes.py): finetune = contrastive fine-tune (with mined "
-        "hard negatives unless hard_negatives = false); matryoshka = the same over nested dimensions "
-        "(matryoshka_dims); distill = MarginMSE from teacher_model over hard-negative triplets; domain_adapt = "
-        "TSDAE on domain_documents of the collection's own documents first, for collections with little feedback",
+        "hard negatives unless hard_negatives = false); adapter = a query-side linear map on the serving model, "
+        "seconds to train, and the swap copies the document vectors instead of re-embedding them; matryoshka = "
+        "the contrastive fine-tune over nested dimensions (matryoshka_dims), served at matryoshka_serve_dim; "
+        "distill = MarginMSE from teacher_model over hard-negative triplets; domain_adapt = TSDAE on "
+        "domain_documents of the collection's own documents first, for collections with little feedback; auto = "
+        "train each of auto_recipes within auto_budget_s and keep the best on a validation split of the training "
+        "queries",
+    )
+    adapter_epochs: PositiveInt = Field(3, description="adapter: epochs over the feedback pairs (it overfits after ~5)")
+    matryoshka_serve_dim: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        0,
+        description="matryoshka: serve vectors truncated to this many dimensions (one of matryoshka_dims; the "
+        "swap builds the new collection at it); 0 serves the model's full dimension",
+    )
+    auto_recipes: tuple[Recipe, ...] = Field(
+        ("adapter", "finetune"), description="auto: the recipes tried, in this order (cheapest first)"
+    )
+    auto_budget_s: Seconds = Field(
+        3600, description="auto: no further recipe starts after this much training time (the first always runs)"
+    )
+    validation_fraction: Annotated[StrictFloat, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.2, description="auto: share of the training queries held back to choose the recipe (never the gate's)"
     )
     matryoshka_dims: tuple[PositiveInt, ...] = Field(
         (256, 128, 64), description="matryoshka: smaller dimensions trained besides the model's own"
@@ -75,15 +100,24 @@ class RetrainSettings(Section):
 
     @model_validator(mode="after")
     def _recipe_inputs(self) -> RetrainSettings:
-        if self.recipe == "distill" and not self.teacher_model:
+        used = set(self.auto_recipes) if self.recipe == AUTO else {self.recipe}
+        if "distill" in used and not self.teacher_model:
             raise ValueError(
                 "retrain.recipe = 'distill' needs retrain.teacher_model: the local directory of the teacher model"
             )
-        if self.recipe == "distill" and not self.hard_negatives:
+        if "distill" in used and not self.hard_negatives:
             raise ValueError(
                 "retrain.recipe = 'distill' learns the teacher's margins on hard-negative triplets; set "
                 "retrain.hard_negatives = true"
             )
+        if self.matryoshka_serve_dim and self.matryoshka_serve_dim not in self.matryoshka_dims:
+            raise ValueError(
+                f"retrain.matryoshka_serve_dim = {self.matryoshka_serve_dim} is not one of retrain.matryoshka_dims "
+                f"{list(self.matryoshka_dims)}: only a trained prefix length keeps working when served; add it "
+                "there or set 0 to serve the full dimension"
+            )
+        if self.recipe == AUTO and not self.auto_recipes:
+            raise ValueError("retrain.recipe = 'auto' needs at least one recipe in retrain.auto_recipes")
         return self
 
 

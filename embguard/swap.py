@@ -9,7 +9,9 @@ The swap is a resumable state machine persisted in ``state/swaps/<alias>.json`` 
   ``embguard.Client`` write goes to both collections, each embedded with its own model.
 - **backfill**: the source's documents are streamed in primary-key order, re-embedded from their stored
   text and upserted, with a durable checkpoint after every batch. Killed anywhere (``kill -9`` included)
-  and restarted, it resumes after the checkpoint; re-upserting a batch is harmless.
+  and restarted, it resumes after the checkpoint; re-upserting a batch is harmless. A candidate that embeds
+  documents exactly as the serving model does (a query adapter: its registry entry's ``documents_as`` is the
+  source's model id) gets the source's vectors copied instead: the same phases, no encoding.
 - **reconcile**: the backfill read each document once, so an edit or delete that raced with it could be
   overwritten by a stale copy. Reconcile compares every id and text hash of source and target and
   re-embeds, adds or deletes until the target holds exactly the source's documents.
@@ -140,8 +142,11 @@ class Swapper:
                     f"({state.done}/{state.total} documents)"
                 )
             model = models.load_by_id(candidate.model_id, self.settings.model.store_dir, self.settings.model.device)
+            copy = bool(state.source_model_id) and candidate.extra.get("documents_as") == state.source_model_id
+            if copy and not state.reached("backfilled"):
+                self.say(f"{candidate.version} embeds documents as {state.source_model_id} does: copying vectors")
             try:
-                self._advance(spec, state, model)
+                self._advance(spec, state, model, copy)
             except Exception as exc:
                 state.error = str(exc)
                 self.store.save(state)
@@ -155,7 +160,7 @@ class Swapper:
                 self.registry.set_status(prev.version, "approved")
             return state
 
-    def _advance(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> None:
+    def _advance(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel, copy: bool) -> None:
         m = self.milvus
         if not st.reached("created"):
             if not m.has_collection(st.target):
@@ -180,10 +185,10 @@ class Swapper:
             self._phase(st, "dual_write")
             self.say(f"dual writes on: {st.source} -> {st.target}")
         if not st.reached("backfilled"):
-            self._backfill(spec, st, model)
+            self._backfill(spec, st, model, copy)
             self._phase(st, "backfilled")
         if not st.reached("reconciled"):
-            fixed = self._reconcile(spec, st, model)
+            fixed = self._reconcile(spec, st, model, copy)
             self.say(f"reconciled {st.target} with {st.source}: {fixed} document(s) fixed")
             self._phase(st, "reconciled")
         if not st.reached("verified"):
@@ -228,18 +233,27 @@ class Swapper:
         )
         return [{**r, spec.vector_field: v.tolist()} for r, v in zip(rows, vecs, strict=True)]
 
-    def _scalar_fields(self, st: SwapState, spec: CollectionSettings) -> list[str]:
-        return [f["name"] for f in self.milvus.schema_fields(st.source) if f["name"] != spec.vector_field]
+    def _rows_fn(
+        self, spec: CollectionSettings, model: models.EmbeddingModel, copy: bool
+    ) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+        if not copy:
+            return lambda rows: self._embed_rows(spec, rows, model)
+        vf = spec.vector_field
+        return lambda rows: [{**r, vf: [float(x) for x in r[vf]]} for r in rows]
 
-    def _backfill(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> None:
-        fields = self._scalar_fields(st, spec)
+    def _fields(self, st: SwapState, spec: CollectionSettings, copy: bool) -> list[str]:
+        """The fields read from the source: every field but the vector, which is read only to be copied."""
+        return [f["name"] for f in self.milvus.schema_fields(st.source) if copy or f["name"] != spec.vector_field]
+
+    def _backfill(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel, copy: bool) -> None:
+        fields = self._fields(st, spec, copy)
 
         def checkpoint() -> None:
             self.store.save(st)
             if self.progress:
                 self.progress(st)
 
-        if self.settings.swap.engine == "ray":
+        if self.settings.swap.engine == "ray" and not copy:  # copying is I/O: no encoders to spread out
             from . import raybackfill
 
             return raybackfill.backfill(self.settings, self.milvus, spec, st, fields, checkpoint)
@@ -248,18 +262,18 @@ class Swapper:
             spec,
             st,
             fields,
-            lambda rows: self._embed_rows(spec, rows, model),
+            self._rows_fn(spec, model, copy),
             self.settings.swap.batch_size,
             checkpoint,
         )
 
-    def _reconcile(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel) -> int:
+    def _reconcile(self, spec: CollectionSettings, st: SwapState, model: models.EmbeddingModel, copy: bool) -> int:
         return reconcile(
             self.milvus,
             spec,
             st,
-            self._scalar_fields(st, spec),
-            lambda rows: self._embed_rows(spec, rows, model),
+            self._fields(st, spec, copy),
+            self._rows_fn(spec, model, copy),
             self.settings.swap.batch_size,
         )
 

@@ -20,7 +20,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,16 @@ import numpy as np
 
 import retrain
 
+from . import autorecipe, recipes
 from . import model as models
-from . import recipes
+from .candidate import CandidateReport, held_out_strata
 from .config import CollectionSettings, Settings
 from .errors import TrainingError
 from .evalcorpus import MilvusRetriever, doc_texts, guard_set, pool_candidate
 from .feedback import FeedbackSplit, split_feedback
 from .milvus import Milvus
-from .registry import ModelRegistry, ModelVersion
+from .opsettings import AUTO
+from .registry import ModelRegistry
 from .retention import Pins
 from .sampling import sample_documents
 from .tap import new_id
@@ -43,63 +44,6 @@ from .tap import new_id
 log = logging.getLogger(__name__)
 
 QUERY_TEXT_MAX = 8192  # max_length of the feedback collection's query_text varchar (tap.py)
-
-
-@dataclass(frozen=True)
-class CandidateReport:
-    alias: str
-    version: ModelVersion
-    verdict: retrain.GateVerdict
-    base_model_id: str
-    n_train_pairs: int
-    n_held_out: int
-    train_seconds: float
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    held_out: tuple[tuple[str, frozenset[Any]], ...] = ()  # (query, relevant doc ids), never trained on
-    source: str = ""  # where an imported candidate came from; empty for one trained here
-    recipe: str = ""  # how it was trained ([retrain] recipe)
-    strata: dict[str, dict[str, float]] = field(default_factory=dict)  # see held_out_strata
-
-    @property
-    def promoted(self) -> bool:
-        return self.verdict.promote
-
-    def __str__(self) -> str:
-        v = self.verdict
-        gain = v.gain
-        made = (
-            f"imported from {self.source}; gate on {self.n_held_out} held-out queries (embguard cannot know "
-            "whether an imported model saw them)"
-            if self.source
-            else f"trained (recipe {self.recipe or 'finetune'}) on {self.n_train_pairs} pairs in "
-            f"{self.train_seconds:.0f} s; gate on "
-            f"{self.n_held_out} held-out queries never trained on"
-        )
-        lines = [f"candidate {self.version.version} ({self.version.model_id}) for {self.alias}, {made}:"]
-        for metric in ("ndcg@10", "recall@10", "mrr@10"):
-            b, c = self.metrics["base"][metric], self.metrics["candidate"][metric]
-            lines.append(f"  {metric:<10} base {b:.4f} -> candidate {c:.4f} ({100 * (c - b):+.2f} points)")
-        lines.append(f"  nDCG@10 gain 95% CI [{gain.low:+.4f}, {gain.high:+.4f}]")
-        for name, st in self.strata.items():
-            misses = f", {st['base_misses']:.0f} the base model missed (no relevant document in its top 10)"
-            lines.append(
-                f"  {name} queries (n={st['n']:.0f}{misses}): nDCG@10 base {st['base']:.4f} -> candidate "
-                f"{st['candidate']:.4f}"
-            )
-        if "clicked" in self.strata:
-            lines.append(
-                "  note: a click means the live model already showed the answer, so clicked queries favour the "
-                "base model; labelled queries (embguard label import) are the ones that can show a fixed miss"
-            )
-        if v.guard_change is not None:
-            lines.append(f"  guard nDCG@10 {v.guard_base_mean:.4f} -> {v.guard_candidate_mean:.4f}")
-        for r in v.reasons:
-            lines.append(f"  - {r}")
-        if self.promoted:
-            lines.append(f"PASSED: approve with `embguard retrain --approve --candidate {self.version.version}`")
-        else:
-            lines.append("REJECTED: the active model stays; nothing to approve")
-        return "\n".join(lines)
 
 
 def _manifest(
@@ -146,7 +90,7 @@ def build_candidate(
     def doc_text(i: Any) -> str | None:
         return corpus_text[i] if i in corpus_text else doc_texts(milvus, served, spec, [i]).get(i)
 
-    if rs.hard_negatives:
+    if rs.hard_negatives and rs.recipe != "adapter":
         mined = retrain.mine_hard_negatives(
             train_pairs, base, MilvusRetriever(milvus, served, spec), doc_text, fs.positives
         )
@@ -154,22 +98,13 @@ def build_candidate(
         train_pairs = tuple(mined)
 
     work = settings.model.store_dir / ".work"
-    out = work / f"candidate-{new_id()[:8]}"
-    config = recipes.train_config(
-        rs,
-        base_model=str(base.path),
-        base_dim=base.dimension,
-        checkpoint_dir=str(work / f"checkpoints-{spec.name}"),
-        max_steps=max_steps,
-        device="cuda" if settings.model.device.startswith("cuda") else "cpu",
-    )
+    tag = new_id()[:8]
+    used = set(rs.auto_recipes) if rs.recipe == AUTO else {rs.recipe}
     documents: list[str] = []
-    if rs.recipe == "domain_adapt":
+    if "domain_adapt" in used:
         docs = sample_documents(milvus, spec, rs.domain_documents, seed=0, with_text=True)
         documents = [t for t in docs.texts if t]
         say(f"[retrain] domain adaptation (TSDAE) on {len(documents)} of {spec.name}'s documents first")
-    data = recipes.train_data(rs, train_pairs, documents)
-    t0 = time.time()
     last = [0.0]
 
     def progress(ev: dict[str, Any]) -> None:
@@ -181,35 +116,65 @@ def build_candidate(
                 + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
             )
 
+    def train_one(recipe: str, pairs: Sequence[retrain.Pair], out: Path) -> recipes.Trained:
+        say(f"[retrain] training a {recipe} candidate on {len(pairs)} pairs")
+        try:
+            return train(recipe, pairs, out)
+        except TrainingError as exc:
+            raise TrainingError(
+                f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
+            ) from None
+
+    def train(recipe: str, pairs: Sequence[retrain.Pair], out: Path) -> recipes.Trained:
+        return recipes.train(
+            rs,
+            recipe,
+            base,
+            pairs,
+            out,
+            checkpoint_dir=str(work / f"checkpoints-{spec.name}-{recipe}"),
+            documents=documents,
+            max_steps=max_steps,
+            device="cuda" if settings.model.device.startswith("cuda") else "cpu",
+            progress=progress,
+        )
+
+    auto: autorecipe.AutoChoice | None = None
     try:
-        result = retrain.run_training_subprocess(config, data, out, timeout_s=rs.timeout_s, progress=progress)
-    except retrain.RetrainError as exc:
-        raise TrainingError(
-            f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
-        ) from None
-    seconds = time.time() - t0
-    try:
+        if rs.recipe == AUTO:
+            auto = autorecipe.choose(
+                rs, base, train_pairs, fs.held_rel, fs.corpus[:2], work / f"candidate-{tag}", train_one, say
+            )
+            trained = auto.chosen
+            say(f"[retrain] {auto.summary()}")
+        else:
+            trained = train_one(rs.recipe, train_pairs, work / f"candidate-{tag}" / rs.recipe)
         return gate_candidate(
             settings,
             milvus,
             spec,
             fs,
-            out,
+            trained.path,
             say=say,
             manifest=_manifest(train_pairs, sorted(fs.held_rel), fs.records, fs.feedback_ids),
             extra={
                 "alias": spec.name,
-                "recipe": rs.recipe,
-                "train_result": result.to_dict(),
-                "train_seconds": seconds,
+                "recipe": trained.recipe,
+                "train_result": trained.result,
+                "train_seconds": trained.seconds,
+                "documents_as": trained.documents_as,
+                "served_dim": trained.served_dim,
+                **({"auto": auto.to_dict()} if auto else {}),
             },
-            n_train_pairs=len(data.pairs),
-            train_seconds=seconds,
+            n_train_pairs=auto.n_fit_pairs if auto else len(train_pairs),
+            train_seconds=sum(auto.seconds.values()) if auto else trained.seconds,
             move=True,
-            recipe=rs.recipe,
+            recipe=trained.recipe,
+            notes=(auto.summary(),) if auto else (),
+            reindex=trained.reindex,
         )
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work / f"candidate-{tag}", ignore_errors=True)
 
 
 def gate_candidate(
@@ -227,6 +192,8 @@ def gate_candidate(
     move: bool,
     source: str = "",
     recipe: str = "",
+    notes: tuple[str, ...] = (),
+    reindex: bool = True,
 ) -> CandidateReport:
     """Evaluate base and candidate on the held-out queries against the actual corpus, decide, register."""
     rs = settings.retrain
@@ -234,7 +201,7 @@ def gate_candidate(
     cand = models.load(str(candidate_dir), None, settings.model.device)
     held_q = fs.held_queries
     rel: list[set[Any]] = [fs.held_rel[q] for q in held_q]
-    cand_queries = cand.encode(held_q)
+    cand_queries = cand.encode_queries(held_q)
     ids, texts, base_vecs = pool_candidate(milvus, fs.served, spec, settings, cand_queries, *fs.corpus)
     base_scores = retrain.evaluate_embeddings(fs.base_queries, base_vecs, ids, rel)
     say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
@@ -244,8 +211,8 @@ def gate_candidate(
         gq, gdocs, grel = guard_set(rs.guard_queries, 0)
         gids = list(range(len(gdocs)))
         guard = {
-            "guard_base": retrain.evaluate_embeddings(base.encode(gq), base.encode(gdocs), gids, grel),
-            "guard_candidate": retrain.evaluate_embeddings(cand.encode(gq), cand.encode(gdocs), gids, grel),
+            "guard_base": retrain.evaluate_embeddings(base.encode_queries(gq), base.encode(gdocs), gids, grel),
+            "guard_candidate": retrain.evaluate_embeddings(cand.encode_queries(gq), cand.encode(gdocs), gids, grel),
         }
     gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance, min_queries=rs.min_held_out)
     verdict = retrain.decide(base_scores, cand_scores, gate, **guard)
@@ -280,21 +247,6 @@ def gate_candidate(
         source=source,
         strata=strata,
         recipe=recipe,
+        notes=notes,
+        reindex=reindex,
     )
-
-
-def held_out_strata(
-    labels: list[str], base: retrain.PerQueryScores, candidate: retrain.PerQueryScores
-) -> dict[str, dict[str, float]]:
-    """nDCG@10 of base and candidate per stratum of the held-out queries, and how many the base model missed."""
-    out: dict[str, dict[str, float]] = {}
-    arr = np.array(labels)
-    for name in sorted(set(labels)):
-        mask = arr == name
-        out[name] = {
-            "n": float(mask.sum()),
-            "base": float(np.mean(base.scores["ndcg@10"][mask])),
-            "candidate": float(np.mean(candidate.scores["ndcg@10"][mask])),
-            "base_misses": float(np.sum(base.scores["recall@10"][mask] == 0)),
-        }
-    return out

@@ -111,11 +111,12 @@ def verify(
     texts = shadow_texts(milvus, spec, settings.swap.shadow_queries)
     overlap = top1_old = top1_new = float("nan")
     if texts:
+        ids_only = [spec.id_field]
         a = milvus.search(
-            st.source, old.encode(texts), limit=10, anns_field=spec.vector_field, output_fields=[spec.id_field]
+            st.source, old.encode_queries(texts), limit=10, anns_field=spec.vector_field, output_fields=ids_only
         )
         b = milvus.search(
-            st.target, model.encode(texts), limit=10, anns_field=spec.vector_field, output_fields=[spec.id_field]
+            st.target, model.encode_queries(texts), limit=10, anns_field=spec.vector_field, output_fields=ids_only
         )
         overlap = float(
             np.mean([len({h["id"] for h in x} & {h["id"] for h in y}) / 10 for x, y in zip(a, b, strict=True)])

@@ -27,7 +27,17 @@ from .gate import GateConfig, GateVerdict, decide
 from .labels import validate_labels
 from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from .negatives import MiningConfig, mine_hard_negatives
-from .pairs import FeedbackRecord, Pair, TrainingPairs, build_pairs, normalize_query, with_explicit_negatives
+from .pairs import (
+    MAX_PAIR_WEIGHT,
+    SOURCES,
+    FeedbackRecord,
+    Pair,
+    TrainingPairs,
+    build_pairs,
+    normalize_query,
+    with_explicit_negatives,
+)
+from .position import PositionBias, click_weight, examination_propensity
 from .protocols import Encoder, Retriever
 from .retrieval import ExactRetriever
 from .runner import run_training_subprocess
@@ -73,6 +83,7 @@ __all__ = [
     "Interval",
     "LabelValidationError",
     "LeakageError",
+    "MAX_PAIR_WEIGHT",
     "MarginSelection",
     "MiningConfig",
     "MixedSelection",
@@ -80,6 +91,7 @@ __all__ = [
     "NoveltySelection",
     "Pair",
     "PerQueryScores",
+    "PositionBias",
     "Pool",
     "Progress",
     "QuerySplit",
@@ -87,6 +99,7 @@ __all__ = [
     "RandomSelection",
     "RetrainError",
     "Retriever",
+    "SOURCES",
     "TrainConfig",
     "TrainData",
     "TrainResult",
@@ -96,10 +109,12 @@ __all__ = [
     "assert_disjoint",
     "bootstrap_mean",
     "build_pairs",
+    "click_weight",
     "decide",
     "default_strategy",
     "encode",
     "evaluate_embeddings",
+    "examination_propensity",
     "k_center_greedy",
     "load_adapter",
     "mine_hard_negatives",

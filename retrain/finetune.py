@@ -14,6 +14,7 @@ So a weight scales the gradient of that dataset's batches; the sampling frequenc
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -27,6 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,6 +196,42 @@ def _tsdae(
     return int(out.global_step)
 
 
+# A pair's weight enters training as extra copies of it; more than a few would let one pair crowd its batches out.
+MAX_COPIES = 3
+
+
+def repeat_by_weight(pairs: Sequence[Pair], max_copies: int = MAX_COPIES) -> list[Pair]:
+    """Each pair ``weight`` times rounded half up, at least once and at most ``max_copies``, in the given order.
+
+    MNRL has no per-example weight, so a heavier pair (a click deep in the list, repeated clicks) is
+    trained on more often instead. The NO_DUPLICATES batch sampler puts copies in different batches, where
+    each is an ordinary in-batch example; with every weight below 1.5 the pairs come back unchanged.
+    """
+    if max_copies < 1:
+        raise ConfigError(f"max_copies={max_copies!r} must be >= 1")
+    out: list[Pair] = []
+    for p in pairs:
+        out.extend([p] * min(max(math.floor(p.weight + 0.5), 1), max_copies))
+    return out
+
+
+def step_budget(config: TrainConfig, data: TrainData, train_ds: Any) -> int:
+    """``config.max_steps``, or when weights added copies, the steps ``config.epochs`` take over the rows without
+    them: weights change which examples the steps see, not what an epoch costs (a feedback set of deep clicks
+    would otherwise train up to ``MAX_COPIES`` times longer)."""
+    if config.max_steps > 0:
+        return config.max_steps
+    rows = sum(len(d) for d in train_ds.values()) if isinstance(train_ds, dict) else len(train_ds)
+    copies = len(repeat_by_weight(data.pairs)) - len(data.pairs)
+    if config.loss == "margin_mse":
+        triplets = [p for p in data.pairs if p.negative]
+        copies = len(repeat_by_weight(triplets)) - len(triplets)
+    if copies <= 0:
+        return -1
+    per_step = config.batch_size * _world_size()
+    return max(1, math.ceil((rows - copies) * config.epochs / per_step))
+
+
 def _pair_dataset(pairs: Sequence[Pair], with_negative: bool) -> Dataset:
     cols: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
     if with_negative:
@@ -245,9 +284,11 @@ def _datasets(model: SentenceTransformer, config: TrainConfig, data: TrainData):
                 "margin_mse needs (query, positive, negative) triplets; mine negatives first "
                 "(retrain.mine_hard_negatives)"
             )
+        pairs = repeat_by_weight(pairs)
         ds = _pair_dataset(pairs, True).add_column("label", _teacher_margins(config.teacher_model or "", pairs))
         task = {"task": ds}
     else:
+        pairs = repeat_by_weight(pairs)
         with_neg = [p for p in pairs if p.negative]
         without = [p for p in pairs if not p.negative]
         # Mixed rows cannot share one dataset (columns differ): triplets and pairs become two datasets.
@@ -300,7 +341,7 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: P
         losses: list[float] = []
         trainer = SentenceTransformerTrainer(
             model=model,
-            args=_args(config, ckpt_dir),
+            args=_args(config, ckpt_dir, max_steps=step_budget(config, data, train_ds)),
             train_dataset=train_ds,
             loss=loss,
             callbacks=[_ProgressCallback("train", progress, losses)],

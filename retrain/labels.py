@@ -29,7 +29,9 @@ def _check(obj: object) -> tuple[FeedbackRecord | None, str | None]:
     weight = obj.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
         return None, f"'weight' must be a positive finite number, got {weight!r}"
-    return FeedbackRecord(query=query.strip(), doc_id=doc_id, signal=signal, weight=float(weight)), None
+    # An annotator's answer: it outranks users' feedback and clicks on the same pair (retrain.pairs).
+    rec = FeedbackRecord(query=query.strip(), doc_id=doc_id, signal=signal, weight=float(weight), source="label")
+    return rec, None
 
 
 def validate_labels(lines: Iterable[str]) -> tuple[list[FeedbackRecord], list[tuple[int, str]]]:

@@ -194,3 +194,59 @@ def test_a_model_from_elsewhere_of_another_dimension_is_gated_and_swapped_in(
         found = sum(p.id in {h.id for h in hits} for p, hits in zip(passages[:20], res.hits, strict=True))
         assert found >= 12, found  # the imported model serves the collection it was gated for
         m.close()
+
+
+def test_an_adapter_candidate_swaps_in_by_copying_vectors(backend, tmp_path: Path) -> None:
+    """`retrain --recipe adapter`: seconds to train; the swap builds the versioned collection from the serving
+    collection's vectors (no re-embedding), and searches through the alias then embed queries with the adapter."""
+    import re
+
+    import numpy as np
+
+    from embguard import model as models
+
+    with backend.world(
+        tmp_path,
+        EMBGUARD_COLLECTIONS='[{name="ada", index_type="FLAT"}]',
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
+        EMBGUARD_RETRAIN__MIN_HELD_OUT="12",
+        EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+        EMBGUARD_SWAP__GRACE_S="0.5",
+        EMBGUARD_SWAP__SHADOW_QUERIES="10",
+    ) as world:
+        s = world.settings
+        passages = passages_for(["json", "csv", "sqlite3", "logging", "argparse", "pathlib"])[:80]
+        with Client(s) as c:
+            assert c.create_collection("ada", "default") == "ada__v1"
+            index(c, "ada", passages)
+            for p in passages:
+                c.feedback(c.search("ada", [p.query], limit=5).query_ids[0], p.id)
+        m = Milvus.connect(s)
+        source = m.resolve("ada")
+        before = {r["id"]: r["vector"] for r in m.query(source, filter="id >= 0", output_fields=["id", "vector"])}
+
+        out = _cli(world.env, "retrain", "--collection", "ada", "--recipe", "adapter")
+        assert "trained (recipe adapter)" in out and "copies the serving collection's vectors" in out, out
+        found = re.search(r"candidate (v\d{4})", out)
+        assert found is not None
+        version = ModelRegistry(s.model.store_dir).get(found.group(1))
+        assert version.extra["recipe"] == "adapter" and version.extra["documents_as"] == version.base_model_id
+        assert "adapter (no re-embedding)" in _cli(world.env, "models", "list")
+
+        # The gate's verdict is tested elsewhere; --force takes the swap whatever this small set said.
+        out = _cli(world.env, "retrain", "--approve", "--candidate", version.version, "--force")
+        assert "copying vectors" in out, out
+        served = m.resolve("ada")
+        assert served == f"ada__{version.version}" and served != source
+        after = {r["id"]: r["vector"] for r in m.query(served, filter="id >= 0", output_fields=["id", "vector"])}
+        assert after.keys() == before.keys()
+        assert all(np.array_equal(np.asarray(after[i], np.float32), np.asarray(before[i], np.float32)) for i in before)
+        with Client(s) as c:
+            res = c.search("ada", [passages[0].query], limit=5, consistency_level="Strong")
+        assert res.collection == served and res.model_id == version.model_id
+        cand = models.load_by_id(version.model_id, s.model.store_dir)
+        base = models.load("default")
+        q = [passages[0].query]
+        assert not np.allclose(cand.encode_queries(q), base.encode_queries(q))  # queries go through the adapter
+        np.testing.assert_array_equal(cand.encode(q), base.encode(q))
+        m.close()

@@ -7,7 +7,7 @@ import logging
 import click
 
 from .. import commands, modelcommands
-from ..opsettings import RECIPES
+from ..opsettings import AUTO, RECIPES
 from ._base import _echo, _milvus, _settings, cli
 
 # --- daemon ---------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def models_import(ctx: click.Context, spec: str, collection: str) -> None:
 @click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
 @click.option(
     "--recipe",
-    type=click.Choice(RECIPES),
+    type=click.Choice((*RECIPES, AUTO)),
     default=None,
     help="How to train the candidate (default: [retrain] recipe; see the README's recipes).",
 )

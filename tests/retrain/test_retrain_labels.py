@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from retrain import FeedbackRecord, LabelValidationError, validate_labels
+from retrain import FeedbackRecord, LabelValidationError, build_pairs, validate_labels
 
 
 def _line(**kw: object) -> str:
@@ -13,7 +13,17 @@ def test_valid_lines_become_records_and_blank_lines_are_skipped() -> None:
     lines = [_line(query="open a file", doc_id=7), "", _line(query="q2", doc_id="a", signal="negative", weight=2)]
     records, errors = validate_labels(lines)
     assert errors == []
-    assert records == [FeedbackRecord("open a file", 7, "positive", 1.0), FeedbackRecord("q2", "a", "negative", 2.0)]
+    assert records == [
+        FeedbackRecord("open a file", 7, "positive", 1.0, source="label"),
+        FeedbackRecord("q2", "a", "negative", 2.0, source="label"),
+    ]
+
+
+def test_an_annotators_label_outranks_a_click_on_the_same_pair() -> None:
+    clicked = FeedbackRecord("open a file", 7, "click", rank=6, ts_ms=100)  # a user's click, after the label
+    labels, _ = validate_labels([_line(query="open a file", doc_id=7, signal="negative")])
+    tp = build_pairs([clicked, *labels], {7: "open(path)"})
+    assert tp.pairs == () and tp.negatives == {"open a file": frozenset({7})}
 
 
 def test_bad_lines_are_reported_with_line_numbers_and_nothing_is_returned() -> None:
