@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_retrain import GUARD_TOPIC, cached_encode, fmt_ci, fmt_diff, log
+from bench_retrain import GUARD_TOPIC, cached_encode, fmt_ci, fmt_diff, log, split_corpus
 
 import retrain
-from retrain import GateConfig, Pair, decide, evaluate_embeddings, split_queries
+from retrain import GateConfig, decide, evaluate_embeddings
 
 RESULTS = REPO / "benchmarks" / "results" / "recipes.md"
 
@@ -77,14 +77,8 @@ def main() -> None:
     base = models.load()
     ids = [p.id for p in corpus]
     texts = [p.text for p in corpus]
-    guard = [p for p in corpus if p.topic == GUARD_TOPIC]
+    train_p, held_p, guard, pairs = split_corpus(corpus)
     task = [p for p in corpus if p.topic != GUARD_TOPIC]
-    split = split_queries([p.query for p in task], held_out_fraction=0.3, seed=0)
-    held_set = set(split.held_out)
-    train_p = [p for p in task if p.query not in held_set]
-    held_p = [p for p in task if p.query in held_set]
-    pairs = tuple(Pair(query=p.query, positive=p.text, positive_id=p.id) for p in train_p)
-    retrain.assert_disjoint([x.query for x in pairs], [p.query for p in held_p] + [p.query for p in guard])
     log(f"corpus {len(corpus)}, train pairs {len(pairs)}, held-out {len(held_p)}, guard {len(guard)}")
 
     base_docs = cached_encode("docs", base.model_id, texts, base.encode)

@@ -70,6 +70,20 @@ def cached_encode(tag: str, model_id: str, texts: list[str], encode) -> np.ndarr
     return vecs
 
 
+def split_corpus(corpus: list[Any]) -> tuple[list[Any], list[Any], list[Any], tuple[Pair, ...]]:
+    """(training passages, held-out passages, guard passages, training pairs): the guard topic is never trained on,
+    the rest is split 70/30 by query (seeded; disjointness asserted). Shared by the retrain benchmarks."""
+    guard = [p for p in corpus if p.topic == GUARD_TOPIC]
+    task = [p for p in corpus if p.topic != GUARD_TOPIC]
+    split = split_queries([p.query for p in task], held_out_fraction=0.3, seed=0)
+    held_set = set(split.held_out)
+    train_p = [p for p in task if p.query not in held_set]
+    held_p = [p for p in task if p.query in held_set]
+    pairs = tuple(Pair(query=p.query, positive=p.text, positive_id=p.id) for p in train_p)
+    retrain.assert_disjoint([x.query for x in pairs], [p.query for p in held_p] + [p.query for p in guard])
+    return train_p, held_p, guard, pairs
+
+
 def fmt_ci(scores: retrain.PerQueryScores, metric: str) -> str:
     ci = scores.interval(metric, resamples=2000, seed=0)
     return f"{100 * ci.mean:.2f} [{100 * ci.low:.2f}, {100 * ci.high:.2f}]"
@@ -111,14 +125,7 @@ def main() -> None:
     doc_ids = [p.id for p in corpus]
     log(f"corpus: {len(corpus)} passages, model {model.model_id}, {torch_threads} CPU cores")
 
-    guard = [p for p in corpus if p.topic == GUARD_TOPIC]
-    task = [p for p in corpus if p.topic != GUARD_TOPIC]
-    split = split_queries([p.query for p in task], held_out_fraction=0.3, seed=0)
-    held_set = set(split.held_out)
-    train_p = [p for p in task if p.query not in held_set]
-    held_p = [p for p in task if p.query in held_set]
-    train_pairs = tuple(Pair(query=p.query, positive=p.text, positive_id=p.id) for p in train_p)
-    retrain.assert_disjoint([x.query for x in train_pairs], [p.query for p in held_p] + [p.query for p in guard])
+    train_p, held_p, guard, train_pairs = split_corpus(corpus)
     log(f"train pairs {len(train_pairs)}, held-out queries {len(held_p)}, guard queries {len(guard)}")
 
     base_docs = cached_encode("docs", model.model_id, [p.text for p in corpus], model.encode)

@@ -93,12 +93,16 @@ def choose(
     ids, docs = list(texts), list(texts.values())
     rel = [val_rel[q] for q in queries]
 
-    def score(m: models.EmbeddingModel) -> float:
-        s = retrain.evaluate_embeddings(m.encode_queries(queries), m.encode(docs), ids, rel)
+    base_docs = base.encode(docs)
+
+    def score(m: models.EmbeddingModel, documents_as: str = "") -> float:
+        # A candidate that embeds documents as the base does (a query adapter) reuses the base's vectors.
+        vecs = base_docs if documents_as == base.model_id else m.encode(docs)
+        s = retrain.evaluate_embeddings(m.encode_queries(queries), vecs, ids, rel)
         return float(np.mean(s.scores["ndcg@10"]))
 
     say(f"[retrain] auto: {len(fit)} pairs to train on, {len(queries)} validation queries, over {len(docs)} passages")
-    ndcg = {"base": score(base)}
+    ndcg = {"base": score(base, base.model_id)}
     seconds: dict[str, float] = {}
     trained: list[Trained] = []
     skipped: list[str] = []
@@ -109,7 +113,7 @@ def choose(
         t = train_one(recipe, fit, work / f"auto-{recipe}")
         trained.append(t)
         seconds[recipe] = t.seconds
-        ndcg[recipe] = score(models.load(str(t.path), None, base_device(base)))
+        ndcg[recipe] = score(models.load(str(t.path), None, base_device(base)), t.documents_as)
         say(
             f"[retrain] auto: {recipe} validation nDCG@10 {ndcg[recipe]:.4f} (base {ndcg['base']:.4f}), "
             f"{t.seconds:.0f} s"

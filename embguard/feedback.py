@@ -20,13 +20,11 @@ from .config import CollectionSettings, Settings
 from .errors import NotEnoughFeedback
 from .evalcorpus import doc_texts, eval_corpus
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
-from .tap import FEEDBACK_COLLECTION, SIGNALS, TAP_COLLECTION, read_tap
+from .tap import FEEDBACK_COLLECTION, LABEL_QUERY_PREFIX, SIGNALS, TAP_COLLECTION, read_tap
 
 log = logging.getLogger("embguard.training")
 
 
-# embguard.labels.import_labels writes annotators' labels under query ids with this prefix (no search ran).
-LABEL_QUERY_PREFIX = "label:"
 _IDS_PER_FILTER = 500
 
 

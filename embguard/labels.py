@@ -15,7 +15,7 @@ from .config import CollectionSettings, Settings
 from .errors import EmbguardError, LabelError
 from .evalcorpus import doc_texts
 from .milvus import MODEL_ID_PROPERTY, Milvus, literal
-from .tap import FEEDBACK_COLLECTION, new_id, now_ms, text_hash
+from .tap import FEEDBACK_COLLECTION, LABEL_QUERY_PREFIX, new_id, now_ms, text_hash
 from .training import QUERY_TEXT_MAX
 
 
@@ -136,7 +136,7 @@ def import_labels(settings: Settings, milvus: Milvus, spec: CollectionSettings, 
     rows = [
         {
             "feedback_id": new_id(),
-            "query_id": f"label:{text_hash(r.query)[:24]}",
+            "query_id": f"{LABEL_QUERY_PREFIX}{text_hash(r.query)[:24]}",
             "doc_id": json.dumps(r.doc_id),
             "alias": spec.name,
             "collection": served,

@@ -216,7 +216,6 @@ def save_query_adapter(base: EmbeddingModel, weight: np.ndarray, out: Path) -> P
     routes (saved once). An adapter on an adapter stacks onto the query route and keeps the document route.
     """
     import torch
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router
 
     w = np.asarray(weight, dtype=np.float32)
@@ -224,12 +223,7 @@ def save_query_adapter(base: EmbeddingModel, weight: np.ndarray, out: Path) -> P
         raise ModelError(
             f"a query adapter for {base.model_id} must be {base.dimension}x{base.dimension}, not {w.shape}"
         )
-    routes = base.sentence_transformer[0]
-    query: list[Any] = list(base.sentence_transformer)
-    document = query
-    if isinstance(routes, Router):
-        sub: Any = routes.sub_modules
-        query, document = list(sub["query"]), list(sub["document"])
+    query, document = _routes(base)
     dense = Dense(base.dimension, base.dimension, bias=False, activation_function=torch.nn.Identity())
     with torch.no_grad():
         dense.linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))  # Dense computes x @ W.T
@@ -237,8 +231,7 @@ def save_query_adapter(base: EmbeddingModel, weight: np.ndarray, out: Path) -> P
     router = Router.for_query_document(
         query_modules=[*query, Normalize(), dense, Normalize()], document_modules=document
     )
-    SentenceTransformer(modules=[router], device="cpu").save(str(out))
-    return Path(out)
+    return save_modules([router], out)
 
 
 def truncate_saved(path: Path, dim: int) -> None:
@@ -266,15 +259,22 @@ def truncate_saved(path: Path, dim: int) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def document_route(model: EmbeddingModel) -> list[Any] | None:
-    """The modules a query-adapter (``Router``) model embeds documents with; None for a plain model."""
+def _routes(model: EmbeddingModel) -> tuple[list[Any], list[Any]]:
+    """(query modules, document modules): a ``Router`` model's two routes, or a plain model's modules twice."""
     from sentence_transformers.sentence_transformer.modules import Router
 
     routes = model.sentence_transformer[0]
-    if not isinstance(routes, Router):
-        return None
-    document: Any = routes.sub_modules["document"]
-    return list(document)
+    if isinstance(routes, Router):
+        sub: Any = routes.sub_modules
+        return list(sub["query"]), list(sub["document"])
+    modules = list(model.sentence_transformer)
+    return modules, modules
+
+
+def document_route(model: EmbeddingModel) -> list[Any] | None:
+    """The modules a query-adapter (``Router``) model embeds documents with; None for a plain model."""
+    query, document = _routes(model)
+    return None if query is document else document
 
 
 def save_modules(modules: list[Any], out: Path) -> Path:

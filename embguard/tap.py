@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 TAP_COLLECTION = "embguard_queries"
 FEEDBACK_COLLECTION = "embguard_feedback"
+# Annotators' labels (embguard label import) go into the feedback collection under query ids with this prefix.
+LABEL_QUERY_PREFIX = "label:"
 SIGNALS = ("click", "positive", "negative")
 _MAX_TEXT = 8192
 MAX_TAPPED_HITS = 100

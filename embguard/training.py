@@ -204,15 +204,20 @@ def gate_candidate(
     cand_queries = cand.encode_queries(held_q)
     ids, texts, base_vecs = pool_candidate(milvus, fs.served, spec, settings, cand_queries, *fs.corpus)
     base_scores = retrain.evaluate_embeddings(fs.base_queries, base_vecs, ids, rel)
-    say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
-    cand_scores = retrain.evaluate_embeddings(cand_queries, cand.encode(texts), ids, rel)
+    if reindex:
+        say(f"[retrain] re-embedding {len(texts)} corpus passages with the candidate for the gate")
+    # A candidate that embeds documents as the base does (a query adapter) is judged on the base's vectors.
+    cand_docs = cand.encode(texts) if reindex else base_vecs
+    cand_scores = retrain.evaluate_embeddings(cand_queries, cand_docs, ids, rel)
     guard = {}
     if rs.guard_queries:
         gq, gdocs, grel = guard_set(rs.guard_queries, 0)
         gids = list(range(len(gdocs)))
+        base_gdocs = base.encode(gdocs)
+        cand_gdocs = cand.encode(gdocs) if reindex else base_gdocs
         guard = {
-            "guard_base": retrain.evaluate_embeddings(base.encode_queries(gq), base.encode(gdocs), gids, grel),
-            "guard_candidate": retrain.evaluate_embeddings(cand.encode_queries(gq), cand.encode(gdocs), gids, grel),
+            "guard_base": retrain.evaluate_embeddings(base.encode_queries(gq), base_gdocs, gids, grel),
+            "guard_candidate": retrain.evaluate_embeddings(cand.encode_queries(gq), cand_gdocs, gids, grel),
         }
     gate = retrain.GateConfig(min_gain=rs.gate_margin, guard_tolerance=rs.guard_tolerance, min_queries=rs.min_held_out)
     verdict = retrain.decide(base_scores, cand_scores, gate, **guard)
