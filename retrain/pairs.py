@@ -135,7 +135,9 @@ def build_pairs(
     positives: dict[str, set[DocId]] = {}
     neg: dict[str, set[DocId]] = {}
     missing: list[DocId] = []
-    for (q, doc_id), evs in events.items():
+    # Sorted, so the same events in any order (a database returns them in its own) give the same pairs in the
+    # same order, and training on them is reproducible.
+    for (q, doc_id), evs in sorted(events.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
         verdict = _resolve(evs)
         if verdict is None:
             continue
@@ -171,7 +173,7 @@ def _resolve(events: list[_Event]) -> tuple[bool, float] | None:
     positive = latest.pop()
     # Events before the last opposite one were overruled by it; those after it agree and add up.
     overruled_until = max((e.ts_ms for e in mine if e.positive != positive), default=None)
-    w = sum(e.weight for e in mine if e.positive == positive and (overruled_until is None or e.ts_ms > overruled_until))
+    w = math.fsum(e.weight for e in mine if e.positive == positive and (overruled_until is None or e.ts_ms > overruled_until))
     return positive, w
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embguard import model as models
@@ -102,7 +103,9 @@ def test_export_then_import_round_trip(lab, tmp_path: Path) -> None:
 
 def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path: Path) -> None:
     """Reference traffic asks about logging and json; then a quarter of the traffic asks about sqlite3 and csv.
-    Aimed at the drift, most picks are the new topics' queries; at random, about a quarter."""
+    Aimed at the drift, most picks are the new topics' queries; at random, about a quarter. Ten picks from a pool
+    of 40 are one noisy draw (random alone picks 4+ new ones a fifth of the time), so both strategies are
+    compared on their mean over ten seeds."""
     import time
 
     from embguard.errors import ConfigError
@@ -125,13 +128,15 @@ def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path
     client.flush_tap()
     is_new = {p.query for p in new}
 
-    def new_picks(strategy: str) -> int:
+    def new_picks(strategy: str, seed: int) -> int:
         out = tmp_path / f"{strategy}.jsonl"
-        assert export_labels(settings, m, spec, out, budget=10, since_ms=since, strategy=strategy) == 10
+        assert export_labels(settings, m, spec, out, budget=10, since_ms=since, strategy=strategy, seed=seed) == 10
         return sum(json.loads(x)["query"] in is_new for x in out.read_text().splitlines())
 
-    drift, random = new_picks("drift"), new_picks("random")
-    assert drift >= 5 and drift >= random + 3, (drift, random)  # 10 of the 40 pool queries are new
+    drift = [new_picks("drift", seed) for seed in range(10)]
+    random = [new_picks("random", seed) for seed in range(10)]
+    # 10 of the 40 pool queries are new: random's expected mean is 2.5 (measured means 1.8-3.2, drift's 6.1-6.8)
+    assert np.mean(drift) >= 5 and np.mean(drift) >= np.mean(random) + 2, (drift, random)
     with pytest.raises(ConfigError, match="'newest' is unknown; use one of auto, random, drift"):
         export_labels(settings, m, spec, tmp_path / "x.jsonl", budget=5, strategy="newest")
 

@@ -34,6 +34,22 @@ def test_clicks_and_positives_become_deduplicated_weighted_pairs() -> None:
     assert tp.positives["how to sort"] == {1, 2, 3}
 
 
+def test_the_same_events_in_any_order_give_the_same_pairs_in_the_same_order() -> None:
+    """A database returns feedback in its own order (Milvus: by random primary key); training must not see it."""
+    import random
+
+    recs = [
+        FeedbackRecord(f"query {i % 7}", 1 + i % 3, "click" if i % 4 else "positive", 0.1 * (1 + i % 5), ts_ms=i % 3)
+        for i in range(60)
+    ]
+    first = build_pairs(recs, DOCS).pairs
+    for seed in range(5):
+        shuffled = recs[:]
+        random.Random(seed).shuffle(shuffled)
+        assert build_pairs(shuffled, DOCS).pairs == first
+    assert [(p.query, p.positive_id) for p in first] == sorted((p.query, p.positive_id) for p in first)
+
+
 def test_only_explicit_negatives_are_negatives_and_same_time_conflicts_are_dropped() -> None:
     recs = [
         FeedbackRecord("q", 1, "click"),
