@@ -173,7 +173,8 @@ def _resolve(events: list[_Event]) -> tuple[bool, float] | None:
     positive = latest.pop()
     # Events before the last opposite one were overruled by it; those after it agree and add up.
     overruled_until = max((e.ts_ms for e in mine if e.positive != positive), default=None)
-    w = math.fsum(e.weight for e in mine if e.positive == positive and (overruled_until is None or e.ts_ms > overruled_until))
+    kept = [e for e in mine if e.positive == positive and (overruled_until is None or e.ts_ms > overruled_until)]
+    w = math.fsum(e.weight for e in kept)
     return positive, w
 
 
