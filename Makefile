@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/embguard demo
 
 test: lint system-deps
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=30
 
 # The fast tier while editing: no services, no real model, under a minute.
 test-fast: $(STAMP)

@@ -94,8 +94,8 @@ def test_a_256_dimensional_model_through_the_whole_loop(backend, tmp_path: Path,
             index(c, "small", passages)
             t0 = int(time.time() * 1000)
             queries = [p.query for p in passages] + [p.text[:80] for p in passages[:50]]  # the OOD monitor wants 100+
-            for q in queries:
-                c.search("small", [q], limit=5, consistency_level="Strong")  # see the rows just indexed
+            # One batch, so a real server's strong-consistency wait (to see the rows just indexed) is paid once.
+            c.search("small", queries, limit=5, consistency_level="Strong")
             c.flush_tap()
         m = Milvus.connect(s)
         assert m.has_collection(tap_collection_name(DIM)) and tap_collection_name(DIM) == "embguard_queries_d256"

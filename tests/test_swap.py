@@ -217,6 +217,7 @@ def test_application_keeps_searching_and_inserting_through_the_swap(
             "ready_file": str(ready),
             "first_id": 10_000,
             "queries": [p.query for p in w.passages[:50]],
+            "pause_s": 0.03,
         }
         app = subprocess.Popen(
             [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

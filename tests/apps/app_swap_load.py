@@ -1,7 +1,8 @@
 """An application that keeps searching and inserting through embguard.Client until told to stop.
 
 Usage: python app_swap_load.py JOB_JSON  - runs until the file JOB["stop_file"] exists, then prints one JSON
-line: every search's (collection, model_id), failures, and the ids it inserted with their texts.
+line: every search's (collection, model_id), failures, and the ids it inserted with their texts. JOB["pause_s"]
+(default 0.01) is the pause between searches: a lighter load leaves CPU to a swap that needs it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     searches = 0
     next_id = job["first_id"]
     queries = job["queries"]
+    pause_s = float(job.get("pause_s", 0.01))
     with Client(settings, query_rate=0.0) as client:
         Path(job["ready_file"]).write_text("ready")
         while not stop.exists():
@@ -43,7 +45,7 @@ def main() -> None:
                 except Exception as exc:
                     failures.append(f"insert {next_id}: {exc}")
                 next_id += 1
-            time.sleep(0.01)
+            time.sleep(pause_s)
     print(
         json.dumps(
             {
