@@ -73,12 +73,12 @@ def export_labels(
         min(budget, len(rows)),
         seed,
     )
+    tops = {int(i): list(rows[int(i)]["top_ids"] or [])[:5] for i in picked}
+    texts = doc_texts(milvus, served, spec, [d for top in tops.values() for d in top])  # one read, not one a pick
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for i in picked:
-            r = rows[int(i)]
-            top = list(r["top_ids"] or [])[:5]
-            texts = doc_texts(milvus, served, spec, top)
+            r, top = rows[int(i)], tops[int(i)]
             fh.write(
                 json.dumps(
                     {
