@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +77,41 @@ def edit_while_down(w: World) -> list[int]:
     w.client.delete("kb", [p.id for p in w.passages[10:15]])
     w.client.insert("kb", [{"id": 777, "text": "inserted while the swap was down"}])
     return edited
+
+
+@contextlib.contextmanager
+def load_app(w: World, tmp: Path, pause_s: float) -> Iterator[Callable[[], dict[str, Any]]]:
+    """apps/app_swap_load.py searching and inserting through ``w``'s alias ``kb`` (ids from 10,000), started and
+    ready; yields ``finish()``, which stops it and returns its report. Never left running."""
+    stop, ready = tmp / "stop", tmp / "ready"
+    job = {
+        "env": w.env,
+        "alias": "kb",
+        "stop_file": str(stop),
+        "ready_file": str(ready),
+        "first_id": 10_000,
+        "queries": [p.query for p in w.passages[:50]],
+        "pause_s": pause_s,
+    }
+    app = subprocess.Popen(
+        [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def finish() -> dict[str, Any]:
+        stop.write_text("stop")
+        out, _ = app.communicate(timeout=120)
+        return json.loads(out.strip().splitlines()[-1])
+
+    try:
+        while not ready.exists():
+            assert app.poll() is None, app.stderr.read() if app.stderr else ""
+            time.sleep(0.1)
+        yield finish
+    finally:
+        stop.write_text("stop")
+        if app.poll() is None:  # a failed assertion must not leave the app running
+            app.kill()
+            app.wait()
 
 
 @pytest.fixture()
@@ -207,37 +244,19 @@ def test_application_keeps_searching_and_inserting_through_the_swap(
     tmp_path: Path, candidate_dir: Path, backend: Backend
 ) -> None:
     w = World(tmp_path, candidate_dir, docs=200, backend=backend, EMBGUARD_SWAP__BATCH_SIZE="16")
-    app = None
-    stop, ready = tmp_path / "stop", tmp_path / "ready"
     try:
-        job = {
-            "env": w.env,
-            "alias": "kb",
-            "stop_file": str(stop),
-            "ready_file": str(ready),
-            "first_id": 10_000,
-            "queries": [p.query for p in w.passages[:50]],
-            "pause_s": 0.03,
-        }
-        app = subprocess.Popen(
-            [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        while not ready.exists():
-            assert app.poll() is None, app.stderr.read()
-            time.sleep(0.1)
-        time.sleep(2)
-        res = subprocess.run(
-            [sys.executable, "-m", "embguard.cli", "retrain", "--approve"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, **w.env},
-        )
-        assert res.returncode == 0, res.stderr[-2000:]
-        time.sleep(3)
-        stop.write_text("stop")
-        out, err = app.communicate(timeout=120)
-        report = json.loads(out.strip().splitlines()[-1])
+        with load_app(w, tmp_path, pause_s=0.03) as finish:
+            time.sleep(2)
+            res = subprocess.run(
+                [sys.executable, "-m", "embguard.cli", "retrain", "--approve"],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={**os.environ, **w.env},
+            )
+            assert res.returncode == 0, res.stderr[-2000:]
+            time.sleep(3)
+            report = finish()
         assert report["failures"] == [], report["failures"][:5]
         assert report["searches"] > 50
         # Every search was served by a collection whose model embedded its query.
@@ -252,10 +271,6 @@ def test_application_keeps_searching_and_inserting_through_the_swap(
         assert np.allclose(got, want, atol=1e-5)  # with the new model's vectors
         assert sorted(w.ids("kb__v1")) == sorted(w.ids("kb__v0001"))
     finally:
-        stop.write_text("stop")
-        if app is not None and app.poll() is None:  # a failed assertion must not leave the app running
-            app.kill()
-            app.wait()
         w.close()
 
 

@@ -8,7 +8,6 @@ killed with -9 mid-backfill resumes from its per-range checkpoints when the same
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_swap import APP, World, edit_while_down
+from test_swap import World, edit_while_down, load_app
 
 from embguard import model as models
 from embguard.swap import SwapStore
@@ -81,53 +80,34 @@ def test_a_ray_swap_killed_mid_backfill_resumes_while_the_application_keeps_work
         EMBGUARD_SWAP__RAY_ADDRESS=ray_address,
         EMBGUARD_SWAP__RAY_WORKERS="1",
     )
-    app = None
+    store = SwapStore(w.settings.state.dir)
+    env = {**os.environ, **w.env}
     try:
-        env = {**os.environ, **w.env}
-        stop, ready = tmp_path / "stop", tmp_path / "ready"
-        job = {
-            "env": w.env,
-            "alias": "kb",
-            "stop_file": str(stop),
-            "ready_file": str(ready),
-            "first_id": 10_000,
-            "queries": [p.query for p in w.passages[:50]],
-            "pause_s": 0.1,  # ~10 searches a second: production-like, and the 2 cores stay with the swap
-        }
-        app = subprocess.Popen(
-            [sys.executable, str(APP), json.dumps(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        while not ready.exists():
-            assert app.poll() is None, app.stderr.read()
-            time.sleep(0.1)
-
-        proc = subprocess.Popen(APPROVE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        store = SwapStore(w.settings.state.dir)
-        deadline = time.monotonic() + 300
-        st = None
-        while time.monotonic() < deadline and proc.poll() is None:
+        # ~10 searches a second: production-like, and the 2 cores stay with the swap.
+        with load_app(w, tmp_path, pause_s=0.1) as finish:
+            proc = subprocess.Popen(APPROVE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                st = store.load("kb")
+                if st and st.ranges and sum(r["done"] for r in st.ranges) >= 2:
+                    break
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
             st = store.load("kb")
-            if st and st.ranges and sum(r["done"] for r in st.ranges) >= 2:
-                break
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        st = store.load("kb")
-        done_before = [(r["lo"], r["hi"]) for r in st.ranges if r["done"]]
-        assert st.phase == "dual_write" and 0 < len(done_before) < len(st.ranges), st
-        edited = edit_while_down(w)
+            done_before = [(r["lo"], r["hi"]) for r in st.ranges if r["done"]]
+            assert st.phase == "dual_write" and 0 < len(done_before) < len(st.ranges), st
+            edited = edit_while_down(w)
 
-        res = subprocess.run(APPROVE, env=env, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        assert "resuming the swap of kb to v0001" in res.stdout
+            res = subprocess.run(APPROVE, env=env, capture_output=True, text=True, timeout=600)
+            assert res.returncode == 0, res.stderr[-3000:]
+            assert "resuming the swap of kb to v0001" in res.stdout
+            time.sleep(2)
+            report = finish()
         st = store.load("kb")
         assert st.phase == "done" and st.verify.ok and all(r["done"] for r in st.ranges)
         assert set(done_before) <= {(r["lo"], r["hi"]) for r in st.ranges}  # the plan was kept, not redone
         assert w.milvus.resolve("kb") == "kb__v0001"
-        time.sleep(2)
-        stop.write_text("stop")
-        out, _ = app.communicate(timeout=120)
-        report = json.loads(out.strip().splitlines()[-1])
         assert report["failures"] == [], report["failures"][:5]
         assert report["searches"] > 20
         assert set(report["served"]) == {"kb__v1", "kb__v0001"}  # it searched before and after the switch
@@ -146,7 +126,4 @@ def test_a_ray_swap_killed_mid_backfill_resumes_while_the_application_keeps_work
         assert sum(r["text"].startswith("edited text number") for r in rows) == len(edited)
         assert np.allclose([r["vector"] for r in rows], cand.encode([r["text"] for r in rows]), atol=1e-5)
     finally:
-        if app is not None and app.poll() is None:
-            app.kill()
-            app.wait()
         w.close()
