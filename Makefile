@@ -8,14 +8,15 @@ STAMP := $(VENV)/.installed
 # command:Debian package
 APT_TOOLS := docker-compose:docker-compose prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager
 
-.PHONY: demo test test-fast lint install system-deps clean
+.PHONY: demo test test-fast lint docs install system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first and pinned: 2.13.0 is the CPU build on local disk; an unpinned torch pulls a CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[all,test]'
+	# torch first, at the exact CPU build constraints.txt pins (on local disk); an unpinned torch pulls a CUDA
+	# build. The same constraints hold for everything else, so the second step keeps that torch.
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,17 +32,26 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/embguard demo
 
-test: lint system-deps
-	$(BIN)/pytest -q -p no:cacheprovider --durations=30
+# Two workers, each taking whole files (module fixtures are built once) and starting its own Milvus backends, in
+# collection order (tests/conftest.py puts the longest files first; xdist would otherwise start with the files that
+# hold the most tests and leave the 4-minute demo for last).
+TEST_WORKERS ?= 2
+test: lint docs system-deps
+	$(BIN)/pytest -q -p no:cacheprovider --durations=30 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The fast tier while editing: no services, no real model, under a minute.
+# The fast tier while editing (tests/unit): no services, no real model, under a minute.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not integration"
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The docs site (docs/, mkdocs.yml) into .cache/site; --strict: a broken link or anchor fails. The reference
+# pages are generated from the code by docs/hooks.py.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) .embguard .cache

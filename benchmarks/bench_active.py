@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_active.py --seeds 2 --out /tmp/active.md   # smoke run (~10 s)
 
 Setup (per seed; everything below is re-drawn per seed, and strategies are compared paired within a seed):
-the stdlib corpus (``embguard.corpus.stdlib_corpus()``, all passages are always searched; the
+the stdlib corpus (``embguard.training.stdlib_corpus.stdlib_corpus()``, all passages are always searched; the
 ``language-reference`` prose is never a query, as in bench_retrain). A *new topic family* (``gui``: tkinter +
 turtle, a drift the OOD detector sees; ``internet``: protocol/email/web modules, one it mostly misses) never
 appears in the reference traffic. Reference traffic = base-topic
@@ -116,8 +116,8 @@ def main() -> None:
 
     from sklearn.cluster import KMeans
 
-    from embguard.corpus import stdlib_corpus
-    from embguard.model import load
+    from embguard.models.loading import load
+    from embguard.training.stdlib_corpus import stdlib_corpus
     from monitors import KNNOODDetector
 
     corpus = list(stdlib_corpus())
@@ -337,7 +337,8 @@ def main() -> None:
         "",
         "## Setup",
         "",
-        f"- Corpus: `embguard.corpus.stdlib_corpus()`, {len(corpus)} passages, all searched (exact cosine). Base "
+        f"- Corpus: `embguard.training.stdlib_corpus.stdlib_corpus()`, {len(corpus)} passages, all searched "
+        "(exact cosine). Base "
         f"model `{model.model_id}`. Query = docstring summary, one relevant passage. `{GUARD_TOPIC}` is never a "
         "query.",
         "- Drift: a *new topic family* of stdlib modules never appears in the reference traffic and makes up "

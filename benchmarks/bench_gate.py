@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 import retrain
-from embguard import model as models
-from embguard.corpus import stdlib_corpus
+from embguard.models import loading as models
+from embguard.training.stdlib_corpus import stdlib_corpus
 from retrain import subcorpus
 
 # Appended, not prepended: tests/retrain would otherwise shadow the retrain package.

@@ -25,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "monitors"))
+sys.path.append(str(ROOT / "tests"))  # appended: tests/ must not shadow the real packages
 
 from monitors import (
     ClassifierDetector,
@@ -137,7 +137,7 @@ def detection(kind: str, trials: int, far_trials: int, shares: list[float], n: i
             k = int(round(m * share))
             return np.concatenate([unit_mixture(rng, m - k, c[:30]), unit_mixture(rng, k, c[30:])])
     else:
-        from _monitors_data import load_real_embeddings
+        from monitors_data import load_real_embeddings
 
         real = load_real_embeddings()
         new = np.isin(real.topics, ["tkinter", "turtle"])

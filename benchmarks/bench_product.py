@@ -58,15 +58,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    from embguard import config
-    from embguard.client import Client
-    from embguard.corpus import stdlib_corpus
-    from embguard.labels import import_labels
-    from embguard.lite import LiteServer, free_port
-    from embguard.milvus import Milvus
-    from embguard.simulate import index
-    from embguard.swap import Swapper
-    from embguard.training import build_candidate
+    from embguard.client.client import Client
+    from embguard.config import loader as config
+    from embguard.demo.simulate import index
+    from embguard.milvus.lite import LiteServer, free_port
+    from embguard.milvus.milvus import Milvus
+    from embguard.swap.swapper import Swapper
+    from embguard.training.candidates import build_candidate
+    from embguard.training.labels import import_labels
+    from embguard.training.stdlib_corpus import stdlib_corpus
 
     work = Path(tempfile.mkdtemp(prefix="bench-product-"))
     env = {

@@ -5,10 +5,11 @@
 
 Same corpus, split and guard set as ``bench_retrain.py`` (query = docstring summary, one relevant passage; the
 ``language-reference`` topic is the guard set and never trained on; 70/30 seeded split by query, disjoint:
-asserted; retrieval = exact cosine over ALL passages). Each candidate is built by ``embguard.recipes.train`` (the
-function ``embguard retrain`` calls) from the base model, with the same settings and the same step cap, then
-judged by the product's gate defaults (``GateConfig(min_gain=gate_margin, guard_tolerance)``). ``auto`` runs
-``embguard.autorecipe.choose`` over ``auto_recipes`` with its validation split carved from the training queries.
+asserted; retrieval = exact cosine over ALL passages). Each candidate is built by
+``embguard.training.recipes.train`` (the function ``embguard retrain`` calls) from the base model, with the same
+settings and the same step cap, then judged by the product's gate defaults (``GateConfig(min_gain=gate_margin,
+guard_tolerance)``). ``auto`` runs ``embguard.training.autorecipe.choose`` over ``auto_recipes`` with its
+validation split carved from the training queries.
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ def main() -> None:
     args = ap.parse_args()
     wall0 = time.perf_counter()
 
-    from embguard import autorecipe, recipes
-    from embguard import model as models
-    from embguard.corpus import stdlib_corpus
-    from embguard.opsettings import RetrainSettings
+    from embguard.config.lifecycle import RetrainSettings
+    from embguard.models import loading as models
+    from embguard.training import autorecipe, recipes
+    from embguard.training.stdlib_corpus import stdlib_corpus
 
     corpus = list(stdlib_corpus())
     max_steps = args.max_steps
@@ -208,10 +209,10 @@ def write(args, rows, base_held, base_guard, n_corpus, n_pairs, n_held, n_guard,
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPU cores (shared), no GPU; "
         f"wall time {wall:.0f} s; load average {load:.1f} at the end.",
         "",
-        f"Corpus: `embguard.corpus.stdlib_corpus()`, {n_corpus} passages, all searched (exact cosine). "
+        f"Corpus: `embguard.training.stdlib_corpus.stdlib_corpus()`, {n_corpus} passages, all searched (exact cosine). "
         f"{n_pairs} training pairs, {n_held} held-out queries (seeded 70/30 split by query, disjoint: asserted), "
         f"{n_guard} guard queries (`language-reference`, never trained on). Every candidate is built by "
-        f"`embguard.recipes.train` from all-MiniLM-L6-v2 with batch {rs.batch_size}, lr {rs.learning_rate}, "
+        f"`embguard.training.recipes.train` from all-MiniLM-L6-v2 with batch {rs.batch_size}, lr {rs.learning_rate}, "
         f"training max_seq_length {rs.max_seq_length}, {steps}; the adapter trains {rs.adapter_epochs} epochs on "
         "precomputed vectors. Numbers ×100, mean [95% bootstrap CI], 2,000 paired resamples. Gate = the product "
         f"defaults (`gate_margin` {rs.gate_margin}, `guard_tolerance` {rs.guard_tolerance}).",

@@ -114,8 +114,8 @@ def main() -> None:
     wall0 = time.perf_counter()
     torch_threads = os.cpu_count()
 
-    from embguard.corpus import stdlib_corpus
-    from embguard.model import load
+    from embguard.models.loading import load
+    from embguard.training.stdlib_corpus import stdlib_corpus
 
     corpus = list(stdlib_corpus())
     if args.quick:
@@ -251,7 +251,8 @@ def main() -> None:
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {torch_threads} CPU cores (shared), "
         f"no GPU; total wall time {time.perf_counter() - wall0:.0f} s.",
         "",
-        f"Corpus: `embguard.corpus.stdlib_corpus()` — {len(corpus)} passages (stdlib docstrings + language "
+        f"Corpus: `embguard.training.stdlib_corpus.stdlib_corpus()` — {len(corpus)} passages (stdlib docstrings + "
+        "language "
         "reference); query = docstring summary, relevant passage = the rest. Retrieval = exact cosine over "
         f"ALL passages. Base model `{model.model_id}`. Train pairs: {len(train_pairs)}; held-out queries: "
         f"{len(held_p)} (30%, seeded, disjoint — asserted); guard set: {len(guard)} `{GUARD_TOPIC}` "

@@ -24,15 +24,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import perturbed_copy
 
-from embguard import config
-from embguard import model as models
-from embguard.client import Client
-from embguard.corpus import stdlib_corpus
-from embguard.lite import LiteServer, free_port
-from embguard.milvus import MODEL_ID_PROPERTY, Milvus
-from embguard.registry import ModelRegistry
-from embguard.simulate import index
-from embguard.swap import Swapper
+from embguard.client.client import Client
+from embguard.config import loader as config
+from embguard.config.settings import Settings
+from embguard.demo.simulate import index
+from embguard.milvus.lite import LiteServer, free_port
+from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.models import loading as models
+from embguard.models.registry import ModelRegistry
+from embguard.swap.swapper import Swapper
+from embguard.training.stdlib_corpus import stdlib_corpus
 
 OUT = Path(__file__).parent / "results" / "swap.md"
 
@@ -110,7 +111,7 @@ class EngineRun:
         self.steady = (d2 - d1) / (t2 - t1) if t2 > t1 and spread else float("nan")
 
 
-def engine_run(settings: config.Settings, m: Milvus, version) -> EngineRun:
+def engine_run(settings: Settings, m: Milvus, version) -> EngineRun:
     phases: dict[str, float] = {}
     marks: list[tuple[float, int]] = []
 

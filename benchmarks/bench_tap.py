@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 from pymilvus import MilvusClient
 
-from embguard import config
-from embguard import model as models
-from embguard.client import Client
-from embguard.corpus import stdlib_corpus
-from embguard.lite import LiteServer, free_port
-from embguard.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.client.client import Client
+from embguard.config import loader as config
+from embguard.config.settings import Settings
+from embguard.milvus.lite import LiteServer, free_port
+from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.models import loading as models
+from embguard.training.stdlib_corpus import stdlib_corpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from backends import MilvusServerProcess  # the test suite's server harness
@@ -74,7 +75,7 @@ def run(backend: str, docs: list, queries: list[str]) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(settings: config.Settings, docs: list, queries: list[str]) -> dict:
+def measure(settings: Settings, docs: list, queries: list[str]) -> dict:
     em = models.load()
     m = Milvus.connect(settings)
     m.create_collection(

@@ -10,7 +10,7 @@ retry loop). Shifts: a new family at 5-50% of traffic, sudden or ramped over hou
 
 Schedule: the daemon's defaults (a window of the last ``sampling.window_s`` of tapped queries, a check every
 ``schedule.check_interval_s``, ``drift.alpha``, ``drift.consecutive``, ``drift.monitors``), through the real
-``embguard.checks.CollectionMonitor``. A page is a rising edge of a sustained alarm (Alertmanager fires once per
+``embguard.checks.monitor.CollectionMonitor``. A page is a rising edge of a sustained alarm (Alertmanager fires once per
 episode). Reference variants: one hour (what `baseline capture` takes by default), a full day, a full day with
 duplicate queries removed from every window, and a full day plus an empirical null: a second reference day
 checked at the daemon's cadence sets the combined p-value threshold. Evidently's methods run on the same windows
@@ -34,11 +34,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "monitors"))
+sys.path.append(str(ROOT / "tests"))  # appended: tests/ must not shadow the real packages
 
-from embguard.checks import COMBINED, CollectionMonitor
-from embguard.config import DriftSettings, SamplingSettings, ScheduleSettings
-from embguard.sampling import Window
+from embguard.checks.monitor import CollectionMonitor
+from embguard.checks.reports import COMBINED
+from embguard.checks.windows import Window
+from embguard.config.settings import DriftSettings, SamplingSettings, ScheduleSettings
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -57,7 +58,7 @@ class Corpus:
 
 
 def load_corpus(n_families: int = 12) -> Corpus:
-    from _monitors_data import load_real_embeddings
+    from monitors_data import load_real_embeddings
     from sklearn.cluster import KMeans
 
     real = load_real_embeddings()

@@ -10,8 +10,8 @@
 Why a cache: a check's p-values depend only on the window (its length and end time) and the reference, not on
 the check interval, the consecutive rule or the threshold (the page is "combined p <= alpha in k checks in a
 row", ``monitors.SequentialDetector``). So every check time is computed once through the real
-``embguard.checks.CollectionMonitor`` on the finest cadence any configuration needs, and each configuration reads
-the subset of check times that are multiples of its interval. Alpha does change the monitors (permutation counts:
+``embguard.checks.monitor.CollectionMonitor`` on the finest cadence any configuration needs, and each configuration
+reads the subset of check times that are multiples of its interval. Alpha does change the monitors (permutation counts:
 MMD uses max(500, ceil(4/alpha)) permutations), so alpha 0.005 p-values are collected with alpha-0.005 monitors.
 
 No-drift traffic (``traffic.Traffic``, seeds 0 and 1): day 0 is the reference, day 1 the empirical null (tau =

@@ -1,6 +1,25 @@
 """embguard: embedding drift monitoring, retraining and hot-swapping for Milvus.
 
 The public API is small on purpose; heavy modules (torch, pymilvus) load only when first used.
+
+One subpackage per concern. Imports flow down only (import-linter checks it: ``make lint`` and
+tests/unit/test_architecture_layers.py), siblings on one line never import each other, and nothing imports in a cycle::
+
+    cli                      the `embguard` command: click, and the plain functions behind each command
+    demo                     `embguard demo`: the whole loop offline, simulated traffic
+    daemon | proxy           `embguard serve`: jobs, scheduler, pager, retrain policy, metrics, status |
+                             `embguard proxy`: the Milvus wire sidecar that taps unchanged applications
+    swap | training | alerts hot-swap and rollback | candidates, recipes, gate, labels | webhook delivery
+    checks                   reference windows, sampled windows, each collection's monitors, check reports
+    client                   embguard.Client: inputs, the query tap, feedback, caches, retention
+    milvus                   the one pymilvus home: connection, schemas, rows, filters, Lite, managed collections
+    models                   the one sentence-transformers home: loading, the versioned registry
+    config | http            settings (file + EMBGUARD_* env, frozen), secrets, the state directory |
+                             /metrics, /healthz, /readyz of the daemon and the proxy
+    errors                   the one exception tree
+
+The pure packages ``monitors`` (statistics) and ``retrain`` (training, evaluation) sit beside embguard and never
+import it.
 """
 
 from __future__ import annotations
@@ -10,9 +29,9 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .config import load as load_config
-from .errors import (
+from embguard.config.loader import load as load_config
+from embguard.config.settings import Settings
+from embguard.errors import (
     AdoptError,
     AlertConfigError,
     AlertError,
@@ -20,7 +39,9 @@ from .errors import (
     ConfigError,
     EmbguardError,
     FeedbackError,
+    InvalidFeedback,
     InvalidInput,
+    InvalidLabels,
     LabelError,
     LiteServerError,
     MetricsServerError,
@@ -50,20 +71,20 @@ except PackageNotFoundError:  # a source tree that is not installed
 
 # Loaded on first use: these pull pymilvus (~0.5 s) or the model stack (torch, seconds); the rest is cheap.
 _LAZY = {
-    "Client": ("embguard.client", "Client"),
-    "SearchResponse": ("embguard.client", "SearchResponse"),
-    "Milvus": ("embguard.milvus", "Milvus"),
-    "LiteServer": ("embguard.lite", "LiteServer"),
-    "load_model": ("embguard.model", "load"),
-    "EmbeddingModel": ("embguard.model", "EmbeddingModel"),
+    "Client": ("embguard.client.client", "Client"),
+    "SearchResponse": ("embguard.client.client", "SearchResponse"),
+    "Milvus": ("embguard.milvus.milvus", "Milvus"),
+    "LiteServer": ("embguard.milvus.lite", "LiteServer"),
+    "load_model": ("embguard.models.loading", "load"),
+    "EmbeddingModel": ("embguard.models.loading", "EmbeddingModel"),
 }
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real objects behind the lazy names
-    from .client import Client, SearchResponse
-    from .lite import LiteServer
-    from .milvus import Milvus
-    from .model import EmbeddingModel
-    from .model import load as load_model
+    from embguard.client.client import Client, SearchResponse
+    from embguard.milvus.lite import LiteServer
+    from embguard.milvus.milvus import Milvus
+    from embguard.models.loading import EmbeddingModel
+    from embguard.models.loading import load as load_model
 
 __all__ = [
     "AdoptError",
@@ -75,7 +96,9 @@ __all__ = [
     "EmbeddingModel",
     "EmbguardError",
     "FeedbackError",
+    "InvalidFeedback",
     "InvalidInput",
+    "InvalidLabels",
     "LabelError",
     "LiteServer",
     "LiteServerError",

@@ -16,7 +16,9 @@ Every message names the object, the value and the fix; the CLI shows it on one l
     │   └── ModelNotFound           the model is not on disk (embguard never downloads one)
     ├── RegistryError               a model version is missing, malformed or in the wrong state
     ├── FeedbackError               feedback could not be recorded
+    │   └── InvalidFeedback         a feedback argument is unusable (also an InvalidInput); nothing was recorded
     ├── LabelError                  labels could not be exported or imported
+    │   └── InvalidLabels           a label file has bad lines (also an InvalidInput); nothing was imported
     ├── NotEnoughFeedback           too little feedback to train and evaluate a candidate
     ├── TrainingError               the training subprocess failed
     ├── WindowError                 a sampling window could not be built
@@ -28,11 +30,11 @@ Every message names the object, the value and the fix; the CLI shows it on one l
     ├── SwapError                   a swap cannot start, continue or finish; nothing irreversible was done
     │   └── SwapLocked              another swap of the same alias is running
     ├── AlertError                  an alert could not be built or sent as asked
-    │   └── AlertConfigError        an [[alerts]] target is unusable
+    │   └── AlertConfigError        an [[alerts]] target is unusable (also a ConfigError)
     └── MetricsServerError          the metrics endpoint could not be served
 
-The modules that raise an exception also re-export it (``from embguard.swap import SwapError`` keeps working);
-``embguard`` exports the whole tree.
+Import an exception from here or from ``embguard``, which exports the whole tree; the modules that raise one do not
+re-export it.
 """
 
 from __future__ import annotations
@@ -94,8 +96,16 @@ class FeedbackError(EmbguardError):
     """Feedback could not be recorded (bad input or Milvus refused it)."""
 
 
+class InvalidFeedback(FeedbackError, InvalidInput):
+    """A feedback argument (signal, weight, doc id, text) cannot be used as given; nothing was recorded."""
+
+
 class LabelError(EmbguardError):
     """Labels could not be exported for annotation or imported; nothing was imported."""
+
+
+class InvalidLabels(LabelError, InvalidInput):
+    """A label file has lines that cannot be imported (each named by number); nothing was imported."""
 
 
 class NotEnoughFeedback(EmbguardError):
@@ -142,8 +152,9 @@ class AlertError(EmbguardError):
     """An alert could not be built or sent as asked."""
 
 
-class AlertConfigError(AlertError):
-    """An ``[[alerts]]`` target is unusable (no URL, no routing key, a duplicate name)."""
+class AlertConfigError(AlertError, ConfigError):
+    """An ``[[alerts]]`` target is unusable (no URL, an unset ``*_env`` variable, a URL that is not http(s),
+    no routing key, a duplicate name). Also a :class:`ConfigError`: the fix is in the configuration."""
 
 
 class MetricsServerError(EmbguardError):

@@ -57,6 +57,7 @@ from sentence_transformers.sentence_transformer.training_args import (
 )
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
 
 from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json
 from .errors import ConfigError, DataError, ModelDirError
@@ -82,10 +83,16 @@ def load_model(path: str | Path, max_seq_length: int | None = None) -> SentenceT
             f"model directory {str(p)!r} does not exist or holds no sentence-transformers "
             "model (no modules.json/config.json); pass a local model directory"
         )
+    # transformers draws a "Loading weights" bar on every load; training logs want progress lines, not that bar.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         model = SentenceTransformer(str(p), device="cpu", local_files_only=True)
     except Exception as exc:
         raise ModelDirError(f"could not load model directory {str(p)!r}: {exc}") from exc
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

@@ -20,13 +20,15 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from embguard import config
-from embguard.lite import LiteServer, free_port
+from builders import wait_until
+
+from embguard.config import loader as config
+from embguard.config.settings import Settings
+from embguard.milvus.lite import LiteServer, free_port
 
 EXTERNAL_URI = os.environ.get("EMBGUARD_TEST_MILVUS_URI", "")
 EXTERNAL_TOKEN = os.environ.get("EMBGUARD_TEST_MILVUS_TOKEN", "")
@@ -99,9 +101,9 @@ class MilvusServerProcess:
     def _wait_ready(self, timeout_s: float) -> None:
         from pymilvus import MilvusClient
 
-        deadline = time.monotonic() + timeout_s
-        last: Exception | None = None
-        while time.monotonic() < deadline:
+        last: list[Exception] = []
+
+        def answers() -> bool:
             if self._server.server_proc.poll() is not None:
                 log = self.base_dir / "logs" / "milvus-stdout.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -110,11 +112,17 @@ class MilvusServerProcess:
                 client = MilvusClient(uri=self.uri, timeout=5)
                 client.list_collections()
                 client.close()
-                return
+                return True
             except Exception as exc:  # not up yet
-                last = exc
-                time.sleep(0.5)
-        raise TimeoutError(f"Milvus server at {self.uri} not ready after {timeout_s:.0f} s: {last}")
+                last[:] = [exc]
+                return False
+
+        try:
+            wait_until(answers, timeout_s, interval_s=0.5, what=f"the Milvus server at {self.uri}")
+        except AssertionError:
+            raise TimeoutError(
+                f"Milvus server at {self.uri} not ready after {timeout_s:.0f} s: {last[0] if last else None}"
+            ) from None
 
     @property
     def alive(self) -> bool:
@@ -177,7 +185,7 @@ class MilvusWorld:
         self._server = server
 
     @property
-    def settings(self) -> config.Settings:
+    def settings(self) -> Settings:
         return config.load(None, environ=self.env)
 
     @property
@@ -197,8 +205,8 @@ class MilvusWorld:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            while self._lite.status().running:
-                time.sleep(0.05)
+            lite = self._lite
+            wait_until(lambda: not lite.status().running, 60, what="the killed Milvus Lite server to be gone")
         elif self._server is not None:
             self._server.kill()
 

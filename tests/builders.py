@@ -1,9 +1,35 @@
-"""Small typed objects the tests build by hand (imported as ``from builders import ...``, like ``backends``)."""
+"""Small typed objects the tests build by hand, and ``wait_until`` (imported as ``from builders import ...``, like
+``backends``)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from embguard.config import loader as config
+from embguard.config.settings import Settings
+from embguard.milvus.lite import free_port
 from retrain import GateConfig, GateVerdict
 from retrain.bootstrap import Interval
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.05, what: str = "") -> T:
+    """Call ``predicate`` every ``interval_s`` until it returns something truthy, and return that; after
+    ``timeout_s`` fail the test naming ``what`` (or the predicate) and the last value seen. An exception from the
+    predicate (an assertion that a process is still alive) propagates at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            name = what or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {name}; last value: {value!r:.300}")
+        time.sleep(interval_s)
 
 
 def gate_verdict(base: float = 0.5, candidate: float = 0.56, reason: str = "gain") -> GateVerdict:
@@ -22,3 +48,19 @@ def gate_verdict(base: float = 0.5, candidate: float = 0.56, reason: str = "gain
         means={},
         config=GateConfig(),
     )
+
+
+def settings_env(tmp: Path, port: int | None = None, **env: str) -> dict[str, str]:
+    """The EMBGUARD_* environment of a test: everything under ``tmp``, on a free loopback port."""
+    base = {
+        "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
+        "EMBGUARD_LITE__PORT": str(port or free_port()),
+        "EMBGUARD_STATE__DIR": str(tmp / "state"),
+        "EMBGUARD_MODEL__STORE_DIR": str(tmp / "models"),
+    }
+    base.update(env)
+    return base
+
+
+def make_settings(tmp: Path, port: int | None = None, **env: str) -> Settings:
+    return config.load(None, environ=settings_env(tmp, port, **env))

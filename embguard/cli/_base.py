@@ -6,17 +6,19 @@ Library errors (``EmbguardError``) become one-line messages and exit code 1; usa
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import __version__
-from .. import config as config_mod
-from ..errors import EmbguardError
+from embguard import __version__
+from embguard.config import loader as config_mod
+from embguard.config.credentials import redact_uri
+from embguard.config.settings import CONFIG_ENV, Settings
+from embguard.errors import EmbguardError
 
 if TYPE_CHECKING:
-    from ..milvus import Milvus
+    from embguard.milvus.milvus import Milvus
 
 
 _SETTINGS = "embguard.settings"
@@ -29,18 +31,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EmbguardError as exc:
-            raise click.ClickException(config_mod.redact_uri(str(exc))) from None
+            raise click.ClickException(redact_uri(str(exc))) from None
         except ModuleNotFoundError as exc:
             if "pip install" not in str(exc):  # only an optional extra's import site says how to install it
                 raise
             raise click.ClickException(str(exc)) from None
 
 
-def _settings(ctx: click.Context) -> config_mod.Settings:
+def _settings(ctx: click.Context) -> Settings:
     """The settings, loaded on first use (so `config check FILE` can validate a file of its own)."""
     if _SETTINGS not in ctx.meta:  # ctx.meta is shared by every context of one invocation
         ctx.meta[_SETTINGS] = config_mod.load(ctx.find_root().obj)
-    settings: config_mod.Settings = ctx.meta[_SETTINGS]
+    settings: Settings = ctx.meta[_SETTINGS]
     return settings
 
 
@@ -55,7 +57,7 @@ def _echo(lines: Iterable[str]) -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
-    envvar=config_mod.CONFIG_ENV,
+    envvar=CONFIG_ENV,
     help="Config file (TOML). Default: $EMBGUARD_CONFIG, else ./embguard.toml if present.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
@@ -70,8 +72,41 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 
 def _milvus(ctx: click.Context) -> Milvus:
-    from ..milvus import Milvus
+    from embguard.milvus.milvus import Milvus
 
     milvus = Milvus.connect(_settings(ctx))
     ctx.call_on_close(milvus.close)
     return milvus
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def collection_option(help: str, required: bool = False) -> Callable[[F], F]:
+    """``-c/--collection ALIAS``: how every command names the watched collection (alias) it acts on."""
+    return click.option("-c", "--collection", "collection", default=None, required=required, metavar="ALIAS", help=help)
+
+
+def _collection_arg(
+    ctx: click.Context, positional: str | None, option: str | None, *, required: bool = True
+) -> str | None:
+    """The collection a command acts on, from ``--collection`` or the deprecated positional NAME it replaces."""
+    if positional is not None:
+        if option is not None and option != positional:
+            raise click.UsageError(
+                f"the collection is named twice, {positional!r} (positional) and --collection {option!r}; "
+                "pass only --collection",
+                ctx,
+            )
+        click.echo(f"note: the positional collection name is deprecated; use `--collection {positional}`", err=True)
+        return positional
+    if option is None and required:
+        raise click.UsageError("missing the collection: pass --collection ALIAS (-c ALIAS)", ctx)
+    return option
+
+
+def _refuse(ctx: click.Context, mode: str, **given: bool) -> None:
+    """A usage error naming each flag in ``given`` that was passed but has no meaning in ``mode``."""
+    bad = [name for name, passed in given.items() if passed]
+    if bad:
+        raise click.UsageError(f"{', '.join(bad)} does not apply to {mode}", ctx)

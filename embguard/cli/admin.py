@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .. import commands
-from .. import config as config_mod
-from ._base import _echo, _milvus, _settings, cli
+from embguard.cli import actions as commands
+from embguard.cli._base import _collection_arg, _echo, _milvus, _settings, cli, collection_option
+from embguard.config import loader as config_mod
 
 # --- config ----------------------------------------------------------------------------------------------
 
@@ -74,14 +74,19 @@ def lite_status(ctx: click.Context) -> None:
 
 
 @cli.command("adopt")
-@click.argument("name")
+@click.argument("name", required=False)
+@collection_option("The collection (or alias) whose vectors the model made.")
 @click.option(
     "--model", "model_spec", default="default", show_default=True, help="The model that made the collection's vectors."
 )
 @click.option("--force", is_flag=True, help="Replace a model id the collection already records.")
 @click.pass_context
-def adopt_cmd(ctx: click.Context, name: str, model_spec: str, force: bool) -> None:
-    """Record which model made the vectors of an existing collection (or alias) NAME."""
+def adopt_cmd(ctx: click.Context, name: str | None, collection: str | None, model_spec: str, force: bool) -> None:
+    """Record which model made the vectors of an existing collection (or alias): `adopt --collection NAME`.
+
+    The positional NAME is a deprecated synonym of --collection."""
+    name = _collection_arg(ctx, name, collection)
+    assert name is not None
     click.echo(commands.adopt(_settings(ctx), _milvus(ctx), name, model_spec, force=force))
 
 
@@ -91,7 +96,8 @@ def collection_group() -> None:
 
 
 @collection_group.command("create")
-@click.argument("name")
+@click.argument("name", required=False)
+@collection_option("The alias to create (the application searches it).")
 @click.option(
     "--model",
     "model_spec",
@@ -101,8 +107,15 @@ def collection_group() -> None:
 )
 @click.option("--index", "index_type", default=None, help="Vector index type (default: [[collections]] or HNSW).")
 @click.pass_context
-def collection_create(ctx: click.Context, name: str, model_spec: str, index_type: str | None) -> None:
-    """Create NAME__v1 with the model's dimension, the alias NAME and the model property."""
+def collection_create(
+    ctx: click.Context, name: str | None, collection: str | None, model_spec: str, index_type: str | None
+) -> None:
+    """Create ALIAS__v<NNNN> with the model's dimension, the alias ALIAS and the model property.
+
+    NNNN is the model store version whose vectors the collection holds (v0000 for the shipped default model);
+    swaps add ALIAS__v<candidate version>. The positional NAME is a deprecated synonym of --collection."""
+    name = _collection_arg(ctx, name, collection)
+    assert name is not None
     click.echo(commands.create_collection(_settings(ctx), _milvus(ctx), name, model_spec, index_type))
 
 
@@ -119,7 +132,8 @@ def baseline_group() -> None:
 
 
 @baseline_group.command("capture")
-@click.argument("alias")
+@click.argument("alias", required=False)
+@collection_option("The watched alias whose window to freeze.")
 @click.option(
     "--kind",
     type=click.Choice(["queries", "documents"]),
@@ -137,18 +151,27 @@ def baseline_group() -> None:
     "--size", type=click.IntRange(1), default=None, help="Documents to sample (default: sampling.doc_sample_size)."
 )
 @click.pass_context
-def baseline_capture(ctx: click.Context, alias: str, kind: str, window_s: int | None, size: int | None) -> None:
-    """Freeze the current window of ALIAS as its reference (earlier references are kept)."""
+def baseline_capture(
+    ctx: click.Context, alias: str | None, collection: str | None, kind: str, window_s: int | None, size: int | None
+) -> None:
+    """Freeze the current window of --collection ALIAS as its reference (earlier references are kept).
+
+    The positional ALIAS is a deprecated synonym of --collection."""
+    alias = _collection_arg(ctx, alias, collection)
+    assert alias is not None
     info = commands.capture_baseline(_settings(ctx), _milvus(ctx), alias, kind, window_s, size)
     click.echo(commands.reference_line(info, alias))
 
 
 @baseline_group.command("list")
 @click.argument("alias", required=False)
+@collection_option("Only this alias's references (default: all).")
 @click.pass_context
-def baseline_list(ctx: click.Context, alias: str | None) -> None:
-    """List stored references (all aliases, or ALIAS)."""
-    _echo(commands.baseline_lines(_settings(ctx), alias))
+def baseline_list(ctx: click.Context, alias: str | None, collection: str | None) -> None:
+    """List stored references (all aliases, or --collection ALIAS).
+
+    The positional ALIAS is a deprecated synonym of --collection."""
+    _echo(commands.baseline_lines(_settings(ctx), _collection_arg(ctx, alias, collection, required=False)))
 
 
 @cli.command("prune")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import click
 
-from .. import commands, modelcommands
-from ..opsettings import AUTO, RECIPES
-from ._base import _echo, _milvus, _settings, cli
+from embguard.cli import actions as commands
+from embguard.cli import model_actions as modelcommands
+from embguard.cli._base import _echo, _milvus, _refuse, _settings, cli, collection_option
+from embguard.config.lifecycle import AUTO, RECIPES
+from embguard.errors import EmbguardError, MilvusError
+from embguard.models.registry import check_version
 
 # --- daemon ---------------------------------------------------------------------------------------------
 
@@ -24,12 +28,36 @@ def serve_cmd(ctx: click.Context, once: bool) -> None:
     _echo(commands.serve(settings, once=once))
 
 
+@cli.command("proxy")
+@click.pass_context
+def proxy_cmd(ctx: click.Context) -> None:
+    """Run the Milvus wire proxy: point an application's Milvus URI at proxy.host:proxy.port and its searches
+    are watched like the Client's (until SIGTERM/SIGINT). Every call is forwarded to milvus.uri unchanged."""
+    from embguard.proxy.service import run
+
+    settings = _settings(ctx)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.INFO)
+    run(settings)
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Show what the daemon sees: collections, references, last checks, active models, candidates."""
-    click.echo(commands.status_text(_settings(ctx), as_json))
+    """Show what the daemon sees: collections, references, last checks, OOD clusters, models, candidates.
+
+    Exit code: 0, 1 when a watched collection's last check failed, 2 when Milvus is unreachable.
+    """
+    import json
+
+    from embguard.daemon.status import gather, render
+
+    st = gather(_settings(ctx))
+    click.echo(json.dumps(st.to_json(), indent=2, default=str) if as_json else render(st))
+    if st.exit_code and not as_json:
+        click.echo(f"Error: {st.problem}", err=True)
+    ctx.exit(st.exit_code)
 
 
 # --- models, retrain, swap ------------------------------------------------------------------------------
@@ -57,7 +85,7 @@ def models_show(ctx: click.Context, version: str) -> None:
 
 @models_group.command("import")
 @click.argument("spec")
-@click.option("--collection", required=True, help="Watched alias whose held-out queries gate the model.")
+@collection_option("Watched alias whose held-out queries gate the model.", required=True)
 @click.pass_context
 def models_import(ctx: click.Context, spec: str, collection: str) -> None:
     """Gate a local sentence-transformers directory SPEC (any dimension) as a candidate for a collection.
@@ -69,16 +97,21 @@ def models_import(ctx: click.Context, spec: str, collection: str) -> None:
 
 
 @cli.command("retrain")
-@click.option("--approve", is_flag=True, help="Swap the collection(s) to an approved candidate (hot-swap).")
-@click.option("--candidate", default=None, help="Model version to approve (default: the one awaiting approval).")
-@click.option("--collection", default=None, help="Only this watched alias (default: all).")
-@click.option("--force", is_flag=True, help="Approve a version that is not awaiting approval.")
-@click.option("--abort", is_flag=True, help="Abandon an unfinished swap (before its switch).")
+@click.option("--approve", is_flag=True, help="Swap the collection to an approved candidate (hot-swap).")
+@click.option(
+    "--candidate", default=None, help="With --approve: the model version (default: the one awaiting approval)."
+)
+@collection_option(
+    "The watched alias. Building: only this one (default: all). --approve/--abort: required when more than one "
+    "is configured (default: the only one)."
+)
+@click.option("--force", is_flag=True, help="With --approve: approve a version that is not awaiting approval.")
+@click.option("--abort", is_flag=True, help="Abandon the collection's unfinished swap (before its switch).")
 @click.option(
     "--recipe",
     type=click.Choice((*RECIPES, AUTO)),
     default=None,
-    help="How to train the candidate (default: [retrain] recipe; see the README's recipes).",
+    help="Building only: how to train the candidate (default: [retrain] recipe; see docs/retrain.md).",
 )
 @click.option("--max-steps", type=int, default=-1, hidden=True, help="Cap training steps (smoke tests).")
 @click.pass_context
@@ -92,35 +125,61 @@ def retrain_cmd(
     recipe: str | None,
     max_steps: int,
 ) -> None:
-    """Build a candidate model from feedback (gate report), or with --approve hot-swap to it."""
+    """Build a candidate model from feedback (gate report), or with --approve hot-swap to it, or with --abort
+    abandon an unfinished swap. A flag that does not apply to the mode is refused."""
+    if approve and abort:
+        raise click.UsageError("--approve and --abort are two modes; pass one", ctx)
+    if approve or abort:
+        mode = "retrain --approve" if approve else "retrain --abort"
+        _refuse(ctx, mode, **{"--recipe": recipe is not None, "--max-steps": max_steps != -1})
+    if not approve:
+        mode = "retrain --abort" if abort else "retrain (building a candidate)"
+        _refuse(ctx, mode, **{"--candidate": candidate is not None, "--force": force})
     settings = _settings(ctx)  # names are checked before Milvus is reached
-    if approve and not abort:
-        version = modelcommands.candidate(settings, candidate)
+    if approve:
+        if candidate is not None:
+            check_version(candidate)  # a bad name first: it is wrong whatever is configured
+        spec = commands.only_spec(settings, collection, "retrain --approve")
+        try:
+            version = modelcommands.candidate(settings, candidate)
+        except EmbguardError:
+            # A monitor-only collection never has a candidate of its own: say what to do instead of "none await".
+            with contextlib.suppress(MilvusError):
+                modelcommands.require_model(_milvus(ctx), spec.name, "approve a swap for")
+            raise
         _echo(modelcommands.approve(settings, _milvus(ctx), version, collection, click.echo, force=force))
-        return
-    chosen = commands.specs(settings, collection)
-    if abort:
-        _echo(modelcommands.abort_swaps(settings, _milvus(ctx), chosen))
+    elif abort:
+        commands.only_spec(settings, collection, "retrain --abort")
+        _echo(modelcommands.abort_swaps(settings, _milvus(ctx), collection))
     else:
+        chosen = commands.specs(settings, collection)
         settings = modelcommands.with_recipe(settings, recipe)
         _echo(modelcommands.build_candidates(settings, _milvus(ctx), chosen, click.echo, max_steps=max_steps))
 
 
 @cli.command("rollback")
-@click.option("--collection", default=None, help="Only this watched alias (default: all).")
+@collection_option("The watched alias; required when more than one is configured (default: the only one).")
 @click.pass_context
 def rollback_cmd(ctx: click.Context, collection: str | None) -> None:
     """Point the alias back to the collection and model it served before the last switch."""
-    _echo(modelcommands.rollback(_settings(ctx), _milvus(ctx), collection, click.echo))
+    settings = _settings(ctx)
+    commands.only_spec(settings, collection, "rollback")
+    _echo(modelcommands.rollback(settings, _milvus(ctx), collection, click.echo))
 
 
 @cli.command("gc")
 @click.option("--retention-s", type=click.IntRange(0), default=None, help="Override swap.retention_s.")
-@click.option("--dry-run", is_flag=True, help="Only list what would be dropped.")
+@click.option("--dry-run", is_flag=True, help="Only print the plan (what would be kept and dropped, and why).")
 @click.pass_context
 def gc_cmd(ctx: click.Context, retention_s: int | None, dry_run: bool) -> None:
-    """Drop old versioned collections that no alias serves (their aliases and dual-write marks first)."""
-    click.echo(modelcommands.gc(_settings(ctx), _milvus(ctx), retention_s, dry_run))
+    """Drop old versioned collections of the watched aliases that no alias serves, past retention.
+
+    Prints its plan first: every `ALIAS__*` collection, kept or dropped, and why. Never dropped: a collection
+    an alias serves, the rollback target (what the alias served before its last switch), one an unfinished
+    swap names, and one embguard did not create (a hand-made `docs__backup`). Retention counts from when a
+    collection stopped serving.
+    """
+    click.echo(modelcommands.gc(_settings(ctx), _milvus(ctx), retention_s, dry_run, click.echo))
 
 
 @cli.group("label")
@@ -130,7 +189,7 @@ def label_group() -> None:
 
 @label_group.command("export")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--collection", required=True, help="Watched alias whose tapped queries to pick from.")
+@collection_option("Watched alias whose tapped queries to pick from.", required=True)
 @click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
 @click.option(
     "--strategy",
@@ -148,7 +207,7 @@ def label_export(ctx: click.Context, path: str, collection: str, budget: int, st
 
 @label_group.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--collection", required=True, help="Watched alias the labels are for.")
+@collection_option("Watched alias the labels are for.", required=True)
 @click.pass_context
 def label_import(ctx: click.Context, path: str, collection: str) -> None:
     """Validate an annotated JSONL file and load it as feedback (all lines or none)."""

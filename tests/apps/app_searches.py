@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
-from embguard import config
-from embguard.client import Client
+from embguard.client.client import Client
+from embguard.config import loader as config
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from embguard import config
-from embguard.client import Client
+from embguard.client.client import Client
+from embguard.config import loader as config
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
                 except Exception as exc:
                     failures.append(f"insert {next_id}: {exc}")
                 next_id += 1
-            time.sleep(pause_s)
+            time.sleep(pause_s)  # on purpose: paces the application's searches
     print(
         json.dumps(
             {

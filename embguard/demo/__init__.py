@@ -1,0 +1,1 @@
+"""``embguard demo``: the whole loop offline on the embedded default, and the simulated traffic it drives."""
