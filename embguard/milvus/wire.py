@@ -14,8 +14,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 SERVICE_NAME = SERVICE.full_name  # milvus.proto.milvus.MilvusService
-UNARY = tuple(m.name for m in SERVICE.methods if not (m.client_streaming or m.server_streaming))
-STREAMING = tuple(m.name for m in SERVICE.methods if m.client_streaming or m.server_streaming)
+# The protocol's methods: a relayed call's ``method`` label is one of these or "other" (bounded cardinality).
+METHODS = frozenset(m.name for m in SERVICE.methods)
 # The calls the tap reads; every other call is forwarded and counted only.
 SEARCHES = frozenset({"Search", "HybridSearch"})
 WRITES = {"Insert": "insert", "Upsert": "upsert", "Delete": "delete"}

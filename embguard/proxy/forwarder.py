@@ -1,60 +1,143 @@
-"""The forwarding half of ``embguard proxy``: every unary ``MilvusService`` call, byte for byte, to Milvus.
+"""The forwarding half of ``embguard proxy``: each application connection relayed byte for byte to Milvus.
 
-A ``grpc.aio`` server with one generic handler: no (de)serializer on either side, so a request is never parsed
-on its way through, and the upstream's response, status code, details and trailing metadata come back
-unchanged. What must not be forwarded is the transport's own headers: passing the pseudo headers,
-``grpc-timeout`` or ``content-type`` on made calls fail (research: shared/research/capture.md), so those are
-dropped and the caller's deadline is passed on explicitly. The tap is handed the bytes after the response is
-on its way (``on_call``), and it never blocks (a bounded queue).
+The proxy does not terminate gRPC. Each TCP connection an application opens is paired with one connection to
+Milvus (TLS where ``milvus.uri`` says ``https``), and bytes are copied both ways as they arrive. So every
+``MilvusService`` call, streaming ones included, reaches Milvus exactly as the SDK sent it: credentials, database
+header, the caller's deadline (``grpc-timeout``), compression, message sizes; and the application gets Milvus'
+status codes, messages and trailers unchanged. A gRPC-terminating forwarder (``grpc.aio`` with a generic
+handler) was measured first: it added 1.2-1.3 ms per call and lost 25% of the throughput at 8 clients on two
+cores (docs/proxy.md, "What it costs", has both).
 
-Streaming methods (``CreateReplicateStream``, ``DumpMessages``: replication only) are refused with
-UNIMPLEMENTED and a message that says to reach Milvus directly for them.
+Observing is done on copies, after the bytes are written on: :class:`~embguard.proxy.frames.Observer` reads
+the HTTP/2 frames of each direction to learn each call's method, duration and ``grpc-status`` (``on_done``, the
+metrics), and keeps the messages of the calls the tap wants (``wants``: a search drawn at the sampling rate, a
+write) for ``on_call``. A frame it cannot read stops observing that connection (counted through
+``on_unreadable``); the relay goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 from urllib.parse import urlsplit
 
-import grpc
-from grpc import aio
-
 from embguard.errors import ConfigError
-from embguard.milvus.wire import SERVICE_NAME, STREAMING, UNARY
+from embguard.proxy.frames import Call, Observer, message
 
-# Headers that belong to one hop: the server side of the proxy consumed them, the client side makes its own.
-_HOP_HEADERS = frozenset({"user-agent", "grpc-timeout", "te", "content-type", "grpc-accept-encoding", "grpc-encoding"})
-# Milvus enforces its own message-size limits (proxy.grpc.serverMaxRecvSize/serverMaxSendSize) and answers with
-# its own error; the proxy must not refuse first with a smaller gRPC default (4 MB received).
-_UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+log = logging.getLogger("embguard.proxy")
 
 OnCall = Callable[[str, bytes, bytes, tuple[tuple[str, str], ...]], None]
 OnDone = Callable[[str, str, float], None]
+Wants = Callable[[str], bool]
+
+# Socket buffer past which the relay stops reading from the other side until the slow side catches up.
+_HIGH_WATER = 4 << 20
 
 
-def upstream_target(uri: str) -> tuple[str, bool]:
-    """``host:port`` and whether to use TLS, for a Milvus URI (``http://``, ``https://``, ``tcp://``)."""
+def upstream_target(uri: str) -> tuple[str, int, bool]:
+    """Host, port and whether to use TLS, for a Milvus URI (``http://``, ``https://``, ``tcp://``)."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https", "tcp", "grpc", "grpcs") or not parts.hostname:
         raise ConfigError(f"the proxy cannot forward to Milvus at {uri!r}: give milvus.uri as http(s)://host:port")
     tls = parts.scheme in ("https", "grpcs")
-    port = parts.port or (443 if tls else 19530)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}", tls
+    return parts.hostname, parts.port or (443 if tls else 19530), tls
 
 
-def forwarded_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((k, v) for k, v in (metadata or ()) if not k.startswith(":") and k not in _HOP_HEADERS)
+class _Side(asyncio.Protocol):
+    """One end of a relayed pair: what it reads is written to ``peer`` and then shown to the observer."""
+
+    def __init__(self, side: int, observer: Observer, forwarder: Forwarder):
+        self.side = side
+        self.observer = observer
+        self.forwarder = forwarder
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.closed = False
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+        self.transport.set_write_buffer_limits(high=_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None or peer.transport is None:
+            self.early.append(data)  # before the pair is made (an event loop may deliver despite pause_reading)
+            return
+        peer.transport.write(data)
+        self.observer.feed(self.side, data)
+
+    def pause_writing(self) -> None:  # our socket is backed up: stop reading what would be written to it
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.forwarder.connections.discard(self)
+        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
+            self.peer.transport.close()  # after what is buffered for it is written
+
+
+class _Application(_Side):
+    """The application's end: pairs itself with a new connection to Milvus before reading anything."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.forwarder.connections.add(self)
+        self.forwarder.connecting.add(asyncio.get_running_loop().create_task(self._pair()))
+
+    async def _pair(self) -> None:
+        f = self.forwarder
+        loop = asyncio.get_running_loop()
+        try:
+            _, milvus = await loop.create_connection(
+                lambda: _Side(1, self.observer, f),
+                f.host_upstream,
+                f.port_upstream,
+                ssl=f.ssl_context,
+                server_hostname=f.host_upstream if f.ssl_context else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            # Milvus is down: the application's connection closes, and its SDK reports UNAVAILABLE as it would
+            # for Milvus' own port.
+            f.last_code = "UNAVAILABLE"
+            log.debug("proxy: cannot reach Milvus at %s: %s", f.upstream, exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        finally:
+            f.connecting.discard(asyncio.current_task())
+        if self.closed:
+            if milvus.transport is not None:
+                milvus.transport.close()
+            return
+        milvus.peer, self.peer = self, milvus
+        f.connections.add(milvus)
+        for side in (self, milvus):  # what either end sent before the pair was made (Milvus' SETTINGS, say)
+            early, side.early = side.early, []
+            for data in early:
+                side.data_received(data)
+        assert self.transport is not None
+        self.transport.resume_reading()
 
 
 class Forwarder:
-    """Serves ``MilvusService`` on ``host:port`` and forwards each call to ``upstream`` (a Milvus URI).
+    """Listens on ``host:port`` and relays each connection to ``upstream`` (a Milvus URI).
 
-    ``on_call(method, request, response, metadata)`` sees every successful call's bytes; ``on_done(method,
-    code, seconds)`` every call's outcome. Both must return at once and never raise (they are the tap and the
-    metrics). Create and run it inside the event loop that serves it."""
+    Callbacks (each must return at once and never raise; they run on the relay's event loop): ``wants(method)``
+    whether the tap wants a call's messages (asked once per call, when its headers arrive); ``on_call(method,
+    request, response, metadata)`` a wanted call that succeeded; ``on_done(method, code, seconds)`` every call's
+    outcome. Create and run it inside the event loop that serves it."""
 
     def __init__(
         self,
@@ -64,69 +147,74 @@ class Forwarder:
         on_call: OnCall | None = None,
         on_done: OnDone | None = None,
         root_certificates: bytes | None = None,
+        wants: Wants | None = None,
+        on_dropped: Callable[[str], None] | None = None,
     ):
         self.upstream = upstream
-        target, tls = upstream_target(upstream)
-        options = [*_UNLIMITED, ("grpc.keepalive_permit_without_calls", 0)]
-        self.channel = (
-            aio.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options=options)
-            if tls
-            else aio.insecure_channel(target, options=options)
-        )
-        self._on_call = on_call
-        self._on_done = on_done
-        self.server = aio.server(options=[*_UNLIMITED, ("grpc.so_reuseport", 0)])
-        handlers: dict[str, grpc.RpcMethodHandler] = {m: self._unary(m) for m in UNARY}
-        handlers.update({m: self._refused(m) for m in STREAMING})
-        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-        try:
-            self.port = self.server.add_insecure_port(f"{host}:{port}")
-        except RuntimeError as exc:
-            raise ConfigError(f"the proxy cannot listen on {host}:{port}: {exc}; choose a free proxy.port") from None
-        self.host = host
+        self.host_upstream, self.port_upstream, tls = upstream_target(upstream)
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls:
+            self.ssl_context = ssl.create_default_context(
+                cadata=root_certificates.decode() if root_certificates else None
+            )
+            self.ssl_context.set_alpn_protocols(["h2"])
+        self.host, self.port = host, port
+        self._on_call, self._on_done = on_call, on_done
+        self.wants: Wants = wants or (lambda method: on_call is not None)
+        self._on_dropped = on_dropped
+        self.server: asyncio.Server | None = None
+        self.connections: set[_Side] = set()
+        self.connecting: set[asyncio.Task[None]] = set()
         self.last_code = ""  # the gRPC status of the last forwarded call ("" before the first)
 
-    def _unary(self, method: str) -> grpc.RpcMethodHandler:
-        stub = self.channel.unary_unary(f"/{SERVICE_NAME}/{method}")
-        on_call, on_done = self._on_call, self._on_done
-
-        async def forward(request: bytes, context: aio.ServicerContext) -> bytes:
-            metadata = forwarded_metadata(context.invocation_metadata())
-            started = time.perf_counter()
+    def done(self, call: Call, code: str, tap: bool) -> None:
+        self.last_code = code
+        if self._on_done is not None:
+            self._on_done(call.method, code, time.perf_counter() - call.started)
+        if tap and self._on_call is not None:
             try:
-                response: bytes = await stub(request, metadata=metadata, timeout=context.time_remaining())
-            except aio.AioRpcError as exc:
-                self.last_code = exc.code().name
-                if on_done is not None:
-                    on_done(method, exc.code().name, time.perf_counter() - started)
-                trailing = exc.trailing_metadata()
-                if trailing:
-                    context.set_trailing_metadata(forwarded_metadata(trailing))
-                await context.abort(exc.code(), exc.details() or "")
-                raise  # unreachable: abort raises
-            self.last_code = "OK"
-            if on_done is not None:
-                on_done(method, "OK", time.perf_counter() - started)
-            if on_call is not None:
-                on_call(method, request, response, metadata)
-            return response
+                request, response = message(call.request), message(call.response)
+            except ValueError:
+                self.on_unreadable()
+                return
+            self._on_call(call.method, request, response, call.metadata)
 
-        return grpc.unary_unary_rpc_method_handler(forward)
+    def on_unreadable(self) -> None:
+        if self._on_dropped is not None:
+            self._on_dropped("decode_error")
 
-    def _refused(self, method: str) -> grpc.RpcMethodHandler:
-        message = (
-            f"embguard proxy does not forward the streaming call {method} (replication only); "
-            f"connect to Milvus at {self.upstream} directly for it"
-        )
-
-        async def refuse(request: Any, context: aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
-
-        return grpc.stream_stream_rpc_method_handler(refuse)
+    def on_too_large(self) -> None:
+        if self._on_dropped is not None:
+            self._on_dropped("too_large")
 
     async def start(self) -> None:
-        await self.server.start()
+        loop = asyncio.get_running_loop()
+
+        def accept() -> _Application:
+            return _Application(0, Observer(self), self)
+
+        try:
+            self.server = await loop.create_server(accept, self.host, self.port, reuse_address=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the proxy cannot listen on {self.host}:{self.port}: {exc}; choose a free proxy.port"
+            ) from None
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def _calls_in_flight(self) -> int:
+        return sum(len(s.observer.calls) for s in self.connections if s.side == 0)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        await self.server.stop(grace_s)
-        await self.channel.close()
+        """Stop accepting, give calls in flight up to ``grace_s`` to finish, then close every connection."""
+        if self.server is not None:
+            self.server.close()
+        deadline = time.monotonic() + grace_s
+        while self._calls_in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for task in list(self.connecting):
+            task.cancel()
+        for side in list(self.connections):
+            if side.transport is not None:
+                side.transport.close()
+        if self.server is not None:
+            await self.server.wait_closed()

@@ -1,8 +1,8 @@
 """The proxy's metrics, on a registry passed in, served on the proxy's own ``/metrics`` (``proxy.metrics_port``).
 
-Labels stay low-cardinality: ``method`` is a ``MilvusService`` method (a fixed set of the protocol's),
-``code`` a gRPC status code name, ``collection`` a watched alias, ``op`` insert|upsert|delete, ``reason`` one of
-``DROP_REASONS``.
+Labels stay low-cardinality: ``method`` is a ``MilvusService`` method (a fixed set of the protocol's; any other
+path is ``other``), ``code`` a gRPC status code name, ``collection`` a watched alias, ``op``
+insert|upsert|delete, ``reason`` one of ``DROP_REASONS``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from embguard.proxy.tap import ProxyCounters
 DROP_REASONS = (
     "queue_full",  # the tap's queue was full: the tap is behind
     "decode_error",  # the call's bytes did not parse as the protocol says
+    "too_large",  # a call's request or response past the tap's buffer limit (a bulk insert)
     "text_query",  # Milvus embeds the query text itself (a function): there is no vector to read
     "not_float_vector",  # a sparse, binary or half-precision query
     "no_placeholder",

@@ -1,8 +1,9 @@
 """The proxy's tap: forwarded calls' bytes in, the Client tap's rows out, all off the request path.
 
-``offer`` is the only call on the request path: a ``put_nowait`` into a bounded queue (a full queue drops the
-call and counts it). A worker thread decodes Search/HybridSearch calls on watched collections (``collections[]``,
-in ``milvus.db_name``; each call drawn at ``sampling.query_rate`` in ``offer``) and hands the rows to the same
+``wants`` (a per-call draw) and ``offer`` (a ``put_nowait`` into a bounded queue; a full queue drops the call
+and counts it) are the only calls on the relay's event loop. A worker thread decodes Search/HybridSearch calls
+on watched collections (``collections[]``, in ``milvus.db_name``; each call drawn at ``sampling.query_rate`` in
+``wants``) and hands the rows to the same
 :class:`~embguard.client.tapwriter.QueryTap` the Client uses, so the daemon reads proxy and Client queries
 alike. Insert, Upsert and Delete are counted per collection. Resolving an alias to the collection it serves and
 that collection's model id takes Milvus calls, so it is cached for a few seconds; a collection that records no
@@ -74,15 +75,17 @@ class ProxyTap:
         self._thread = threading.Thread(target=self._run, name="embguard-proxy-tap", daemon=True)
         self._thread.start()
 
-    def offer(self, method: str, request: bytes, response: bytes, metadata: tuple[tuple[str, str], ...]) -> None:
-        """On the request path: never raises, never waits. A search is drawn here, per call, at the sampling rate:
-        an unsampled call costs one random number, not a parse (every query of a sampled call is tapped, so each
-        query is still tapped with probability ``sampling.query_rate``)."""
+    def wants(self, method: str) -> bool:
+        """Asked by the forwarder when a call's headers arrive, before its body is read: a search is drawn here,
+        per call, at the sampling rate (an unsampled call costs one random number, and its bytes are not kept;
+        every query of a sampled call is tapped, so each query is still tapped with probability
+        ``sampling.query_rate``); writes are always wanted (their rows are counted)."""
         if method in SEARCHES:
-            if self._rng.random() >= self._rate:
-                return
-        elif method not in WRITES:
-            return
+            return self._rng.random() < self._rate
+        return method in WRITES
+
+    def offer(self, method: str, request: bytes, response: bytes, metadata: tuple[tuple[str, str], ...]) -> None:
+        """On the relay's event loop: never raises, never waits (a full queue drops the call and counts it)."""
         db = next((v for k, v in metadata if k == "dbname"), "")
         try:
             self._queue.put_nowait((method, request, response, db))
@@ -121,7 +124,7 @@ class ProxyTap:
         self._tap(call)
 
     def _tap(self, call: SearchCall) -> None:
-        draws = range(len(call.vectors))  # the call was drawn in offer()
+        draws = range(len(call.vectors))  # the call was drawn in wants()
         served = self._resolve(call.collection)
         if served is None:
             self.counters.dropped("milvus_unavailable", len(draws))
