@@ -1,5 +1,6 @@
 """The daemon for real: `embguard serve` against each Milvus backend (Lite, a real server) with tapped traffic,
-scraped by a real Prometheus that loads the shipped alert rules; every dashboard and rule expression evaluated live.
+scraped by a real Prometheus that loads the shipped alert rules; every dashboard and rule expression evaluated live
+(an `embguard proxy` with an application of its own runs beside the daemon, so the proxy's panels have data too).
 
 Order matters inside this module (one expensive set-up): no-drift traffic first, then drifted traffic,
 then the Milvus outage. Each test states what it needs from the ones before it.
@@ -22,12 +23,15 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from backends import Backend
 from builders import wait_until
 from prometheus_client import CollectorRegistry, start_http_server
 from promql import dashboard_exprs, rule_exprs, substitute
+from proxy_world import ProxyProcess
+from pymilvus import DataType, MilvusClient
 
 from embguard.client.client import Client
 from embguard.demo.simulate import index, passages_for, traffic
@@ -135,7 +139,27 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
         wait_until(lambda: _get(self.url("/readyz"))[0] == 200, 60, interval_s=0.5, what="daemon /readyz")
+        self.start_proxy()
         self.start_prometheus()
+
+    def start_proxy(self) -> None:
+        """`embguard proxy` in front of the same Milvus, with an application of its own that writes and searches
+        the monitor-only collection `app` through it (the daemon does not watch `app`, so its checks of `kb` are
+        unchanged): every proxy series the dashboards read exists."""
+        self.proxy = ProxyProcess({**self.env, "EMBGUARD_COLLECTIONS": '[{name="app"}]'}, self.tmp / "proxy.log")
+        self.proxy.start()
+        app = MilvusClient(uri=self.proxy.uri, db_name=self.settings.milvus.db_name)
+        schema = MilvusClient.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=8)
+        params = app.prepare_index_params()
+        params.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        app.create_collection("app", schema=schema, index_params=params)
+        rng = np.random.default_rng(0)
+        app.insert("app", [{"id": i, "vector": v.tolist()} for i, v in enumerate(rng.standard_normal((20, 8)))])
+        for q in rng.standard_normal((5, 8)):
+            app.search("app", data=[q.tolist()], limit=3, consistency_level="Strong")
+        app.close()
 
     def cli(self, *args: str) -> str:
         res = subprocess.run(
@@ -165,7 +189,7 @@ class Stack:
         targets = {
             "embguard": self.metrics_port,
             "embguard-app": self.app_port,
-            "embguard-proxy": free_port(),  # not running here: its target is simply down
+            "embguard-proxy": self.proxy.metrics_port,
             "milvus": free_port(),
             "prometheus": self.prom_port,
         }
@@ -230,6 +254,8 @@ class Stack:
 
     def close(self) -> None:
         self.stop_traffic()
+        if getattr(self, "proxy", None) is not None:
+            self.proxy.stop()
         for proc in (self.daemon, self.prom):
             if proc is not None and proc.poll() is None:
                 proc.terminate()

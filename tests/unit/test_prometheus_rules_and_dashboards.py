@@ -23,6 +23,8 @@ import yaml
 from promql import GRAFANA_VARS, annotation_exprs, dashboard_exprs, rule_exprs, substitute
 
 from embguard.daemon.metrics import REINDEX_STATES, RETRAIN_STATES, Metrics, catalogue
+from embguard.proxy.metrics import CATALOGUE as PROXY_CATALOGUE
+from embguard.proxy.metrics import DROP_REASONS, ProxyMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "prometheus"
@@ -35,6 +37,9 @@ DASHBOARDS = [
     REPO / "grafana" / "dashboards" / "embguard-daemon.json",
 ]
 DOCS = REPO / "docs" / "metrics.md"
+# The proxy's metrics are documented by a table generated from its catalogue (docs/hooks.py) on its own page.
+PROXY_DOCS = REPO / "docs" / "proxy.md"
+PROXY_TABLE = "<!-- generated: proxy-metrics -->"
 RUNBOOK = REPO / "docs" / "runbook.md"
 # Every alert's runbook_url is RUNBOOK_BASE + "#" + the alert name in lower case (GitHub's anchor for the
 # alert's heading in docs/runbook.md). One base for all; docs/runbook.md says how to point it elsewhere.
@@ -75,10 +80,11 @@ LABEL_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("embguard_job_runs_total", "outcome"): ("success", "failure", "skipped"),
     ("embguard_swap_events_total", "event"): SWAP_EVENTS,
     ("embguard_tap_rows_total", "outcome"): ("sampled", "written", "dropped_buffer_full", "dropped_write_error"),
+    ("embguard_proxy_tap_dropped_total", "reason"): DROP_REASONS,
     ("embguard_top1_similarity", "quantile"): ("0.05", "0.5", "0.95"),
     ("embguard_window_samples", "kind"): ("queries", "documents"),
     ("embguard_windows_sampled_total", "kind"): ("queries", "documents"),
-    ("up", "job"): ("embguard", "embguard-app", "milvus"),
+    ("up", "job"): ("embguard", "embguard-app", "embguard-proxy", "milvus"),
     **{
         (m, "task"): TASKS
         for m in (
@@ -301,6 +307,14 @@ def known_metrics() -> dict[str, set[str]]:
             out[doc.name.removesuffix("_total") + "_created"] = set(doc.labels)
     for name, labels in EXTERNAL.items():
         out[name] = set(labels)
+    for name, kind, labels, _ in PROXY_CATALOGUE:
+        if kind == "histogram":
+            for suffix, extra in (("_bucket", {"le"}), ("_sum", set()), ("_count", set()), ("_created", set())):
+                out[name + suffix] = {*labels, *extra}
+        else:
+            out[name] = set(labels)
+        if kind == "counter":
+            out[name.removesuffix("_total") + "_created"] = set(labels)
     return out
 
 
@@ -350,11 +364,12 @@ def registered_series() -> dict[str, set[str]]:
 
     from embguard.client.inputs import ClientMetrics
 
-    daemon, app = CollectorRegistry(), CollectorRegistry()
+    daemon, app, proxy = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
     Metrics(daemon).init_series(["docs"], TASKS, 0.01, 3600.0)
     ClientMetrics(app)
+    ProxyMetrics(proxy)
     out: dict[str, set[str]] = {}
-    for registry in (daemon, app):
+    for registry in (daemon, app, proxy):
         for family in registry.collect():
             # A family without samples yet is still registered, with the series names its type gives it.
             suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
@@ -736,7 +751,11 @@ def test_expr_metrics_are_registered_and_documented(name: str, expr: str) -> Non
     for sel in selectors(expr):
         if sel.metric not in PROMETHEUS_OWN:
             assert sel.metric in registered, f"{name}: {sel.metric} is not registered by embguard"
-        assert f"`{sel.metric}`" in text, f"{name}: {sel.metric} is not documented in docs/metrics.md"
+        if sel.metric.startswith("embguard_proxy_"):
+            assert PROXY_TABLE in PROXY_DOCS.read_text(), f"{name}: docs/proxy.md lost its generated metric table"
+            assert any(sel.metric.startswith(n.removesuffix("_total")) for n, *_ in PROXY_CATALOGUE), sel.metric
+        else:
+            assert f"`{sel.metric}`" in text, f"{name}: {sel.metric} is not documented in docs/metrics.md"
 
 
 def test_registered_series_reads_the_registries() -> None:
