@@ -109,9 +109,16 @@ class _Application(_Side):
             )
         except (OSError, ssl.SSLError) as exc:
             # Milvus is down: the application's connection closes, and its SDK reports UNAVAILABLE as it would
-            # for Milvus' own port.
+            # for Milvus' own port. A certificate Milvus' CA does not vouch for is a configuration error: said.
             f.last_code = "UNAVAILABLE"
-            log.debug("proxy: cannot reach Milvus at %s: %s", f.upstream, exc)
+            if isinstance(exc, ssl.SSLError):
+                log.warning(
+                    "proxy: TLS to Milvus at %s failed: %s; set proxy.upstream_ca_file to the CA of its certificate",
+                    f.upstream,
+                    exc,
+                )
+            else:
+                log.debug("proxy: cannot reach Milvus at %s: %s", f.upstream, exc)
             if self.transport is not None:
                 self.transport.close()
             return

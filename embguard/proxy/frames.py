@@ -20,7 +20,7 @@ log = logging.getLogger("embguard.proxy")
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _RST_STREAM, _CONTINUATION = 0x0, 0x1, 0x3, 0x9
-_END_STREAM, _END_HEADERS, _PADDED, _PRIORITY = 0x1, 0x4, 0x8, 0x20
+_END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
 _METHOD_PREFIX = f"/{SERVICE_NAME}/"
 _CODES = {c.value[0]: c.name for c in grpc.StatusCode}
 # A tapped call's request or response larger than this is not buffered (a bulk insert); it is counted.

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import trustme
 import uvloop
 from builders import wait_until
 
@@ -249,3 +250,43 @@ def test_a_path_outside_the_protocol_is_relayed_and_labelled_other(proxied) -> N
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # the upstream's own answer
     wait_until(lambda: p.done, 5)
     assert p.done == [("other", "UNIMPLEMENTED")] and p.asked == ["other"]
+
+
+def test_an_https_upstream_is_reached_over_tls_with_the_given_ca() -> None:
+    """``milvus.uri = https://...``: the relay speaks TLS (ALPN h2) to Milvus and checks its certificate against
+    ``proxy.upstream_ca_file``; the application still talks plaintext to the proxy on loopback. Without the CA
+    the certificate is refused, and the application sees UNAVAILABLE."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    creds = grpc.ssl_server_credentials([(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())])
+    upstream = grpc.server(futures.ThreadPoolExecutor(2))
+    upstream.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE_NAME, {"HasCollection": grpc.unary_unary_rpc_method_handler(lambda r, c: b"tls:" + r)}
+            ),
+        )
+    )
+    port = upstream.add_secure_port("127.0.0.1:0", creds)
+    upstream.start()
+    loop = asyncio.new_event_loop()
+
+    async def call(root: bytes | None) -> bytes | grpc.StatusCode:
+        f = Forwarder(f"https://localhost:{port}", "127.0.0.1", 0, root_certificates=root)
+        await f.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{f.port}") as ch:
+                try:
+                    answer: bytes = await ch.unary_unary(f"/{SERVICE_NAME}/HasCollection")(b"x", timeout=5)
+                    return answer
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code()
+        finally:
+            await f.stop(0)
+
+    try:
+        assert loop.run_until_complete(call(ca.cert_pem.bytes())) == b"tls:x"
+        assert loop.run_until_complete(call(None)) == grpc.StatusCode.UNAVAILABLE  # not trusted: refused
+    finally:
+        loop.close()
+        upstream.stop(0)
