@@ -189,11 +189,13 @@ class QueryTap:
             for r in rows:
                 by_coll.setdefault(r["_collection"], []).append(r)
             for coll, group in by_coll.items():
+                before = len(group)
                 try:
-                    written += self._write(coll, group)
+                    self._write(coll, group)
                 except Exception as exc:  # the tap absorbs every failure
                     failed = True
                     self._failed(coll, group, exc)
+                written += before - len(group)  # _write removes what it stored, also when a later chunk fails
             if failed:
                 self._backoff_s = min(self._max_backoff_s, max(2 * self._backoff_s, self._flush_interval_s))
             else:
@@ -205,21 +207,20 @@ class QueryTap:
                 _quietly(self._on_written, written)
             return written
 
-    def _write(self, coll: str, group: list[dict[str, Any]]) -> int:
+    def _write(self, coll: str, group: list[dict[str, Any]]) -> None:
         milvus = self._milvus or self._connect()
         self._milvus = milvus
         if coll not in self._ready:
             ensure_tap_collection(milvus, len(group[0]["vector"]))
             self._ready[coll] = legacy_layout(milvus, coll)
-        written = 0
-        for i in range(0, len(group), self._batch_size):
-            chunk = [{k: v for k, v in r.items() if k != "_collection"} for r in group[i : i + self._batch_size]]
+        # Always the head of ``group``: each stored chunk is removed, so what is left is what a failure keeps for a
+        # retry (indexing by offset while removing, as before, skipped every other chunk of a large flush).
+        while group:
+            chunk = [{k: v for k, v in r.items() if k != "_collection"} for r in group[: self._batch_size]]
             if self._ready[coll]:
                 chunk = [legacy_row(r) for r in chunk]
             milvus.insert(coll, chunk)
-            written += len(chunk)
-            del group[: len(chunk)]  # what is left is what failed, if the next chunk fails
-        return written
+            del group[: len(chunk)]
 
     def _failed(self, coll: str, group: list[dict[str, Any]], exc: Exception) -> None:
         error = " ".join(str(exc).split())[:300]
