@@ -21,7 +21,7 @@ import numpy as np
 
 from embguard.client.tap import MAX_VECTOR_VALUE, MIN_VECTOR_NORM, read_tap, tap_collection_name, usable_rows
 from embguard.config.settings import CollectionSettings
-from embguard.errors import WindowError
+from embguard.errors import ConfigError, WindowError
 from embguard.milvus.filters import literal
 from embguard.milvus.milvus import Milvus, recorded_model_id
 
@@ -102,6 +102,7 @@ def sample_documents(
 ) -> Window:
     """A uniform random sample of up to ``k`` documents of the collection behind ``spec.name``."""
     collection = milvus.resolve(spec.name)  # iterate a concrete collection, never the alias
+    require_fields(milvus, collection, spec)
     model_id = _model_id(milvus, collection)
     rng = random.Random(seed)
     stream = (
@@ -133,6 +134,20 @@ def sample_documents(
         texts=tuple(str(r.get(spec.text_field or "", "")) for r in rows) if with_text and spec.text_field else (),
         meta={"sampled_from_filter": filter, "seed": seed, "skipped_rows": skipped},
     )
+
+
+def require_fields(milvus: Milvus, collection: str, spec: CollectionSettings) -> None:
+    """Refuse, naming the key and the fix, a ``[[collections]]`` entry whose field names the collection does not
+    have: an application's own schema (LangChain's ``pk``, LlamaIndex's ``embedding``) is watched under its names."""
+    have = [str(f["name"]) for f in milvus.schema_fields(collection)]
+    keys = {"id_field": spec.id_field, "vector_field": spec.vector_field, "text_field": spec.text_field}
+    keys["timestamp_field"] = spec.timestamp_field
+    missing = [f"{key} = {name!r}" for key, name in keys.items() if name and name not in have]
+    if missing:
+        raise ConfigError(
+            f"[[collections]] {spec.name!r}: collection {collection!r} has no field for {', '.join(missing)}; its "
+            f"fields are {', '.join(have)}: set those keys of {spec.name!r} to the collection's own field names"
+        )
 
 
 def recent_documents(

@@ -285,3 +285,23 @@ def test_a_tuple_setting_from_the_environment_is_parsed_as_a_toml_array(tmp_path
     # tuple[str, ...] has str among its type arguments; it was taken for text and never parsed.
     settings = config.load(None, environ=settings_env(tmp_path, EMBGUARD_DRIFT__MONITORS='["mmd"]'))
     assert tuple(settings.drift.monitors) == ("mmd",)
+
+
+def test_a_watched_collection_with_other_field_names_is_refused_naming_the_keys_and_its_fields() -> None:
+    """LlamaIndex stores its vectors in ``embedding``: watching it with the default ``vector_field`` says so."""
+    from fakes import FakeMilvus
+
+    from embguard.checks.windows import sample_documents
+    from embguard.errors import ConfigError
+
+    milvus = FakeMilvus()
+    milvus.create_collection(CollectionSettings(name="kb", vector_field="embedding", text_field="text"), 8)
+    with pytest.raises(ConfigError) as err:
+        sample_documents(milvus, CollectionSettings(name="kb", text_field="body"), 10)
+    assert str(err.value) == (
+        "[[collections]] 'kb': collection 'kb' has no field for vector_field = 'vector', text_field = 'body'; its "
+        "fields are id, embedding, text: set those keys of 'kb' to the collection's own field names"
+    )
+    watched = CollectionSettings(name="kb", vector_field="embedding", text_field="text")
+    milvus.insert("kb", [{"id": 1, "embedding": [1.0] * 8, "text": "a"}])
+    assert sample_documents(milvus, watched, 10).size == 1
