@@ -139,13 +139,16 @@ def run_app(app: str, uri: str, db: str, collection: str, out: Path, *flags: str
     if app == "node":
         env["NODE_PATH"] = str(node_modules())
         address = uri.removeprefix("http://")
+        given = dict(zip(flags[:-1], flags[1:], strict=True)) if flags else {}
         rng = np.random.default_rng(5)
-        docs, queries = rng.standard_normal((300, 384)), rng.standard_normal((5, 384))
+        docs = np.load(given["--docs"]) if "--docs" in given else rng.standard_normal((300, 384))
+        queries = np.load(given["--queries"]) if "--queries" in given else rng.standard_normal((5, docs.shape[1]))
+        texts = [t[:500] for t in json.loads(Path(given["--texts"]).read_text())] if "--texts" in given else None
         # float32 values, so what the SDK sends is exactly what the test compares with.
-        out.with_suffix(".input.json").write_text(
-            json.dumps({"docs": docs.astype(np.float32).tolist(), "queries": queries.astype(np.float32).tolist()})
-        )
-        cmd = ["node", str(APPS_DIR / "node_app.js"), address, db, collection, str(out), *flags]
+        data = {"docs": docs.astype(np.float32).tolist(), "queries": queries.astype(np.float32).tolist()}
+        out.with_suffix(".input.json").write_text(json.dumps({**data, "texts": texts} if texts else data))
+        switches = [f for f in flags if f in ("--keep", "--search-only")]
+        cmd = ["node", str(APPS_DIR / "node_app.js"), address, db, collection, str(out), *switches]
     else:
         python = str(llamaindex_python()) if app == "llamaindex" else sys.executable
         cmd = [python, str(APPS_DIR / f"{app}_app.py"), uri, db, collection, str(out), *flags]

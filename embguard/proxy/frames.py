@@ -1,8 +1,9 @@
 """Reading a relayed gRPC connection: the HTTP/2 frames of both directions, on copies of bytes already passed on.
 
-:class:`Observer` keeps each direction's HPACK header state (``hpack``) and learns each call's method, duration
-and ``grpc-status`` from its header blocks; the request and response messages of a call the tap wants are kept
-(DATA frames), up to ``MAX_TAPPED_BYTES``. Everything it reports goes to an :class:`Outcomes` (the forwarder).
+:class:`Observer` keeps each direction's HPACK header state (:mod:`~embguard.proxy.headers`) and learns each
+call's method, duration and ``grpc-status`` from its header blocks; the request and response messages of a call
+the tap wants are kept (DATA frames), up to ``MAX_TAPPED_BYTES``. Everything it reports goes to an
+:class:`Outcomes` (the forwarder).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import time
 from typing import Protocol
 
 import grpc
-from hpack import Decoder
 
 from embguard.milvus.wire import METHODS, SERVICE_NAME
+from embguard.proxy.headers import HeaderReader
 
 log = logging.getLogger("embguard.proxy")
 
@@ -65,11 +66,9 @@ class Observer:
         self.f = outcomes
         self.calls: dict[int, Call] = {}
         self.broken = False
-        # Per direction: unread bytes, the HPACK decoder, and a header block being continued (stream, flags, parts).
+        # Per direction: unread bytes, the HPACK state, and a header block being continued (stream, flags, parts).
         self.buf = (bytearray(), bytearray())
-        self.hpack = (Decoder(), Decoder())
-        for d in self.hpack:
-            d.max_allowed_table_size = 1 << 20  # the peers negotiate the size; the observer follows what they use
+        self.headers = (HeaderReader(), HeaderReader())  # the peers negotiate the table size; it follows theirs
         self.block: list[tuple[int, int, list[bytes]] | None] = [None, None]
         self.preface = True
 
@@ -148,15 +147,23 @@ class Observer:
         (call.response if side else call.request).append(payload)
 
     def _headers(self, side: int, stream: int, flags: int, block: bytes) -> None:
-        headers = self.hpack[side].decode(block, raw=True)
+        reader = self.headers[side]
         if side == 0:
-            path = next((v for k, v in headers if k == b":path"), b"").decode("latin-1")
+            headers = None
+            path = reader.method_path(block)
+            if path is None:
+                headers = reader.decode(block)
+                path = next((v for k, v in headers if k == b":path"), b"").decode("latin-1")
             method = path[len(_METHOD_PREFIX) :] if path.startswith(_METHOD_PREFIX) else ""
             method = method if method in METHODS else "other"  # a metric label: the protocol's names only
-            metadata = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if not k.startswith(b":"))
-            self.calls[stream] = Call(method, metadata, self.f.wants(method))
+            wanted = self.f.wants(method)
+            metadata: tuple[tuple[str, str], ...] = ()
+            if wanted:  # the metadata goes with a tapped call only
+                headers = reader.decode(block) if headers is None else headers
+                metadata = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k[:1] != b":")
+            self.calls[stream] = Call(method, metadata, wanted)
             return
-        status = next((v for k, v in headers if k == b"grpc-status"), None)
+        status = next((v for k, v in reader.decode(block) if k == b"grpc-status"), None)
         if status is None:
             return  # the response's leading headers; the status comes in the trailers
         call = self.calls.pop(stream, None)

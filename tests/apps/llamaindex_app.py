@@ -1,40 +1,31 @@
 """An application as users write it with LlamaIndex (`llama-index-vector-stores-milvus` MilvusVectorStore).
 
 It runs in its own virtualenv (LlamaIndex's Milvus store needs pymilvus 2.6, embguard uses 3.0): run unchanged
-except for its URI. Usage: llamaindex_app.py URI DB COLLECTION OUT.json [--keep]
+except for its URI. Usage: llamaindex_app.py URI DB COLLECTION OUT.json [flags of app_inputs.py]
 """
 
-import argparse
 import json
 
-import numpy as np
+from app_inputs import parse
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.milvus import MilvusVectorStore
 
-p = argparse.ArgumentParser()
-p.add_argument("uri")
-p.add_argument("db")
-p.add_argument("collection")
-p.add_argument("out")
-p.add_argument("--keep", action="store_true")
-a = p.parse_args()
-
-rng = np.random.default_rng(11)
-docs = rng.standard_normal((300, 384)).astype(np.float32)
-queries = rng.standard_normal((5, 384)).astype(np.float32)
+a, docs, texts, queries = parse(seed=11)
 index = {"index_type": "FLAT", "metric_type": "COSINE", "params": {}}
 store = MilvusVectorStore(
     uri=a.uri,
     db_name=a.db,
     collection_name=a.collection,
-    dim=384,
-    overwrite=True,
+    dim=docs.shape[1],
+    overwrite=not a.search_only,
     similarity_metric="COSINE",
     index_config=index,
 )
-store.add([TextNode(id_=f"n{i}", text=f"document {i}", embedding=v.tolist()) for i, v in enumerate(docs)])
-store.client.flush(a.collection)
+if not a.search_only:
+    pairs = enumerate(zip(docs, texts, strict=True))
+    store.add([TextNode(id_=f"n{i}", text=t, embedding=v.tolist()) for i, (v, t) in pairs])
+    store.client.flush(a.collection)
 hits = []
 for q in queries:
     r = store.query(VectorStoreQuery(query_embedding=q.tolist(), similarity_top_k=5))
@@ -54,7 +45,7 @@ errors = {
         lambda: store.query(VectorStoreQuery(query_embedding=[0.1, 0.2, 0.3], similarity_top_k=3)).ids
     ),
 }
-if not a.keep:
+if not a.keep and not a.search_only:
     store.client.drop_collection(a.collection)
 with open(a.out, "w") as f:
     json.dump({"hits": hits, "errors": errors, "queries": queries.tolist()}, f)

@@ -1,30 +1,15 @@
 """An application as users write it with pymilvus' MilvusClient: it embeds elsewhere and searches Milvus.
 
 The tests run it unchanged except for its URI (directly at Milvus, then through `embguard proxy`) and compare
-what it prints. Usage: pymilvus_client_app.py URI DB COLLECTION OUT.json [--docs D.npy --queries Q.npy] [--keep]
+what it prints. Usage: pymilvus_client_app.py URI DB COLLECTION OUT.json [flags of app_inputs.py]
 """
 
-import argparse
 import json
 
-import numpy as np
+from app_inputs import parse
 from pymilvus import DataType, MilvusClient, MilvusException
 
-p = argparse.ArgumentParser()
-p.add_argument("uri")
-p.add_argument("db")
-p.add_argument("collection")
-p.add_argument("out")
-p.add_argument("--docs", help="an (n, d) float32 .npy of document vectors (default: 300 random 384-d ones)")
-p.add_argument("--queries", help="an (m, d) float32 .npy of query vectors (default: 5 random ones)")
-p.add_argument("--texts", help="a JSON list of the documents' texts (default: 'document <i>')")
-p.add_argument("--keep", action="store_true", help="keep the collection (default: drop it at the end)")
-p.add_argument("--search-only", action="store_true", help="the collection exists: only search it")
-a = p.parse_args()
-
-rng = np.random.default_rng(7)
-docs = np.load(a.docs) if a.docs else rng.standard_normal((300, 384)).astype(np.float32)
-queries = np.load(a.queries) if a.queries else rng.standard_normal((5, docs.shape[1])).astype(np.float32)
+a, docs, texts, queries = parse(seed=7)
 client = MilvusClient(uri=a.uri, db_name=a.db)
 if not a.search_only:
     if client.has_collection(a.collection):
@@ -36,8 +21,7 @@ if not a.search_only:
     index = client.prepare_index_params()
     index.add_index("vector", index_type="FLAT", metric_type="COSINE")
     client.create_collection(a.collection, schema=schema, index_params=index)
-    texts = json.load(open(a.texts)) if a.texts else [f"document {i}" for i in range(len(docs))]
-    rows = [{"id": i, "vector": v.tolist(), "text": t[:500]} for i, (v, t) in enumerate(zip(docs, texts, strict=True))]
+    rows = [{"id": i, "vector": v.tolist(), "text": t} for i, (v, t) in enumerate(zip(docs, texts, strict=True))]
     for start in range(0, len(rows), 500):
         client.insert(a.collection, rows[start : start + 500])
     client.flush(a.collection)

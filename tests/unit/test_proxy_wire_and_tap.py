@@ -69,6 +69,35 @@ def test_a_text_query_is_recognised_and_not_read_as_a_vector() -> None:
     assert call is not None and call.skipped == "text_query"
 
 
+def test_a_hybrid_search_is_read_through_its_first_dense_sub_request_and_the_fused_ranking() -> None:
+    """The request as pymilvus builds it for ``MilvusClient.hybrid_search`` (a sparse, then a dense sub-request)."""
+    from pymilvus import AnnSearchRequest, RRFRanker
+    from pymilvus.client.prepare import Prepare
+
+    v = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    subs = [
+        AnnSearchRequest([{1: 0.5, 7: 0.2}, {3: 1.0}], "sparse", {"metric_type": "IP"}, 5),
+        AnnSearchRequest([x.tolist() for x in v], "dense", {"metric_type": "COSINE"}, 5),
+    ]
+    reqs = [
+        Prepare.search_requests_with_expr(
+            collection_name="docs", data=s.data, anns_field=s.anns_field, param=s.param, limit=s.limit
+        )
+        for s in subs
+    ]
+    request = Prepare.hybrid_search_request_with_ranker("docs", reqs, RRFRanker(), 5, partition_names=["p1"])
+    fused = results_bytes([[4, 2], [8, 6]], [[0.03, 0.01], [0.02, 0.01]])
+    call = decode_search("HybridSearch", request.SerializeToString(), fused, db_header="shop")
+    assert call is not None and not call.skipped
+    assert (call.collection, call.db_name, call.partitions) == ("docs", "shop", ("p1",))
+    assert np.array_equal(call.vectors, v)  # the dense sub-request's vectors, bit for bit
+    assert [h for h, _ in call.hits[0]] == [4, 2] and [h for h, _ in call.hits[1]] == [8, 6]  # what the app saw
+
+    only_sparse = Prepare.hybrid_search_request_with_ranker("docs", reqs[:1], RRFRanker(), 5)
+    call = decode_search("HybridSearch", only_sparse.SerializeToString(), fused)
+    assert call is not None and call.skipped == "not_float_vector" and call.vectors.size == 0
+
+
 def test_writes_decode_to_their_row_counts() -> None:
     ok = common_pb2.Status()
     ins = milvus_pb2.InsertRequest(collection_name="docs", num_rows=3).SerializeToString()
