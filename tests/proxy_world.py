@@ -139,7 +139,8 @@ def run_app(app: str, uri: str, db: str, collection: str, out: Path, *flags: str
     if app == "node":
         env["NODE_PATH"] = str(node_modules())
         address = uri.removeprefix("http://")
-        given = dict(zip(flags[:-1], flags[1:], strict=True)) if flags else {}
+        pairs = zip(flags, flags[1:], strict=False)  # each flag with the word after it
+        given = {flag: value for flag, value in pairs if flag in ("--docs", "--texts", "--queries")}
         rng = np.random.default_rng(5)
         docs = np.load(given["--docs"]) if "--docs" in given else rng.standard_normal((300, 384))
         queries = np.load(given["--queries"]) if "--queries" in given else rng.standard_normal((5, docs.shape[1]))

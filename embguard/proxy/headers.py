@@ -94,6 +94,10 @@ class HeaderReader:
         headers: Headers = [(bytes(k), bytes(v)) for k, v in self.decoder.decode(block, raw=True)]
         if not unchanged:
             self._cache.clear()  # the table moved: what was kept may now decode differently
-        elif len(self._cache) < _CACHED_BLOCKS:
-            self._cache[block] = headers
+            return headers
+        if len(self._cache) >= _CACHED_BLOCKS:
+            # Full of one-off blocks (distinct error messages, tapped requests): start over, so the blocks that
+            # repeat now are kept rather than refused until the table next moves.
+            self._cache.clear()
+        self._cache[block] = headers
         return headers

@@ -65,3 +65,14 @@ def test_a_malformed_block_is_left_to_the_full_decoder() -> None:
     assert reader.method_path(b"\xff\xff\xff") is None  # an integer that never ends
     assert reader.method_path(bytes([0x00, 0x05]) + b"ab") is None  # a string past its block
     assert reader.method_path(b"\xfe") is None  # an index past the table
+
+
+def test_a_cache_full_of_one_off_blocks_starts_over_and_keeps_what_repeats() -> None:
+    encoder, reader = Encoder(), HeaderReader()
+    status = [("grpc-status", "0")]
+    reader.decode(encoder.encode(status))  # indexes grpc-status: the table moves once, then stays
+    for i in range(300):  # trailers with distinct messages, none indexed (gRPC's form for grpc-message)
+        reader.decode(encoder.encode(status) + without_indexing("grpc-message", f"error {i}"))
+    ok = encoder.encode(status)
+    assert reader.decode(ok) == [(b"grpc-status", b"0")]
+    assert ok in reader._cache  # kept although 300 one-off blocks came first
