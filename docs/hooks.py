@@ -149,9 +149,20 @@ def proxy_metrics_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def endpoint_metrics_table() -> str:
+    """The embedding endpoint's metric catalogue (embguard.endpoint.metrics.CATALOGUE); docs/endpoint.md."""
+    from embguard.endpoint.metrics import CATALOGUE
+
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for name, kind, labels, help_text in CATALOGUE:
+        lines.append(f"| `{name}` | {kind} | {', '.join(labels) or '-'} | {_cell(help_text)} |")
+    return "\n".join(lines) + "\n"
+
+
 _SIMPLE = {
     "config-reference": config_reference,
     "proxy-metrics": proxy_metrics_table,
+    "endpoint-metrics": endpoint_metrics_table,
     "alerts": alerts_table,
     "packages": packages_table,
     "layers": layers,

@@ -101,6 +101,62 @@ class ProxyProcess:
         return self.proc.returncode
 
 
+class EndpointProcess:
+    """`embguard endpoint` in its own process, configured by ``env``; ``token`` (when given) is the bearer token
+    it requires, passed through the variable endpoint.token_env names."""
+
+    def __init__(self, env: dict[str, str], log: Path, token: str | None = None):
+        self.port = free_port()
+        self.env = {**os.environ, **env, "EMBGUARD_ENDPOINT__PORT": str(self.port)}
+        if token is not None:
+            self.env.update(
+                {"EMBGUARD_ENDPOINT__TOKEN_ENV": "EMBGUARD_TEST_ENDPOINT_TOKEN", "EMBGUARD_TEST_ENDPOINT_TOKEN": token}
+            )
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "embguard", "endpoint"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        wait_until(self.ready, timeout_s, what=f"embguard endpoint on {self.url} (log: {self.log})")
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"embguard endpoint exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metric(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return 0.0
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
 def node_modules() -> Path:
     """The Node SDK, installed once with npm into .cache/apps/node."""
     home = APPS_CACHE / "node"

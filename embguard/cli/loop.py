@@ -41,6 +41,20 @@ def proxy_cmd(ctx: click.Context) -> None:
     run(settings)
 
 
+@cli.command("endpoint")
+@click.pass_context
+def endpoint_cmd(ctx: click.Context) -> None:
+    """Run the embedding endpoint: point an application's OpenAI (or TEI) embedding client at
+    http://endpoint.host:endpoint.port/v1 with model = a collection alias, and it embeds with that collection's
+    current model, switched by approve and rollback (until SIGTERM/SIGINT)."""
+    from embguard.endpoint.service import run
+
+    settings = _settings(ctx)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("embguard").setLevel(logging.INFO)
+    run(settings)
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

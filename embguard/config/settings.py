@@ -27,6 +27,7 @@ from embguard.config.alert_targets import (
 )
 from embguard.config.bounds import MAX_INT, Fraction, Port, PositiveFloat, PositiveInt, Seconds, Section
 from embguard.config.credentials import redact_uri, scrub, split_userinfo
+from embguard.config.doors import EndpointSettings, ProxySettings
 from embguard.config.lifecycle import RetrainSettings, SwapSettings
 from embguard.errors import ConfigError, InvalidInput
 
@@ -237,20 +238,6 @@ class MetricsSettings(Section):
     port: Port = Field(9464, description="port of the exporter")
 
 
-class ProxySettings(Section):
-    """`embguard proxy`: the Milvus wire sidecar applications point their URI at (see docs/proxy.md)."""
-
-    host: str = Field("127.0.0.1", description="address the proxy listens on for Milvus clients (gRPC)")
-    port: Port = Field(19531, description="port applications connect to instead of Milvus'")
-    metrics_port: Port = Field(9466, description="port of the proxy's /metrics, /healthz, /readyz (on proxy.host)")
-    queue_size: PositiveInt = Field(
-        10_000, description="forwarded calls waiting to be tapped; beyond it a call is forwarded but not tapped"
-    )
-    upstream_ca_file: Path | None = Field(
-        None, description="PEM root certificates for an https:// milvus.uri (default: the system's)"
-    )
-
-
 class Settings(Section):
     milvus: MilvusSettings = MilvusSettings()
     lite: LiteSettings = LiteSettings()
@@ -262,6 +249,7 @@ class Settings(Section):
     drift: DriftSettings = DriftSettings()
     metrics: MetricsSettings = MetricsSettings()
     proxy: ProxySettings = ProxySettings()
+    endpoint: EndpointSettings = EndpointSettings()
     alerts: tuple[AlertTarget, ...] = ()
     retrain: RetrainSettings = RetrainSettings()
     swap: SwapSettings = SwapSettings()

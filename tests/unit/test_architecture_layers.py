@@ -92,9 +92,9 @@ def test_the_check_fails_on_an_import_cycle_inside_a_subpackage(tmp_path: Path) 
 
 def test_embguard_has_few_top_level_entries_and_no_long_modules() -> None:
     """A newcomer can name every room (#24): about a dozen entries at the top (#25 added the proxy and the HTTP
-    endpoints it shares with the daemon), no module past ~300 lines."""
+    endpoints it shares with the daemon, #26 the embedding endpoint), no module past ~300 lines."""
     top = sorted(p.name for p in (REPO / "embguard").iterdir() if p.name != "__pycache__")
-    assert len(top) <= 17, top
+    assert len(top) <= 18, top
     long = {
         str(p.relative_to(REPO)): n
         for p in (REPO / "embguard").rglob("*.py")

@@ -1,0 +1,321 @@
+"""The embedding endpoint's routes, as a Starlette (ASGI) application.
+
+- ``POST /v1/embeddings``: OpenAI's embeddings API. ``model`` is a collection alias (its current model) or a
+  model id; ``input`` a string or a list of strings; ``encoding_format`` ``float`` (default) or ``base64``
+  (little-endian float32, as OpenAI sends it); ``dimensions``, when given, must be the model's own. One
+  extension, named as NVIDIA's and Voyage's embedding APIs name it: ``input_type`` ``"query"`` for a search's
+  encoding where the collection's model is asymmetric (default: the encoding documents are stored with; the
+  same vectors for a symmetric model). Errors come in OpenAI's shape, so every OpenAI client reports them.
+- ``POST /embed``: Hugging Face TEI's (``inputs``, ``prompt_name`` ``"query"``), for ``endpoint.default_model``
+  or ``?model=``.
+- ``GET /v1/models``; ``POST /v1/feedback`` (embguard.endpoint.feedback); ``/metrics``, ``/healthz``,
+  ``/readyz``.
+
+Every response names the model that made its vectors (``x-embguard-model-id``) and, for an alias, the
+collection it serves (``x-embguard-collection``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, make_asgi_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from embguard.config.settings import Settings
+from embguard.endpoint import feedback
+from embguard.endpoint.batcher import Batcher
+from embguard.endpoint.metrics import EndpointMetrics
+from embguard.endpoint.names import ModelNames, Resolved
+from embguard.errors import FeedbackError, InvalidFeedback, MilvusUnavailable, ModelNotFound
+from embguard.models.loading import EmbeddingModel
+
+log = logging.getLogger("embguard.endpoint")
+MAX_BODY_BYTES = 64 << 20
+INPUT_TYPES = {"query": "query", "search_query": "query", "document": "document", "passage": "document"}
+
+
+class HTTPError(Exception):
+    """An answer other than 200: ``status``, a message naming the value and the fix, OpenAI's error type,
+    the parameter at fault and a code."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type="application/json"
+    )
+
+
+def _openai_error(e: HTTPError) -> Response:
+    return _json({"error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}}, e.status)
+
+
+def _tei_error(e: HTTPError) -> Response:
+    kinds = {400: "Validation", 401: "Unauthorized", 404: "Validation", 413: "Validation", 503: "Overloaded"}
+    return _json({"error": e.message, "error_type": kinds.get(e.status, "Backend")}, e.status)
+
+
+async def _body(request: Request) -> Any:
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPError(413, f"request body over {MAX_BODY_BYTES >> 20} MiB; send fewer or shorter texts per call")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise HTTPError(400, f"request body is not JSON: {exc}") from None
+
+
+class Endpoint:
+    """The application's state: settings, model names, the batcher, metrics. ``app`` is the ASGI app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        names: ModelNames,
+        registry: CollectorRegistry,
+        token: str | None = None,
+    ):
+        self.settings = settings
+        self.names = names
+        self.token = token
+        self.metrics = EndpointMetrics(registry)
+        self.batcher = Batcher(settings.endpoint.max_batch_texts, on_batch=self.metrics.batch)
+        self.metrics.queue_texts.set_function(lambda: self.batcher.queued_texts)
+        self.app = Starlette(
+            routes=[
+                Route("/v1/embeddings", self._wrap("embeddings", self.embeddings, _openai_error), methods=["POST"]),
+                Route("/embeddings", self._wrap("embeddings", self.embeddings, _openai_error), methods=["POST"]),
+                Route("/embed", self._wrap("embed", self.embed, _tei_error), methods=["POST"]),
+                Route("/v1/models", self._wrap("models", self.models, _openai_error), methods=["GET"]),
+                Route("/v1/feedback", self._wrap("feedback", self.feedback, _openai_error), methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Mount("/metrics", make_asgi_app(registry)),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.batcher.start()
+        try:
+            yield
+        finally:
+            await self.batcher.stop()
+            await asyncio.to_thread(self.names.close)
+
+    def _wrap(
+        self,
+        route: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        error: Callable[[HTTPError], Response],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                self._authorize(request)
+                response = await handler(request)
+            except HTTPError as e:
+                response = error(e)
+            except ModelNotFound as exc:
+                response = error(HTTPError(404, str(exc), param="model", code="model_not_found"))
+            except MilvusUnavailable as exc:
+                response = error(HTTPError(503, f"{exc}; retry when Milvus is back", kind="server_error"))
+            except InvalidFeedback as exc:
+                response = error(HTTPError(400, str(exc)))
+            except FeedbackError as exc:
+                response = error(HTTPError(503, f"{exc}; retry", kind="server_error"))
+            except Exception as exc:  # answered in the client's error shape, and logged with its traceback
+                log.exception("embguard endpoint: %s %s failed", request.method, request.url.path)
+                response = error(HTTPError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error"))
+            self.metrics.answered(route, response.status_code, time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    def _authorize(self, request: Request) -> None:
+        if self.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+            raise HTTPError(
+                401,
+                "missing or wrong bearer token: send `Authorization: Bearer <token>` with the value of the "
+                "variable endpoint.token_env names (the OpenAI SDK sends its api_key so)",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
+
+    async def _resolve(self, name: Any) -> Resolved:
+        if not isinstance(name, str):
+            raise HTTPError(400, "`model` must be a string: a collection alias or a model id", param="model")
+        return await asyncio.to_thread(self.names.resolve, name)
+
+    def _texts(self, value: Any, param: str) -> list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not texts:
+            raise HTTPError(400, f"`{param}` must be a string or a non-empty list of strings", param=param)
+        limits = self.settings.endpoint
+        if len(texts) > limits.max_inputs:
+            raise HTTPError(
+                400,
+                f"`{param}` has {len(texts)} texts, over endpoint.max_inputs = {limits.max_inputs}; split the call",
+                param=param,
+            )
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                what = "token ids" if isinstance(t, (int, list)) else type(t).__name__
+                raise HTTPError(
+                    400,
+                    f"`{param}`[{i}] is {what}, not text; this endpoint tokenizes with the model's own tokenizer, "
+                    "so send strings (for LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)",
+                    param=param,
+                )
+            if not t.strip():
+                raise HTTPError(400, f"`{param}`[{i}] is empty; every text must have content", param=param)
+            if len(t) > limits.max_text_chars:
+                raise HTTPError(
+                    400,
+                    f"`{param}`[{i}] has {len(t)} characters, over endpoint.max_text_chars = {limits.max_text_chars}",
+                    param=param,
+                )
+        return texts
+
+    @staticmethod
+    def _headers(resolved: Resolved) -> dict[str, str]:
+        headers = {"x-embguard-model-id": resolved.model.model_id}
+        if resolved.collection:
+            headers["x-embguard-collection"] = resolved.collection
+        return headers
+
+    @staticmethod
+    def _role(value: Any, param: str) -> str:
+        if value is None:
+            return "document"
+        role = INPUT_TYPES.get(value) if isinstance(value, str) else None
+        if role is None:
+            raise HTTPError(400, f"`{param}` {value!r:.40} is not one of {', '.join(INPUT_TYPES)}", param=param)
+        return role
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the request body must be a JSON object with `model` and `input`")
+        if "model" not in body:
+            raise HTTPError(400, "`model` is required: a collection alias or a model id", param="model")
+        texts = self._texts(body.get("input"), "input")
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise HTTPError(400, f"`encoding_format` {fmt!r:.40} is not float or base64", param="encoding_format")
+        role = self._role(body.get("input_type"), "input_type")
+        resolved = await self._resolve(body["model"])
+        model = resolved.model
+        dims = body.get("dimensions")
+        if dims is not None and dims != model.dimension:
+            raise HTTPError(
+                400,
+                f"`dimensions` {dims!r:.20} is not what {body['model']!r} makes ({model.dimension}); omit it",
+                param="dimensions",
+            )
+        encoded = await self.batcher.encode(model, texts, role)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode_vector(v, fmt)}
+            for i, v in enumerate(encoded.vectors)
+        ]
+        usage = {"prompt_tokens": encoded.tokens, "total_tokens": encoded.tokens}
+        return _json(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}, 200, self._headers(resolved)
+        )
+
+    async def embed(self, request: Request) -> Response:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the request body must be a JSON object with `inputs`")
+        texts = self._texts(body.get("inputs"), "inputs")
+        if body.get("normalize") is False:
+            raise HTTPError(
+                400, "this endpoint serves the vectors the collection stores, L2-normalised; drop normalize=false"
+            )
+        role = self._role(body.get("prompt_name"), "prompt_name")
+        name = request.query_params.get("model") or await asyncio.to_thread(self.names.default)
+        resolved = await self._resolve(name)
+        encoded = await self.batcher.encode(resolved.model, texts, role)
+        return _json(encoded.vectors, 200, self._headers(resolved))
+
+    async def models(self, request: Request) -> Response:
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "embguard"} for n in self.names.listed()]
+        return _json({"object": "list", "data": data})
+
+    async def feedback(self, request: Request) -> Response:
+        body = await _body(request)
+        alias, query, doc_id, signal, weight = feedback.parse(body)
+        resolved = await self._resolve(alias)
+        if resolved.collection is None:
+            raise HTTPError(
+                400, f"feedback `collection` must be a collection alias, not a model id ({alias!r})", param="collection"
+            )
+        model: EmbeddingModel = resolved.model
+        recorded = await asyncio.to_thread(
+            feedback.record,
+            self.names.milvus(),
+            model,
+            alias=alias,
+            collection=resolved.collection,
+            query=query,
+            doc_id=doc_id,
+            signal=signal,
+            weight=weight,
+            join_s=self.settings.endpoint.feedback_join_s,
+        )
+        self.metrics.feedback.labels(signal, "yes" if recorded.joined else "no").inc()
+        return _json(recorded.to_json())
+
+    async def healthz(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready when it can embed: the default model of a single collection resolves (Milvus reachable, model
+        loadable); with no collection configured, ready as soon as it listens (model ids need no Milvus)."""
+        detail: dict[str, Any] = {"queued_texts": self.batcher.queued_texts}
+        if self.settings.collections:
+            name = self.settings.collections[0].name
+            try:
+                resolved = await asyncio.to_thread(self.names.resolve, name)
+            except Exception as exc:  # any failure to serve is "not ready", said
+                return _json({"status": "unavailable", "collection": name, "problem": str(exc), **detail}, 503)
+            detail.update(collection=name, model_id=resolved.model.model_id)
+        return _json({"status": "ok", **detail})
+
+
+def _encode_vector(v: np.ndarray, fmt: str) -> Any:
+    if fmt == "base64":
+        return base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode("ascii")
+    return v

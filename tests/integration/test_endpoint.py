@@ -1,0 +1,232 @@
+"""`embguard endpoint`, the embedding door, driven by the clients applications use (the OpenAI SDK, LangChain's
+OpenAIEmbeddings, LangChain's Milvus store through `embguard proxy`), unchanged but for their URLs, on both
+backends: the vectors are the collection model's own, concurrent requests are batched, the bearer token is
+required, the endpoint follows the alias to another model, and feedback over HTTP joins the tapped search.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+from backends import Backend
+from builders import wait_until
+from daemon_world import cli_run
+from proxy_world import EndpointProcess, ProxyProcess, wait_for_tap
+
+from embguard import Client
+from embguard.config.settings import Settings
+from embguard.endpoint.batcher import count_tokens
+from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.models import loading as models
+from embguard.training.feedback import feedback_records
+from embguard.training.stdlib_corpus import stdlib_corpus
+
+TOKEN = "s3cret-token"
+DOCS = 150
+
+
+@dataclass
+class Door:
+    endpoint: EndpointProcess
+    proxy: ProxyProcess
+    milvus: Milvus
+    settings: Settings
+    env: dict[str, str]
+    texts: dict[int, str]
+    model: models.EmbeddingModel
+
+    def openai(self, key: str = TOKEN) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.endpoint.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def door(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
+    """One world per backend: collection ``docs`` (the default model, 150 stdlib passages), a proxy tapping every
+    search, and the endpoint requiring a bearer token."""
+    tmp = tmp_path_factory.mktemp(f"endpoint-{backend.name}")
+    with backend.world(
+        tmp,
+        EMBGUARD_COLLECTIONS='[{name="docs"}]',
+        EMBGUARD_SAMPLING__QUERY_RATE="1.0",
+        EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2",
+        EMBGUARD_MILVUS__ALIAS_CACHE_S="1",
+    ) as world:
+        res = cli_run(world.env, "collection", "create", "--collection", "docs", "--index", "FLAT")
+        assert res.exit_code == 0, res.output
+        passages = stdlib_corpus()[:DOCS]
+        texts = {p.id: p.text for p in passages}
+        with Client(world.settings) as c:
+            c.insert("docs", [{"id": i, "text": t} for i, t in texts.items()])
+        endpoint = EndpointProcess(world.env, tmp / "endpoint.log", token=TOKEN)
+        proxy = ProxyProcess(world.env, tmp / "proxy.log")
+        endpoint.start()
+        proxy.start()
+        m = Milvus.connect(world.settings)
+        try:
+            yield Door(endpoint, proxy, m, world.settings, world.env, texts, models.load())
+        finally:
+            m.close()
+            proxy.stop()
+            assert endpoint.stop() == 0, (tmp / "endpoint.log").read_text()[-2000:]
+
+
+def test_the_openai_sdk_and_langchain_get_the_collection_models_own_vectors(door: Door) -> None:
+    from langchain_openai import OpenAIEmbeddings
+
+    texts = [door.texts[i] for i in list(door.texts)[:20]]
+    own = door.model.encode(texts)
+    client = door.openai()
+    as_base64 = client.embeddings.create(model="docs", input=texts)  # the SDK asks for base64 by default
+    as_float = client.embeddings.create(model="docs", input=texts, encoding_format="float")
+    for res in (as_base64, as_float):
+        got = np.array([d.embedding for d in sorted(res.data, key=lambda d: d.index)], dtype=np.float32)
+        assert got.shape == own.shape and np.abs(got - own).max() <= 1e-6
+        assert res.model == "docs" and res.usage.prompt_tokens == sum(count_tokens(door.model, texts))
+    one = client.embeddings.create(model="docs", input=texts[0], encoding_format="float").data[0].embedding
+    assert np.abs(np.float32(one) - own[0]).max() <= 1e-6
+
+    # LangChain, offline: its default tokenizes with tiktoken, which downloads a vocabulary.
+    lc = OpenAIEmbeddings(
+        base_url=door.endpoint.url + "/v1", api_key=TOKEN, model="docs", check_embedding_ctx_length=False
+    )
+    assert np.abs(np.float32(lc.embed_documents(texts[:5])) - own[:5]).max() <= 1e-6
+    assert np.abs(np.float32(lc.embed_query(texts[3])) - own[3]).max() <= 1e-6
+
+    with pytest.raises(openai.AuthenticationError, match="bearer token"):
+        door.openai("wrong").embeddings.create(model="docs", input="x")
+    with pytest.raises(openai.NotFoundError, match="'nope' is neither a collection alias"):
+        client.embeddings.create(model="nope", input="x")
+    with pytest.raises(openai.BadRequestError, match="dimensions"):
+        client.embeddings.create(model="docs", input="x", dimensions=256)
+    assert door.endpoint.metric("embguard_endpoint_requests_total", route="embeddings", code="401") == 1
+
+
+def test_concurrent_requests_are_encoded_in_shared_batches_and_each_gets_its_own_vectors(door: Door) -> None:
+    texts = [door.texts[i] for i in list(door.texts)[20:84]]
+    own = door.model.encode(texts)
+    before_batches = door.endpoint.metric("embguard_endpoint_batch_texts_count")
+    before_texts = door.endpoint.metric("embguard_endpoint_texts_total")
+    client = door.openai()
+
+    def one(i: int) -> np.ndarray:
+        res = client.embeddings.create(model="docs", input=texts[i], encoding_format="float")
+        return np.float32(res.data[0].embedding)
+
+    with ThreadPoolExecutor(16) as pool:
+        got = np.stack(list(pool.map(one, range(len(texts)))))
+    assert np.abs(got - own).max() <= 1e-6  # no answer went to another request
+    batches = door.endpoint.metric("embguard_endpoint_batch_texts_count") - before_batches
+    assert door.endpoint.metric("embguard_endpoint_texts_total") - before_texts == len(texts)
+    assert batches < len(texts), "64 concurrent one-text requests were never batched together"
+
+
+def test_tei_embed_serves_the_default_collection(door: Door) -> None:
+    body = json.dumps({"inputs": ["hello", "asyncio event loop"], "prompt_name": "query"}).encode()
+    req = urllib.request.Request(
+        door.endpoint.url + "/embed",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        got = np.float32(json.loads(r.read()))
+        model_id = r.headers["x-embguard-model-id"]
+    assert model_id == door.model.model_id
+    assert np.abs(got - door.model.encode_queries(["hello", "asyncio event loop"])).max() <= 1e-6
+
+
+def _search_through_the_proxy(door: Door, query: str) -> list[Any]:
+    """What a LangChain application does: embed the query at the endpoint, search Milvus (here: the proxy)."""
+    from langchain_milvus import Milvus as LangChainMilvus
+    from langchain_openai import OpenAIEmbeddings
+
+    store = LangChainMilvus(
+        embedding_function=OpenAIEmbeddings(
+            base_url=door.endpoint.url + "/v1", api_key=TOKEN, model="docs", check_embedding_ctx_length=False
+        ),
+        connection_args={"uri": door.proxy.uri, "db_name": door.settings.milvus.db_name},
+        collection_name="docs",
+        primary_field="id",
+        text_field="text",
+        vector_field="vector",
+    )
+    return [d.metadata.get("id") for d in store.similarity_search(query, k=5)]
+
+
+def _feedback(door: Door, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(
+        door.endpoint.url + "/v1/feedback",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_feedback_over_http_joins_the_search_the_proxy_tapped(door: Door) -> None:
+    query = "how do I run coroutines concurrently and wait for all of them"
+    shown = _search_through_the_proxy(door, query)
+    assert len(shown) == 5
+    tapped = wait_for_tap(door.milvus, "docs", 1)
+    status, joined = _feedback(door, {"collection": "docs", "query": query, "doc_id": shown[2]})
+    assert status == 200 and joined["joined"] is True, joined
+    assert joined["query_id"] in {r["query_id"] for r in tapped}
+
+    never_searched = "which module parses command line options"
+    status, alone = _feedback(
+        door, {"collection": "docs", "query": never_searched, "doc_id": shown[0], "signal": "positive"}
+    )
+    assert status == 200 and alone["joined"] is False and alone["query_id"].startswith("http-")
+
+    status, bad = _feedback(door, {"collection": "docs", "query": query, "doc_id": 10_000_000})
+    assert status == 400 and "is not a document of 'docs'" in bad["error"]["message"], bad
+    status, bad = _feedback(door, {"collection": "docs", "query": query, "doc_id": shown[0], "signal": "like"})
+    assert status == 400 and "'like' is not one of click, positive, negative" in bad["error"]["message"], bad
+    status, bad = _feedback(door, {"collection": "docs", "doc_id": shown[0]})
+    assert status == 400 and "feedback needs query" in bad["error"]["message"], bad
+
+    records, _ = feedback_records(door.milvus, "docs", ranks=True)
+    by_query = {r.query: r for r in records}
+    assert by_query[query].doc_id == shown[2] and by_query[query].rank == 3  # the rank it was shown at
+    assert by_query[never_searched].signal == "positive" and by_query[never_searched].rank is None
+    assert door.endpoint.metric("embguard_endpoint_feedback_total", signal="click", joined="yes") == 1
+
+
+def test_the_endpoint_follows_the_alias_to_another_model(door: Door, tiny_model: Path) -> None:
+    """approve and rollback switch the alias (Milvus' alter_alias); the endpoint serves the model of whatever
+    collection the alias names, within milvus.alias_cache_s."""
+    res = cli_run(
+        door.env, "collection", "create", "--collection", "other", "--model", str(tiny_model), "--index", "FLAT"
+    )
+    assert res.exit_code == 0, res.output
+    other = door.milvus.resolve("other")
+    source = door.milvus.resolve("docs")
+    client = door.openai()
+
+    def served() -> tuple[str, int]:
+        raw = client.embeddings.with_raw_response.create(model="docs", input="hello", encoding_format="base64")
+        vec = np.frombuffer(base64.b64decode(raw.parse().data[0].embedding), dtype="<f4")
+        return raw.headers["x-embguard-collection"], len(vec)
+
+    assert served() == (source, 384)
+    door.milvus.alter_alias(other, "docs")
+    try:
+        wait_until(lambda: served() == (other, 32), 10, what="the endpoint serving the new collection's model")
+    finally:
+        door.milvus.alter_alias(source, "docs")
+    wait_until(lambda: served() == (source, 384), 10, what="the endpoint back on the first model")
+    tiny_id = door.milvus.properties(other)[MODEL_ID_PROPERTY]  # a model id never follows an alias
+    assert len(client.embeddings.create(model=tiny_id, input="hello").data[0].embedding) == 32
