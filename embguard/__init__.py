@@ -7,8 +7,9 @@ tests/unit/test_architecture_layers.py), siblings on one line never import each 
 
     cli                      the `embguard` command: click, and the plain functions behind each command
     demo                     `embguard demo`: the whole loop offline, simulated traffic
-    daemon | proxy           `embguard serve`: jobs, scheduler, pager, retrain policy, metrics, status |
-                             `embguard proxy`: the Milvus wire sidecar that taps unchanged applications
+    daemon | proxy |         `embguard serve`: jobs, scheduler, pager, retrain policy, metrics, status |
+      endpoint               `embguard proxy`: the Milvus wire sidecar that taps unchanged applications |
+                             `embguard endpoint`: their OpenAI/TEI embedding service, switched with the alias
     swap | training | alerts hot-swap and rollback | candidates, recipes, gate, labels | webhook delivery
     checks                   reference windows, sampled windows, each collection's monitors, check reports
     client                   embguard.Client: inputs, the query tap, feedback, caches, retention

@@ -51,6 +51,11 @@ class EndpointSettings(Section):
     max_batch_texts: PositiveInt = Field(
         256, description="texts encoded together at most, across concurrent requests (dynamic micro-batching)"
     )
+    encode_batch_size: PositiveInt = Field(
+        8,
+        description="texts per encoder pass within a micro-batch, after sorting it by length: on a CPU small "
+        "passes waste less on padding (8 measured best on 2 cores; benchmarks/results/endpoint.md)",
+    )
     max_inputs: PositiveInt = Field(2048, description="texts one request may carry (OpenAI's own limit is 2,048)")
     max_text_chars: PositiveInt = Field(
         100_000, description="characters one text may have (the model truncates to its own token limit anyway)"

@@ -106,7 +106,11 @@ class Endpoint:
         self.names = names
         self.token = token
         self.metrics = EndpointMetrics(registry)
-        self.batcher = Batcher(settings.endpoint.max_batch_texts, on_batch=self.metrics.batch)
+        self.batcher = Batcher(
+            settings.endpoint.max_batch_texts,
+            on_batch=self.metrics.batch,
+            pass_size=settings.endpoint.encode_batch_size,
+        )
         self.metrics.queue_texts.set_function(lambda: self.batcher.queued_texts)
         self.app = Starlette(
             routes=[

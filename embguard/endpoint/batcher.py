@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,11 +47,13 @@ class _Job:
 
 
 class Batcher:
-    """``await encode(model, texts, role)`` from any number of concurrent requests; ``on_batch(n)`` is told the
-    size of every batch encoded (for the metrics). Start with ``start()`` inside the serving event loop."""
+    """``await encode(model, texts, role)`` from any number of concurrent requests. ``on_batch(n, seconds)`` is
+    told the size of every batch encoded and how long it took (for the metrics). A batch is encoded in
+    length-sorted passes of ``pass_size`` texts. Start with ``start()`` inside the serving event loop."""
 
-    def __init__(self, max_texts: int, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, max_texts: int, on_batch: Callable[[int, float], None] | None = None, pass_size: int = 8):
         self.max_texts = max_texts
+        self.pass_size = pass_size
         self._on_batch = on_batch
         self._pending: collections.deque[_Job] = collections.deque()
         self._wake: asyncio.Event | None = None
@@ -117,15 +120,16 @@ class Batcher:
                 continue
             texts = [t for j in batch for t in j.texts]
             model, role = batch[0].model, batch[0].role
+            started = time.perf_counter()
             try:
-                vectors, tokens = await loop.run_in_executor(self._pool, _encode, model, texts, role)
+                vectors, tokens = await loop.run_in_executor(self._pool, _encode, model, texts, role, self.pass_size)
             except Exception as exc:  # one bad batch fails its requests, never the worker
                 for j in batch:
                     if not j.done.done():
                         j.done.set_exception(exc)
                 continue
             if self._on_batch is not None:
-                self._on_batch(len(texts))
+                self._on_batch(len(texts), time.perf_counter() - started)
             start = 0
             for j in batch:
                 end = start + len(j.texts)
@@ -134,8 +138,10 @@ class Batcher:
                 start = end
 
 
-def _encode(model: EmbeddingModel, texts: list[str], role: str) -> tuple[np.ndarray, list[int]]:
-    vectors = model.encode_queries(texts) if role == "query" else model.encode(texts)
+def _encode(model: EmbeddingModel, texts: list[str], role: str, pass_size: int) -> tuple[np.ndarray, list[int]]:
+    # sentence-transformers sorts the batch by length and runs it in passes of ``pass_size``
+    fn = model.encode_queries if role == "query" else model.encode
+    vectors = fn(texts, batch_size=pass_size)
     return vectors, count_tokens(model, texts)
 
 

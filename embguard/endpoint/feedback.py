@@ -79,8 +79,7 @@ def find_tapped(milvus: Milvus, model: EmbeddingModel, alias: str, vectors: np.n
         anns_field="vector",
         filter=f"alias == {literal(alias)} and ts_ms >= {int(since_ms)}",
         output_fields=["ts_ms", "query_id"],
-        consistency_level="Strong",
-    )
+    )  # the collection's own consistency: a Strong search waits for the server's next tick (about 0.5 s)
     best: tuple[int, str] | None = None
     for row in hits:
         for h in row:

@@ -20,6 +20,12 @@ CATALOGUE: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("embguard_endpoint_texts_total", "counter", (), "Texts embedded"),
     ("embguard_endpoint_batch_texts", "histogram", (), "Texts per encoder pass (micro-batches across requests)"),
     ("embguard_endpoint_queue_texts", "gauge", (), "Texts waiting for the encoder"),
+    (
+        "embguard_endpoint_encode_seconds_total",
+        "counter",
+        (),
+        "Seconds the encoder spent encoding (its rate is the encoder's busy fraction: near 1, it is the limit)",
+    ),
     ("embguard_endpoint_feedback_total", "counter", ("signal", "joined"), "Feedback recorded over HTTP"),
 )
 
@@ -42,6 +48,7 @@ class EndpointMetrics:
         self.texts: Counter = made["embguard_endpoint_texts_total"]
         self.batch_texts: Histogram = made["embguard_endpoint_batch_texts"]
         self.queue_texts: Gauge = made["embguard_endpoint_queue_texts"]
+        self.encode_seconds: Counter = made["embguard_endpoint_encode_seconds_total"]
         self.feedback: Counter = made["embguard_endpoint_feedback_total"]
         for route in ROUTES:
             self.seconds.labels(route)
@@ -51,6 +58,7 @@ class EndpointMetrics:
         self.requests.labels(route, str(code)).inc()
         self.seconds.labels(route).observe(seconds)
 
-    def batch(self, n: int) -> None:
+    def batch(self, n: int, seconds: float) -> None:
         self.texts.inc(n)
         self.batch_texts.observe(n)
+        self.encode_seconds.inc(seconds)

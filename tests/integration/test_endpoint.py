@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,15 +26,18 @@ from daemon_world import cli_run
 from proxy_world import EndpointProcess, ProxyProcess, wait_for_tap
 
 from embguard import Client
+from embguard.client.tap import read_tap, tap_collection_name
 from embguard.config.settings import Settings
+from embguard.demo.simulate import index, passages_for
 from embguard.endpoint.batcher import count_tokens
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.models import loading as models
+from embguard.models.registry import ModelRegistry
 from embguard.training.feedback import feedback_records
 from embguard.training.stdlib_corpus import stdlib_corpus
 
 TOKEN = "s3cret-token"
-DOCS = 150
+DOCS = 80
 
 
 @dataclass
@@ -52,15 +56,23 @@ class Door:
 
 @pytest.fixture(scope="module")
 def door(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
-    """One world per backend: collection ``docs`` (the default model, 150 stdlib passages), a proxy tapping every
+    """One world per backend: collection ``docs`` (the default model, 80 stdlib passages), a proxy tapping every
     search, and the endpoint requiring a bearer token."""
     tmp = tmp_path_factory.mktemp(f"endpoint-{backend.name}")
     with backend.world(
         tmp,
-        EMBGUARD_COLLECTIONS='[{name="docs"}]',
+        EMBGUARD_COLLECTIONS='[{name="docs"}, {name="kb", index_type="FLAT"}]',
+        EMBGUARD_ENDPOINT__DEFAULT_MODEL="docs",
         EMBGUARD_SAMPLING__QUERY_RATE="1.0",
         EMBGUARD_SAMPLING__TAP_FLUSH_INTERVAL_S="0.2",
         EMBGUARD_MILVUS__ALIAS_CACHE_S="1",
+        # For the loop on `kb` (test_endpoint_loop.py): a small training set, a short grace, any verdict.
+        EMBGUARD_RETRAIN__MIN_FEEDBACK_PAIRS="40",
+        EMBGUARD_RETRAIN__MIN_HELD_OUT="12",
+        EMBGUARD_RETRAIN__GUARD_QUERIES="0",
+        EMBGUARD_SWAP__GRACE_S="1",
+        EMBGUARD_SWAP__SHADOW_QUERIES="10",
+        EMBGUARD_SWAP__MIN_OVERLAP="0",
     ) as world:
         res = cli_run(world.env, "collection", "create", "--collection", "docs", "--index", "FLAT")
         assert res.exit_code == 0, res.output
@@ -113,7 +125,7 @@ def test_the_openai_sdk_and_langchain_get_the_collection_models_own_vectors(door
 
 
 def test_concurrent_requests_are_encoded_in_shared_batches_and_each_gets_its_own_vectors(door: Door) -> None:
-    texts = [door.texts[i] for i in list(door.texts)[20:84]]
+    texts = [door.texts[i] for i in list(door.texts)[16:80]]
     own = door.model.encode(texts)
     before_batches = door.endpoint.metric("embguard_endpoint_batch_texts_count")
     before_texts = door.endpoint.metric("embguard_endpoint_texts_total")
@@ -178,6 +190,7 @@ def _feedback(door: Door, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 def test_feedback_over_http_joins_the_search_the_proxy_tapped(door: Door) -> None:
     query = "how do I run coroutines concurrently and wait for all of them"
+    joined_before = door.endpoint.metric("embguard_endpoint_feedback_total", signal="click", joined="yes")
     shown = _search_through_the_proxy(door, query)
     assert len(shown) == 5
     tapped = wait_for_tap(door.milvus, "docs", 1)
@@ -202,7 +215,7 @@ def test_feedback_over_http_joins_the_search_the_proxy_tapped(door: Door) -> Non
     by_query = {r.query: r for r in records}
     assert by_query[query].doc_id == shown[2] and by_query[query].rank == 3  # the rank it was shown at
     assert by_query[never_searched].signal == "positive" and by_query[never_searched].rank is None
-    assert door.endpoint.metric("embguard_endpoint_feedback_total", signal="click", joined="yes") == 1
+    assert door.endpoint.metric("embguard_endpoint_feedback_total", signal="click", joined="yes") == joined_before + 1
 
 
 def test_the_endpoint_follows_the_alias_to_another_model(door: Door, tiny_model: Path) -> None:
@@ -230,3 +243,107 @@ def test_the_endpoint_follows_the_alias_to_another_model(door: Door, tiny_model:
     wait_until(lambda: served() == (source, 384), 10, what="the endpoint back on the first model")
     tiny_id = door.milvus.properties(other)[MODEL_ID_PROPERTY]  # a model id never follows an alias
     assert len(client.embeddings.create(model=tiny_id, input="hello").data[0].embedding) == 32
+
+
+class LangChainApp:
+    """What an application's own code does: a LangChain Milvus store whose embeddings come from an OpenAI
+    endpoint. Only the two URLs are embguard's."""
+
+    def __init__(self, door: Door, collection: str):
+        from langchain_milvus import Milvus as LangChainMilvus
+        from langchain_openai import OpenAIEmbeddings
+
+        self.embeddings = OpenAIEmbeddings(
+            base_url=door.endpoint.url + "/v1", api_key=TOKEN, model=collection, check_embedding_ctx_length=False
+        )
+        self.store = LangChainMilvus(
+            embedding_function=self.embeddings,
+            connection_args={"uri": door.proxy.uri, "db_name": door.settings.milvus.db_name},
+            collection_name=collection,
+            primary_field="id",
+            text_field="text",
+            vector_field="vector",
+        )
+
+    def search(self, query: str) -> list[Any]:
+        return [d.metadata["id"] for d in self.store.similarity_search(query, k=5)]
+
+
+def _served_model(door: Door, name: str) -> str:
+    raw = door.openai().embeddings.with_raw_response.create(model=name, input="which model?")
+    return str(raw.headers["x-embguard-model-id"])
+
+
+def _searches(door: Door) -> dict[str, float]:
+    codes = ("OK", "UNAVAILABLE", "NOT_FOUND", "UNKNOWN", "INTERNAL", "CANCELLED")
+    return {c: door.proxy.metric("embguard_proxy_calls_total", method="Search", code=c) for c in codes}
+
+
+def test_an_unchanged_langchain_app_trains_approves_and_rolls_back_through_the_two_doors(
+    door: Door, tiny_model: Path
+) -> None:
+    """The loop for an application nobody rewrote: a LangChain application (langchain-milvus for search,
+    langchain-openai for embeddings) changed in nothing but its two URLs. Its users' clicks arrive over HTTP;
+    `embguard retrain` trains from them exactly as from the Client's; `retrain --approve` switches the alias and
+    the endpoint's model together, and `rollback` restores both."""
+    m, s = door.milvus, door.settings
+    res = cli_run(door.env, "collection", "create", "--collection", "kb", "--model", str(tiny_model))
+    assert res.exit_code == 0, res.output
+    passages = passages_for(["json", "csv", "sqlite3", "logging", "argparse", "pathlib", "datetime"])[:90]
+    with Client(s) as c:  # the corpus is there before the application runs
+        index(c, "kb", passages)
+    base = m.resolve("kb")
+    base_id = m.properties(base)[MODEL_ID_PROPERTY]
+    app = LangChainApp(door, "kb")
+    assert _served_model(door, "kb") == base_id
+
+    def tapped() -> int:
+        return len(read_tap(m, tap_collection_name(32), 'alias == "kb"', ["query_id"]))
+
+    # A server's searches are Bounded-consistent: the application sees the corpus a moment after it is written.
+    wait_until(lambda: len(app.search(passages[0].query)) == 5, 30, what="the corpus searchable")
+    wait_until(lambda: tapped() > 0, 10, what="the first search tapped")
+    first, before = tapped(), _searches(door)
+
+    # Users search through the application and click the passage they wanted; the application sends each click
+    # with what it has (collection, query text, document id). Users read before clicking: here, until the proxy's
+    # tap has stored their searches.
+    for p in passages[:60]:
+        assert len(app.search(p.query)) == 5
+    wait_until(lambda: tapped() >= first + 60, 30, what="the searches tapped")
+    joined = 0
+    for p in passages[:60]:
+        status, answer = _feedback(door, {"collection": "kb", "query": p.query, "doc_id": p.id})
+        assert status == 200, answer
+        joined += answer["joined"]
+    assert joined == 60  # each click found the search it came from
+    records, _ = feedback_records(m, "kb")
+    assert len(records) == 60 and {r.doc_id for r in records} == {p.id for p in passages[:60]}
+
+    res = cli_run(door.env, "retrain", "--collection", "kb")
+    assert res.exit_code == 0, res.output
+    found = re.search(r"candidate (v\d{4})", res.output)
+    assert found is not None, res.output
+    version = ModelRegistry(s.model.store_dir).get(found.group(1))
+    assert version.base_model_id == base_id
+
+    # The gate's verdict on a 1-layer model is not the point here; --force takes the swap either way.
+    res = cli_run(door.env, "retrain", "--approve", "--collection", "kb", "--candidate", version.version, "--force")
+    assert res.exit_code == 0, res.output
+    served = m.resolve("kb")
+    assert served != base and m.properties(served)[MODEL_ID_PROPERTY] == version.model_id
+    wait_until(lambda: _served_model(door, "kb") == version.model_id, 10, what="the endpoint switching")
+    # The application, unchanged, now embeds with the candidate and searches the collection built with it.
+    query = passages[80].query
+    candidate = models.load_by_id(version.model_id, s.model.store_dir)
+    assert np.abs(np.float32(app.embeddings.embed_query(query)) - candidate.encode([query])[0]).max() <= 1e-6
+    assert len(app.search(query)) == 5
+
+    res = cli_run(door.env, "rollback", "--collection", "kb")
+    assert res.exit_code == 0, res.output
+    assert m.resolve("kb") == base
+    wait_until(lambda: _served_model(door, "kb") == base_id, 10, what="the endpoint rolling back")
+    assert len(app.search(query)) == 5
+    after = _searches(door)
+    assert after["OK"] - before["OK"] == 62  # 60, one after the switch, one after the rollback
+    assert all(after[c] == before[c] for c in after if c != "OK")  # no search failed

@@ -43,10 +43,10 @@ class StandInModel:
         v = np.asarray(rows, np.float32) - 127.5
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self._vectors(texts, "d:")
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self._vectors(texts, "q:")
 
     sentence_transformer = None  # no tokenizer: usage counts whitespace words
@@ -218,7 +218,7 @@ def test_a_batch_never_mixes_models_or_roles_and_keeps_to_max_texts() -> None:
 
 def test_a_failing_pass_fails_only_its_own_requests() -> None:
     class Broken(StandInModel):
-        def encode(self, texts: Sequence[str]) -> np.ndarray:
+        def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
             raise RuntimeError("encoder exploded")
 
     good, bad = StandInModel("good@0"), Broken("bad@0")
