@@ -216,7 +216,7 @@ def tap_row(
         "alias": alias,
         "collection": collection,
         "model_id": model_id,
-        "text": (text or "")[:_MAX_TEXT] if store_text else "",
+        "text": fit_bytes(text or "", _MAX_TEXT) if store_text else "",
         "text_hash": text_hash(text) if text else "",
         "hits": {
             "ids": [h["id"] for h in hits[:MAX_TAPPED_HITS]],
@@ -224,6 +224,13 @@ def tap_row(
         },
         "vector": np.asarray(vector, dtype=np.float32).tolist(),
     }
+
+
+def fit_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary: Milvus counts a VARCHAR's
+    max_length in bytes, so 8,192 characters of CJK text (24 KB) would be refused and the row lost."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
 
 
 def feedback_row(
@@ -247,6 +254,6 @@ def feedback_row(
         "signal": signal,
         "weight": float(weight),
         "ts_ms": now_ms(),
-        "query_text": query_text[:_MAX_TEXT],
+        "query_text": fit_bytes(query_text, _MAX_TEXT),
         "_v": [1.0, 0.0],
     }

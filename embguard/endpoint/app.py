@@ -18,7 +18,6 @@ collection it serves (``x-embguard-collection``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hmac
 import logging
@@ -27,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
-import orjson
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,57 +37,27 @@ from embguard.endpoint import feedback
 from embguard.endpoint.batcher import Batcher
 from embguard.endpoint.metrics import EndpointMetrics
 from embguard.endpoint.names import ModelNames, Resolved
-from embguard.errors import FeedbackError, InvalidFeedback, MilvusUnavailable, ModelNotFound
+from embguard.endpoint.shapes import (
+    HTTPError,
+    answer,
+    openai_error,
+    read_body,
+    role_of,
+    tei_error,
+    texts_of,
+    vector_as,
+)
+from embguard.errors import (
+    FeedbackError,
+    InvalidFeedback,
+    MilvusError,
+    MilvusUnavailable,
+    MissingModelId,
+    ModelNotFound,
+)
 from embguard.models.loading import EmbeddingModel
 
 log = logging.getLogger("embguard.endpoint")
-MAX_BODY_BYTES = 64 << 20
-INPUT_TYPES = {"query": "query", "search_query": "query", "document": "document", "passage": "document"}
-
-
-class HTTPError(Exception):
-    """An answer other than 200: ``status``, a message naming the value and the fix, OpenAI's error type,
-    the parameter at fault and a code."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type="application/json"
-    )
-
-
-def _openai_error(e: HTTPError) -> Response:
-    return _json({"error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}}, e.status)
-
-
-def _tei_error(e: HTTPError) -> Response:
-    kinds = {400: "Validation", 401: "Unauthorized", 404: "Validation", 413: "Validation", 503: "Overloaded"}
-    return _json({"error": e.message, "error_type": kinds.get(e.status, "Backend")}, e.status)
-
-
-async def _body(request: Request) -> Any:
-    size = 0
-    chunks = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HTTPError(413, f"request body over {MAX_BODY_BYTES >> 20} MiB; send fewer or shorter texts per call")
-        chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise HTTPError(400, f"request body is not JSON: {exc}") from None
 
 
 class Endpoint:
@@ -114,11 +82,11 @@ class Endpoint:
         self.metrics.queue_texts.set_function(lambda: self.batcher.queued_texts)
         self.app = Starlette(
             routes=[
-                Route("/v1/embeddings", self._wrap("embeddings", self.embeddings, _openai_error), methods=["POST"]),
-                Route("/embeddings", self._wrap("embeddings", self.embeddings, _openai_error), methods=["POST"]),
-                Route("/embed", self._wrap("embed", self.embed, _tei_error), methods=["POST"]),
-                Route("/v1/models", self._wrap("models", self.models, _openai_error), methods=["GET"]),
-                Route("/v1/feedback", self._wrap("feedback", self.feedback, _openai_error), methods=["POST"]),
+                Route("/v1/embeddings", self._wrap("embeddings", self.embeddings, openai_error), methods=["POST"]),
+                Route("/embeddings", self._wrap("embeddings", self.embeddings, openai_error), methods=["POST"]),
+                Route("/embed", self._wrap("embed", self.embed, tei_error), methods=["POST"]),
+                Route("/v1/models", self._wrap("models", self.models, openai_error), methods=["GET"]),
+                Route("/v1/feedback", self._wrap("feedback", self.feedback, openai_error), methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Mount("/metrics", make_asgi_app(registry)),
@@ -150,15 +118,21 @@ class Endpoint:
                 response = error(e)
             except ModelNotFound as exc:
                 response = error(HTTPError(404, str(exc), param="model", code="model_not_found"))
+            except MissingModelId as exc:  # a collection whose vectors the application computes
+                response = error(HTTPError(404, str(exc), param="model", code="model_not_found"))
             except MilvusUnavailable as exc:
                 response = error(HTTPError(503, f"{exc}; retry when Milvus is back", kind="server_error"))
             except InvalidFeedback as exc:
                 response = error(HTTPError(400, str(exc)))
-            except FeedbackError as exc:
+            except (FeedbackError, MilvusError) as exc:
                 response = error(HTTPError(503, f"{exc}; retry", kind="server_error"))
-            except Exception as exc:  # answered in the client's error shape, and logged with its traceback
+            except Exception as exc:  # answered in the client's error shape; the details go to the log only
                 log.exception("embguard endpoint: %s %s failed", request.method, request.url.path)
-                response = error(HTTPError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error"))
+                response = error(
+                    HTTPError(
+                        500, f"internal error ({type(exc).__name__}); see the endpoint's log", kind="server_error"
+                    )
+                )
             self.metrics.answered(route, response.status_code, time.perf_counter() - started)
             return response
 
@@ -169,7 +143,9 @@ class Endpoint:
             return
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+        # Starlette decodes header bytes as latin-1: back to the bytes sent, compared with the token's UTF-8.
+        sent = value.strip().encode("latin-1", "replace")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent, self.token.encode()):
             raise HTTPError(
                 401,
                 "missing or wrong bearer token: send `Authorization: Bearer <token>` with the value of the "
@@ -183,36 +159,6 @@ class Endpoint:
             raise HTTPError(400, "`model` must be a string: a collection alias or a model id", param="model")
         return await asyncio.to_thread(self.names.resolve, name)
 
-    def _texts(self, value: Any, param: str) -> list[str]:
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not texts:
-            raise HTTPError(400, f"`{param}` must be a string or a non-empty list of strings", param=param)
-        limits = self.settings.endpoint
-        if len(texts) > limits.max_inputs:
-            raise HTTPError(
-                400,
-                f"`{param}` has {len(texts)} texts, over endpoint.max_inputs = {limits.max_inputs}; split the call",
-                param=param,
-            )
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                what = "token ids" if isinstance(t, (int, list)) else type(t).__name__
-                raise HTTPError(
-                    400,
-                    f"`{param}`[{i}] is {what}, not text; this endpoint tokenizes with the model's own tokenizer, "
-                    "so send strings (for LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)",
-                    param=param,
-                )
-            if not t.strip():
-                raise HTTPError(400, f"`{param}`[{i}] is empty; every text must have content", param=param)
-            if len(t) > limits.max_text_chars:
-                raise HTTPError(
-                    400,
-                    f"`{param}`[{i}] has {len(t)} characters, over endpoint.max_text_chars = {limits.max_text_chars}",
-                    param=param,
-                )
-        return texts
-
     @staticmethod
     def _headers(resolved: Resolved) -> dict[str, str]:
         headers = {"x-embguard-model-id": resolved.model.model_id}
@@ -220,26 +166,17 @@ class Endpoint:
             headers["x-embguard-collection"] = resolved.collection
         return headers
 
-    @staticmethod
-    def _role(value: Any, param: str) -> str:
-        if value is None:
-            return "document"
-        role = INPUT_TYPES.get(value) if isinstance(value, str) else None
-        if role is None:
-            raise HTTPError(400, f"`{param}` {value!r:.40} is not one of {', '.join(INPUT_TYPES)}", param=param)
-        return role
-
     async def embeddings(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         if not isinstance(body, dict):
             raise HTTPError(400, "the request body must be a JSON object with `model` and `input`")
         if "model" not in body:
             raise HTTPError(400, "`model` is required: a collection alias or a model id", param="model")
-        texts = self._texts(body.get("input"), "input")
+        texts = texts_of(body.get("input"), "input", self.settings.endpoint)
         fmt = body.get("encoding_format") or "float"
         if fmt not in ("float", "base64"):
             raise HTTPError(400, f"`encoding_format` {fmt!r:.40} is not float or base64", param="encoding_format")
-        role = self._role(body.get("input_type"), "input_type")
+        role = role_of(body.get("input_type"), "input_type")
         resolved = await self._resolve(body["model"])
         model = resolved.model
         dims = body.get("dimensions")
@@ -251,46 +188,54 @@ class Endpoint:
             )
         encoded = await self.batcher.encode(model, texts, role)
         data = [
-            {"object": "embedding", "index": i, "embedding": _encode_vector(v, fmt)}
-            for i, v in enumerate(encoded.vectors)
+            {"object": "embedding", "index": i, "embedding": vector_as(v, fmt)} for i, v in enumerate(encoded.vectors)
         ]
         usage = {"prompt_tokens": encoded.tokens, "total_tokens": encoded.tokens}
-        return _json(
+        return answer(
             {"object": "list", "data": data, "model": body["model"], "usage": usage}, 200, self._headers(resolved)
         )
 
     async def embed(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         if not isinstance(body, dict):
             raise HTTPError(400, "the request body must be a JSON object with `inputs`")
-        texts = self._texts(body.get("inputs"), "inputs")
+        texts = texts_of(body.get("inputs"), "inputs", self.settings.endpoint)
         if body.get("normalize") is False:
             raise HTTPError(
                 400, "this endpoint serves the vectors the collection stores, L2-normalised; drop normalize=false"
             )
-        role = self._role(body.get("prompt_name"), "prompt_name")
+        role = role_of(body.get("prompt_name"), "prompt_name")
         name = request.query_params.get("model") or await asyncio.to_thread(self.names.default)
         resolved = await self._resolve(name)
         encoded = await self.batcher.encode(resolved.model, texts, role)
-        return _json(encoded.vectors, 200, self._headers(resolved))
+        return answer(encoded.vectors, 200, self._headers(resolved))
 
     async def models(self, request: Request) -> Response:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "embguard"} for n in self.names.listed()]
-        return _json({"object": "list", "data": data})
+        return answer({"object": "list", "data": data})
 
     async def feedback(self, request: Request) -> Response:
-        body = await _body(request)
-        alias, query, doc_id, signal, weight = feedback.parse(body)
+        body = await read_body(request)
+        alias, query, doc_id, signal, weight = feedback.parse(body, self.settings.endpoint.max_text_chars)
         resolved = await self._resolve(alias)
         if resolved.collection is None:
             raise HTTPError(
                 400, f"feedback `collection` must be a collection alias, not a model id ({alias!r})", param="collection"
             )
         model: EmbeddingModel = resolved.model
+        # Both encodings the application may have searched with (the same for a symmetric model), made on the
+        # encoder thread like every other encode of this process.
+        document, query_role = await asyncio.gather(
+            self.batcher.encode(model, [query], "document"), self.batcher.encode(model, [query], "query")
+        )
+        vectors = document.vectors
+        if not np.array_equal(query_role.vectors, document.vectors):
+            vectors = np.concatenate([document.vectors, query_role.vectors])
         recorded = await asyncio.to_thread(
             feedback.record,
             self.names.milvus(),
             model,
+            vectors,
             alias=alias,
             collection=resolved.collection,
             query=query,
@@ -300,10 +245,10 @@ class Endpoint:
             join_s=self.settings.endpoint.feedback_join_s,
         )
         self.metrics.feedback.labels(signal, "yes" if recorded.joined else "no").inc()
-        return _json(recorded.to_json())
+        return answer(recorded.to_json())
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return answer({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         """Ready when it can embed: the default model of a single collection resolves (Milvus reachable, model
@@ -314,12 +259,6 @@ class Endpoint:
             try:
                 resolved = await asyncio.to_thread(self.names.resolve, name)
             except Exception as exc:  # any failure to serve is "not ready", said
-                return _json({"status": "unavailable", "collection": name, "problem": str(exc), **detail}, 503)
+                return answer({"status": "unavailable", "collection": name, "problem": str(exc), **detail}, 503)
             detail.update(collection=name, model_id=resolved.model.model_id)
-        return _json({"status": "ok", **detail})
-
-
-def _encode_vector(v: np.ndarray, fmt: str) -> Any:
-    if fmt == "base64":
-        return base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode("ascii")
-    return v
+        return answer({"status": "ok", **detail})

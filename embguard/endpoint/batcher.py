@@ -59,23 +59,40 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="embguard-encode")
+        self._inflight: list[_Job] = []
+        self._closed = False
 
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="embguard-batcher")
+        self._worker.add_done_callback(self._worker_ended)
+
+    def _fail_all(self, why: BaseException) -> None:
+        for job in [*self._inflight, *self._pending]:
+            if not job.done.done():
+                job.done.set_exception(why)
+        self._inflight, self._pending = [], collections.deque()
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        """The worker only ends when stopped; should it die of anything else, no request may wait forever."""
+        self._closed = True
+        if task.cancelled():
+            self._fail_all(RuntimeError("the embedding endpoint is stopping"))
+        else:
+            self._fail_all(RuntimeError(f"the embedding endpoint's encoder stopped: {task.exception()!r}"))
 
     async def stop(self) -> None:
+        """Fail what is queued or encoding (its callers get an error, never a hang) and stop; a pass already
+        running finishes on its thread without holding up the event loop."""
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             try:
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        for job in self._pending:
-            if not job.done.done():
-                job.done.set_exception(RuntimeError("the embedding endpoint is stopping"))
-        self._pending.clear()
-        self._pool.shutdown(wait=True)
+        self._fail_all(RuntimeError("the embedding endpoint is stopping"))
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def queued_texts(self) -> int:
@@ -86,6 +103,8 @@ class Batcher:
             raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
         if self._wake is None:
             raise RuntimeError("Batcher.start() was not called in the serving event loop")
+        if self._closed:
+            raise RuntimeError("the embedding endpoint is stopping")
         job = _Job(model, role, texts, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wake.set()
@@ -121,13 +140,17 @@ class Batcher:
             texts = [t for j in batch for t in j.texts]
             model, role = batch[0].model, batch[0].role
             started = time.perf_counter()
+            self._inflight = batch
             try:
                 vectors, tokens = await loop.run_in_executor(self._pool, _encode, model, texts, role, self.pass_size)
             except Exception as exc:  # one bad batch fails its requests, never the worker
+                self._inflight = []
                 for j in batch:
                     if not j.done.done():
                         j.done.set_exception(exc)
                 continue
+            # (cancelled mid-pass: _inflight stays, and stop() fails those requests)
+            self._inflight = []
             if self._on_batch is not None:
                 self._on_batch(len(texts), time.perf_counter() - started)
             start = 0
@@ -147,7 +170,8 @@ def _encode(model: EmbeddingModel, texts: list[str], role: str, pass_size: int) 
 
 def count_tokens(model: EmbeddingModel, texts: Sequence[str]) -> list[int]:
     """Tokens the model reads of each text (special tokens included, after truncation to its limit), for
-    ``usage``. Called on the encoder thread only: a fast tokenizer refuses concurrent use."""
+    ``usage``. Called on the encoder thread, which runs every encode of the endpoint's process (feedback's
+    included): a fast tokenizer refuses concurrent use ("Already borrowed")."""
     st = model.sentence_transformer
     tokenizer = getattr(st, "tokenizer", None)
     if tokenizer is None:  # a module stack with no single tokenizer: whitespace words

@@ -12,6 +12,7 @@ it gets an id of its own and still trains: a pair needs only the query text and 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,10 @@ from embguard.client.tap import (
 from embguard.errors import FeedbackError, InvalidFeedback, MilvusError
 from embguard.milvus.filters import literal
 from embguard.milvus.milvus import Milvus
-from embguard.models.loading import EmbeddingModel, document_route
+from embguard.models.loading import EmbeddingModel
 
 JOIN_COSINE = 0.9999
+MAX_DOC_ID_BYTES = 512  # the feedback collection's doc_id VARCHAR (bytes)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Recorded:
         return {"object": "feedback", "id": self.feedback_id, "query_id": self.query_id, "joined": self.joined}
 
 
-def parse(body: Any) -> tuple[str, str, Any, str, float]:
+def parse(body: Any, max_query_chars: int) -> tuple[str, str, Any, str, float]:
     """(collection, query, doc_id, signal, weight) from a request body, or InvalidFeedback naming the field."""
     if not isinstance(body, dict):
         raise InvalidFeedback("feedback must be a JSON object with collection, query and doc_id; nothing was recorded")
@@ -61,6 +63,18 @@ def parse(body: Any) -> tuple[str, str, Any, str, float]:
     collection, query = body["collection"], body["query"]
     if not isinstance(collection, str) or not isinstance(query, str):
         raise InvalidFeedback("feedback collection and query must be strings; nothing was recorded")
+    if not query.strip():
+        raise InvalidFeedback("feedback query is blank; send the text the user searched; nothing was recorded")
+    if len(query) > max_query_chars:
+        raise InvalidFeedback(
+            f"feedback query has {len(query)} characters, over endpoint.max_text_chars = {max_query_chars}; "
+            "nothing was recorded"
+        )
+    if len(json.dumps(body["doc_id"]).encode()) > MAX_DOC_ID_BYTES:
+        raise InvalidFeedback(
+            f"feedback doc_id is longer than the feedback store keeps ({MAX_DOC_ID_BYTES} bytes as JSON); "
+            "nothing was recorded"
+        )
     signal, weight = body.get("signal", "click"), body.get("weight", 1.0)
     check_feedback(signal, weight, query)
     return collection, query, body["doc_id"], signal, float(weight)
@@ -75,11 +89,12 @@ def find_tapped(milvus: Milvus, model: EmbeddingModel, alias: str, vectors: np.n
     hits = milvus.search(
         tap,
         vectors,
-        limit=5,
+        limit=16,  # the same query searched again has the same vector: the newest of them is wanted
         anns_field="vector",
         filter=f"alias == {literal(alias)} and ts_ms >= {int(since_ms)}",
         output_fields=["ts_ms", "query_id"],
-    )  # the collection's own consistency: a Strong search waits for the server's next tick (about 0.5 s)
+    )  # Bounded, the tap's own level: a Strong search waited about 0.5 s per feedback on the server; a search tapped
+    # moments before may be missed, and that feedback is stored unjoined
     best: tuple[int, str] | None = None
     for row in hits:
         for h in row:
@@ -94,6 +109,7 @@ def find_tapped(milvus: Milvus, model: EmbeddingModel, alias: str, vectors: np.n
 def record(
     milvus: Milvus,
     model: EmbeddingModel,
+    vectors: np.ndarray,
     *,
     alias: str,
     collection: str,
@@ -104,14 +120,12 @@ def record(
     join_s: int,
 ) -> Recorded:
     """Write one feedback row for ``alias`` (whose concrete collection is ``collection``, made by ``model``),
-    joined to its tapped search where there is one. Raises InvalidFeedback (the request's fault, nothing
+    joined to its tapped search where there is one: a search whose vector is one of ``vectors`` (the query's
+    encodings by ``model``, made on the endpoint's encoder thread). Raises InvalidFeedback (the request's fault, nothing
     written) or FeedbackError (Milvus failed, nothing written; the caller may retry)."""
-    check_feedback_doc(milvus, collection, alias, (), doc_id)
-    encodings = [model.encode([query])]
-    if document_route(model) is not None:  # asymmetric: the application may have asked for either
-        encodings.append(model.encode_queries([query]))
     try:
-        query_id = find_tapped(milvus, model, alias, np.concatenate(encodings), now_ms() - join_s * 1000)
+        check_feedback_doc(milvus, collection, alias, (), doc_id)
+        query_id = find_tapped(milvus, model, alias, vectors, now_ms() - join_s * 1000)
         row = feedback_row(
             query_id=query_id or "",
             doc_id=doc_id,

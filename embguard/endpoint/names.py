@@ -34,7 +34,8 @@ class ModelNames:
     def __init__(self, settings: Settings, connect: Callable[[], Milvus]):
         self._settings = settings
         self._connect = connect
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection (held while connecting)
+        self._models_lock = threading.Lock()  # models loaded by id: never waits on Milvus
         self._milvus: Milvus | None = None
         self._resolver: Resolver | None = None
         self._by_id: dict[str, models.EmbeddingModel] = {}
@@ -86,7 +87,7 @@ class ModelNames:
         return Resolved(resolver.model_for(collection), name, collection)
 
     def _model_by_id(self, model_id: str) -> models.EmbeddingModel:
-        with self._lock:
+        with self._models_lock:
             cached = self._by_id.get(model_id)
         if cached is not None:
             return cached
@@ -94,7 +95,7 @@ class ModelNames:
             m = models.load_by_id(model_id, self._settings.model.store_dir, self._settings.model.device)
         except EmbguardError as exc:
             raise ModelNotFound(f"model {model_id!r:.120} is not in the model store: {exc}") from None
-        with self._lock:
+        with self._models_lock:
             return self._by_id.setdefault(model_id, m)
 
     def close(self) -> None:

@@ -190,6 +190,9 @@ class Stack:
             "embguard": self.metrics_port,
             "embguard-app": self.app_port,
             "embguard-proxy": self.proxy.metrics_port,
+            # No rule or panel reads the embedding endpoint's job yet (tests/integration/test_endpoint.py reads
+            # its /metrics directly); like Milvus' here, its target is a port nothing listens on.
+            "embguard-endpoint": free_port(),
             "milvus": free_port(),
             "prometheus": self.prom_port,
         }

@@ -39,6 +39,7 @@ class StandInModel:
         with self.lock:
             self.passes.append(len(texts))
         time.sleep(self.delay_s)
+        salt = self.model_id + salt  # another model, other vectors
         rows = [np.frombuffer(hashlib.sha256((salt + t).encode()).digest()[:DIM], np.uint8) for t in texts]
         v = np.asarray(rows, np.float32) - 127.5
         return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -169,6 +170,9 @@ def test_feedback_bodies_are_checked_before_anything_is_resolved_or_written(serv
         ({"collection": "docs", "query": "q", "doc_id": 1, "signal": "like"}, "'like' is not one of"),
         ({"collection": "docs", "query": "q", "doc_id": 1, "score": 5}, "unknown field(s) 'score'"),
         ([1, 2], "must be a JSON object"),
+        ({"collection": "docs", "query": "   ", "doc_id": 1}, "feedback query is blank"),
+        ({"collection": "docs", "query": "q" * 100_001, "doc_id": 1}, "over endpoint.max_text_chars"),
+        ({"collection": "docs", "query": "q", "doc_id": "\u4e00" * 100}, "longer than the feedback store keeps"),
     ):
         r = client.post("/v1/feedback", json=body)
         assert r.status_code == 400 and words in r.json()["error"]["message"], (body, r.text)
@@ -210,8 +214,9 @@ def test_a_batch_never_mixes_models_or_roles_and_keeps_to_max_texts() -> None:
     results = asyncio.run(run())
     passes_a, passes_b = list(a.passes), list(b.passes)
     for i, r in enumerate(results[1:9]):
-        assert np.allclose(r.vectors, StandInModel().encode([f"t{i}", f"u{i}"]))
-    assert np.allclose(results[9].vectors, StandInModel().encode_queries(["q"]))  # never a document's encoding
+        owner = StandInModel("a@0" if i % 2 else "b@0")
+        assert np.allclose(r.vectors, owner.encode([f"t{i}", f"u{i}"]))  # its own model's vectors
+    assert np.allclose(results[9].vectors, StandInModel("a@0").encode_queries(["q"]))  # never a document's
     assert 9 in passes_a and all(n <= 5 for n in passes_a if n != 9)  # larger than max_texts: a pass of its own
     assert all(n <= 5 for n in passes_b) and sum(passes_b) == 8
 
@@ -245,3 +250,25 @@ def test_endpoint_settings_refuse_a_public_address_without_a_token_and_an_unset_
     s = Settings(endpoint={"host": "0.0.0.0", "token_env": "EMBGUARD_TEST_UNSET_TOKEN"})
     with pytest.raises(ConfigError, match="names 'EMBGUARD_TEST_UNSET_TOKEN', which is unset"):
         bearer_token(s)
+
+
+def test_stopping_fails_the_requests_being_encoded_and_refuses_new_ones() -> None:
+    model = StandInModel(delay_s=0.5)
+    batcher = Batcher(max_texts=8)
+
+    async def run() -> tuple[Any, Any]:
+        batcher.start()
+        running = asyncio.ensure_future(batcher.encode(model, ["slow"]))  # type: ignore[arg-type]
+        queued = asyncio.ensure_future(batcher.encode(model, ["next"]))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # the first pass is on the encoder thread
+        await asyncio.wait_for(batcher.stop(), 0.3)  # without waiting for the pass to end
+        results = await asyncio.wait_for(asyncio.gather(running, queued, return_exceptions=True), 1)
+        try:
+            await batcher.encode(model, ["late"])  # type: ignore[arg-type]
+        except RuntimeError as exc:
+            return results, exc
+        return results, None
+
+    (running, queued), late = asyncio.run(run())
+    assert isinstance(running, RuntimeError) and "stopping" in str(running)
+    assert isinstance(queued, RuntimeError) and isinstance(late, RuntimeError)

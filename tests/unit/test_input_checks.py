@@ -305,3 +305,17 @@ def test_a_watched_collection_with_other_field_names_is_refused_naming_the_keys_
     watched = CollectionSettings(name="kb", vector_field="embedding", text_field="text")
     milvus.insert("kb", [{"id": 1, "embedding": [1.0] * 8, "text": "a"}])
     assert sample_documents(milvus, watched, 10).size == 1
+
+
+def test_stored_texts_fit_milvus_varchar_bytes_not_characters() -> None:
+    """Milvus counts a VARCHAR's max_length in bytes: 8,192 characters of CJK text (24 KB) were refused, and the
+    feedback row with them lost. Texts are cut at 8,192 UTF-8 bytes, on a character boundary."""
+    from embguard.client.tap import feedback_row, fit_bytes
+
+    cjk = "\u4e00" * 5000  # 15,000 bytes
+    row = feedback_row(
+        query_id="q", doc_id=1, alias="a", collection="c", model_id="m", signal="click", weight=1.0, query_text=cjk
+    )
+    stored = row["query_text"]
+    assert len(stored.encode()) <= 8192 and stored == "\u4e00" * (8192 // 3)
+    assert fit_bytes("short", 8192) == "short" and fit_bytes("aé", 2) == "a"
