@@ -139,30 +139,20 @@ def layers() -> str:
     return "\n".join(out) + "\n"
 
 
-def proxy_metrics_table() -> str:
-    """The proxy's metric catalogue (embguard.proxy.metrics.CATALOGUE); docs/proxy.md."""
-    from embguard.proxy.metrics import CATALOGUE
+def catalogue_table(module: str) -> str:
+    """A process's metric catalogue (``<module>.CATALOGUE``: name, type, labels, help) as a Markdown table."""
+    import importlib
 
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
-    for name, kind, labels, help_text in CATALOGUE:
-        lines.append(f"| `{name}` | {kind} | {', '.join(labels) or '-'} | {_cell(help_text)} |")
-    return "\n".join(lines) + "\n"
-
-
-def endpoint_metrics_table() -> str:
-    """The embedding endpoint's metric catalogue (embguard.endpoint.metrics.CATALOGUE); docs/endpoint.md."""
-    from embguard.endpoint.metrics import CATALOGUE
-
-    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
-    for name, kind, labels, help_text in CATALOGUE:
+    for name, kind, labels, help_text in importlib.import_module(module).CATALOGUE:
         lines.append(f"| `{name}` | {kind} | {', '.join(labels) or '-'} | {_cell(help_text)} |")
     return "\n".join(lines) + "\n"
 
 
 _SIMPLE = {
     "config-reference": config_reference,
-    "proxy-metrics": proxy_metrics_table,
-    "endpoint-metrics": endpoint_metrics_table,
+    "proxy-metrics": lambda: catalogue_table("embguard.proxy.metrics"),  # docs/proxy.md
+    "endpoint-metrics": lambda: catalogue_table("embguard.endpoint.metrics"),  # docs/endpoint.md
     "alerts": alerts_table,
     "packages": packages_table,
     "layers": layers,

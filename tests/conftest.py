@@ -48,8 +48,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 INTEGRATION_FIXTURES = frozenset({"backend", "milvus_world", "milvus_env", "milvus_settings", "embedder", "tiny_model"})
 
 
-# The longest files of a CI run (--durations): 4, 2.5 and 4 minutes on 2 cores.
-LONGEST_FILES = frozenset({"test_demo.py", "test_swap_ray_backfill.py", "test_monitors_calibration_slow.py"})
+# The longest files of a CI run (--durations): 4, 2.5, 2.5 and 4 minutes on 2 cores.
+LONGEST_FILES = frozenset(
+    {"test_demo.py", "test_demo_apps.py", "test_swap_ray_backfill.py", "test_monitors_calibration_slow.py"}
+)
 
 
 @pytest.hookimpl(trylast=True)

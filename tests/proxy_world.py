@@ -32,50 +32,45 @@ APPS_DIR = TESTS / "apps"
 APPS_CACHE = REPO / ".cache" / "apps"
 # Pinned as an application would pin them; the versions shared/research/capture.md verified.
 NODE_SDK = "@zilliz/milvus2-sdk-node@3.0.6"
-LLAMAINDEX = "llama-index-vector-stores-milvus==1.2.0"
+LLAMAINDEX = ("llama-index-vector-stores-milvus==1.2.0", "llama-index-embeddings-openai-like==0.4.0")
 
 
-class ProxyProcess:
-    """`embguard proxy` in its own process, configured by ``env`` (the world's EMBGUARD_* environment)."""
+class _Service:
+    """An `embguard` command in its own process, configured by ``env``, with a /readyz and a /metrics."""
+
+    command = ""
+    stop_timeout_s = 20.0
 
     def __init__(self, env: dict[str, str], log: Path):
-        self.port, self.metrics_port = free_port(), free_port()
-        self.env = {
-            **os.environ,
-            **env,
-            "EMBGUARD_PROXY__PORT": str(self.port),
-            "EMBGUARD_PROXY__METRICS_PORT": str(self.metrics_port),
-        }
+        self.env = env
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def probe_url(self) -> str:  # where /readyz and /metrics are
+        raise NotImplementedError
 
     def start(self, timeout_s: float = 30.0) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "embguard", "proxy"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "embguard", self.command], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_until(self.ready, timeout_s, what=f"embguard proxy on {self.address} (log: {self.log})")
+        wait_until(self.ready, timeout_s, what=f"embguard {self.command} on {self.probe_url} (log: {self.log})")
 
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"embguard proxy exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"embguard {self.command} exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+            )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.probe_url}/readyz", timeout=5) as r:
                 return r.status == 200
         except OSError:
             return False
 
     def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample on the proxy's /metrics (0 when absent)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+        """The value of one sample on its /metrics (0 when absent)."""
+        with urllib.request.urlopen(f"{self.probe_url}/metrics", timeout=5) as r:
             text = r.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -94,67 +89,67 @@ class ProxyProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
 
-class EndpointProcess:
-    """`embguard endpoint` in its own process, configured by ``env``; ``token`` (when given) is the bearer token
-    it requires, passed through the variable endpoint.token_env names."""
+class ProxyProcess(_Service):
+    """`embguard proxy` on free ports (kill and restart keep them)."""
+
+    command = "proxy"
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.port, self.metrics_port = free_port(), free_port()
+        ports = {"EMBGUARD_PROXY__PORT": str(self.port), "EMBGUARD_PROXY__METRICS_PORT": str(self.metrics_port)}
+        super().__init__({**os.environ, **env, **ports}, log)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def probe_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+
+class EndpointProcess(_Service):
+    """`embguard endpoint` on a free port; ``token`` (when given) is the bearer token it requires, passed through
+    the variable endpoint.token_env names."""
+
+    command = "endpoint"
+    stop_timeout_s = 30.0
 
     def __init__(self, env: dict[str, str], log: Path, token: str | None = None):
         self.port = free_port()
-        self.env = {**os.environ, **env, "EMBGUARD_ENDPOINT__PORT": str(self.port)}
+        full = {**os.environ, **env, "EMBGUARD_ENDPOINT__PORT": str(self.port)}
         if token is not None:
-            self.env.update(
+            full.update(
                 {"EMBGUARD_ENDPOINT__TOKEN_ENV": "EMBGUARD_TEST_ENDPOINT_TOKEN", "EMBGUARD_TEST_ENDPOINT_TOKEN": token}
             )
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(full, log)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def probe_url(self) -> str:
+        return self.url
+
+    def routing_env(self) -> dict[str, str]:
+        """What a proxy needs to route by this endpoint's vectors: its URL, and its token the same way."""
+        names = ("EMBGUARD_ENDPOINT__TOKEN_ENV", "EMBGUARD_TEST_ENDPOINT_TOKEN")
+        return {"EMBGUARD_PROXY__ENDPOINT_URL": self.url, **{k: self.env[k] for k in names if k in self.env}}
+
     def start(self, timeout_s: float = 90.0) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "embguard", "endpoint"], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        wait_until(self.ready, timeout_s, what=f"embguard endpoint on {self.url} (log: {self.log})")
-
-    def ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"embguard endpoint exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def metric(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return float(sample.value)
-        return 0.0
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+        super().start(timeout_s)
 
 
 def node_modules() -> Path:
@@ -172,14 +167,16 @@ def node_modules() -> Path:
 
 
 def llamaindex_python() -> Path:
-    """A virtualenv with LlamaIndex's Milvus store (and its pymilvus 2.6), made once under .cache/apps."""
+    """A virtualenv with LlamaIndex's Milvus store (and its pymilvus 2.6) and its OpenAI-like embeddings, made once
+    under .cache/apps."""
     home = APPS_CACHE / "llamaindex"
     python = home / "bin" / "python"
     with FileLock(str(home) + ".lock"):
-        if not (home / ".installed").is_file():
+        marker = home / ".installed"
+        if not marker.is_file() or marker.read_text() != " ".join(LLAMAINDEX):
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True, timeout=300)
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet", LLAMAINDEX], check=True, timeout=900)
-            (home / ".installed").write_text(LLAMAINDEX)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", *LLAMAINDEX], check=True, timeout=900)
+            marker.write_text(" ".join(LLAMAINDEX))
     return python
 
 

@@ -128,8 +128,13 @@ def status_text(settings: Settings, as_json: bool) -> str:
     return json.dumps(st.to_json(), indent=2, default=str) if as_json else render(st)
 
 
-def demo(settings: Settings, fast: bool, seed: int, say: Say) -> bool:
-    """Run the offline demo loop; whether every step did what it should."""
+def demo(settings: Settings, fast: bool, seed: int, say: Say, app: str | None = None) -> bool:
+    """Run the offline demo loop (for ``app``, an unchanged application of that kind); whether every step did what
+    it should."""
+    if app is not None:
+        from embguard.demo import app_act
+
+        return app_act.run(settings, fast=fast, seed=seed, say=say).ok
     from embguard.demo import run as demo_mod
 
     summary = demo_mod.run(settings, fast=fast, seed=seed, say=say)

@@ -234,10 +234,16 @@ def label_import(ctx: click.Context, path: str, collection: str) -> None:
 @cli.command("demo")
 @click.option("--fast", is_flag=True, help="A smaller corpus and less traffic (what the tests run).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated traffic.")
+@click.option(
+    "--app",
+    type=click.Choice(["langchain"]),
+    default=None,
+    help="Run the loop for an unchanged application instead, through embguard proxy and embguard endpoint.",
+)
 @click.pass_context
-def demo(ctx: click.Context, fast: bool, seed: int) -> None:
+def demo(ctx: click.Context, fast: bool, seed: int, app: str | None) -> None:
     """The whole loop offline: baseline, drift, retrain, gate, approve, swap, rollback; then stop everything."""
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("embguard").setLevel(logging.ERROR)
-    if not commands.demo(_settings(ctx), fast=fast, seed=seed, say=click.echo):
+    if not commands.demo(_settings(ctx), fast=fast, seed=seed, say=click.echo, app=app):
         ctx.exit(1)

@@ -35,10 +35,8 @@ from embguard.config.settings import CollectionSettings, Settings
 from embguard.errors import FeedbackError, InvalidInput, MilvusError
 from embguard.milvus.filters import check_ids
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
-from embguard.milvus.names import FEEDBACK_COLLECTION
+from embguard.milvus.names import DUAL_WRITE_PROPERTY, FEEDBACK_COLLECTION
 from embguard.models import loading as models
-
-DUAL_WRITE_PROPERTY = "embguard.dual_write_to"
 
 
 @dataclass(frozen=True)

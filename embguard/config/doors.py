@@ -30,6 +30,17 @@ class ProxySettings(Section):
     upstream_ca_file: Path | None = Field(
         None, description="PEM root certificates for an https:// milvus.uri (default: the system's)"
     )
+    list_aliases: bool = Field(
+        True,
+        description="add the watched aliases to ShowCollections answers (LlamaIndex's Milvus store lists collections "
+        "before opening one, and cannot open an alias otherwise)",
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="the embedding endpoint's URL (http://127.0.0.1:8466): during a switch the proxy asks it which "
+        "model made each searched vector and sends the search to that model's collection (unset: no routing); "
+        "its token is read from endpoint.token_env",
+    )
 
 
 class EndpointSettings(Section):

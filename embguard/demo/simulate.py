@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from embguard.client.client import Client
 from embguard.training.stdlib_corpus import Passage, by_topic, stdlib_corpus
@@ -51,8 +52,31 @@ def user_clicks(rng: random.Random, rank: int, click_rate: float, eta: float = D
     return examined and rng.random() < click_rate
 
 
+class App(Protocol):
+    """What the simulated users need of an application: search a query (the ranked ids, and the query id the
+    application got if any) and record a click on a result."""
+
+    def search(self, query: str, limit: int) -> tuple[list[Any], str | None]: ...
+    def click(self, query: str, query_id: str | None, doc_id: Any) -> None: ...
+
+
+class ClientApp:
+    """An application written for ``embguard.Client``: searches the alias, sends clicks by query id."""
+
+    def __init__(self, client: Client, alias: str):
+        self.client, self.alias = client, alias
+
+    def search(self, query: str, limit: int) -> tuple[list[Any], str | None]:
+        res = self.client.search(self.alias, [query], limit=limit)
+        return [h.id for h in res.hits[0]], res.query_ids[0]
+
+    def click(self, query: str, query_id: str | None, doc_id: Any) -> None:
+        assert query_id is not None
+        self.client.feedback(query_id, doc_id, signal="click")
+
+
 def traffic(
-    client: Client,
+    client: Client | App,
     alias: str,
     base: Sequence[Passage],
     n: int,
@@ -64,21 +88,22 @@ def traffic(
     seed: int = 0,
 ) -> TrafficStats:
     """``n`` searches: a ``shift_share`` of them from ``shifted``, the rest from ``base``. A user whose right
-    answer is among the hits clicks it as ``user_clicks`` decides; the same seed and hits give the same clicks."""
+    answer is among the hits clicks it as ``user_clicks`` decides; the same seed and hits give the same clicks.
+    ``client`` is an ``embguard.Client`` (searching ``alias``) or any :class:`App`."""
+    app: App = ClientApp(client, alias) if isinstance(client, Client) else client
     rng = random.Random(seed)
     failures = clicks = found = 0
     for _ in range(n):
         pool = shifted if shifted and rng.random() < shift_share else base
         p = rng.choice(pool)
         try:
-            res = client.search(alias, [p.query], limit=10)
+            ids, query_id = app.search(p.query, 10)
         except Exception:  # counted: the caller asserts on it
             failures += 1
             continue
-        ids = [h.id for h in res.hits[0]]
         if p.id in ids:
             found += 1
             if user_clicks(rng, ids.index(p.id) + 1, click_rate, position_eta):
-                client.feedback(res.query_ids[0], p.id, signal="click")
+                app.click(p.query, query_id, p.id)
                 clicks += 1
     return TrafficStats(n, failures, clicks, found)

@@ -8,8 +8,8 @@
   same vectors for a symmetric model). Errors come in OpenAI's shape, so every OpenAI client reports them.
 - ``POST /embed``: Hugging Face TEI's (``inputs``, ``prompt_name`` ``"query"``), for ``endpoint.default_model``
   or ``?model=``.
-- ``GET /v1/models``; ``POST /v1/feedback`` (embguard.endpoint.feedback); ``/metrics``, ``/healthz``,
-  ``/readyz``.
+- ``GET /v1/models``; ``POST /v1/feedback`` (embguard.endpoint.feedback); ``POST /v1/vectors/lookup`` (which
+  model made a vector, for the proxy: embguard.endpoint.ledger); ``/metrics``, ``/healthz``, ``/readyz``.
 
 Every response names the model that made its vectors (``x-embguard-model-id``) and, for an alias, the
 collection it serves (``x-embguard-collection``).
@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from embguard.config.settings import Settings
 from embguard.endpoint import feedback
 from embguard.endpoint.batcher import Batcher
+from embguard.endpoint.ledger import VectorLedger
 from embguard.endpoint.metrics import EndpointMetrics
 from embguard.endpoint.names import ModelNames, Resolved
 from embguard.endpoint.shapes import (
@@ -55,6 +56,7 @@ from embguard.errors import (
     MissingModelId,
     ModelNotFound,
 )
+from embguard.milvus.wire import FINGERPRINT_BYTES
 from embguard.models.loading import EmbeddingModel
 
 log = logging.getLogger("embguard.endpoint")
@@ -72,6 +74,8 @@ class Endpoint:
     ):
         self.settings = settings
         self.names = names
+        # Long enough for any application's embed-then-search, and past a switch's routing window (the proxy's).
+        self.ledger = VectorLedger(keep_s=settings.swap.grace_s + 60.0)
         self.token = token
         self.metrics = EndpointMetrics(registry)
         self.batcher = Batcher(
@@ -87,6 +91,7 @@ class Endpoint:
                 Route("/embed", self._wrap("embed", self.embed, tei_error), methods=["POST"]),
                 Route("/v1/models", self._wrap("models", self.models, openai_error), methods=["GET"]),
                 Route("/v1/feedback", self._wrap("feedback", self.feedback, openai_error), methods=["POST"]),
+                Route("/v1/vectors/lookup", self._wrap("lookup", self.lookup, openai_error), methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Mount("/metrics", make_asgi_app(registry)),
@@ -187,6 +192,7 @@ class Endpoint:
                 param="dimensions",
             )
         encoded = await self.batcher.encode(model, texts, role)
+        self.ledger.record(model.model_id, encoded.vectors)
         data = [
             {"object": "embedding", "index": i, "embedding": vector_as(v, fmt)} for i, v in enumerate(encoded.vectors)
         ]
@@ -208,7 +214,17 @@ class Endpoint:
         name = request.query_params.get("model") or await asyncio.to_thread(self.names.default)
         resolved = await self._resolve(name)
         encoded = await self.batcher.encode(resolved.model, texts, role)
+        self.ledger.record(resolved.model.model_id, encoded.vectors)
         return answer(encoded.vectors, 200, self._headers(resolved))
+
+    async def lookup(self, request: Request) -> Response:
+        """The proxy's question during a switch: which model made each of these vectors (concatenated 16-byte
+        fingerprints in, a JSON list of model ids or nulls out, in order)."""
+        body = await request.body()
+        if len(body) % FINGERPRINT_BYTES or len(body) > FINGERPRINT_BYTES * 65_536:
+            raise HTTPError(400, f"the body must be up to 65,536 fingerprints of {FINGERPRINT_BYTES} bytes each")
+        prints = [body[i : i + FINGERPRINT_BYTES] for i in range(0, len(body), FINGERPRINT_BYTES)]
+        return answer(self.ledger.lookup(prints))
 
     async def models(self, request: Request) -> Response:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "embguard"} for n in self.names.listed()]

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import grpc
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from embguard.config.credentials import redact_uri, scrub, secret, split_userinfo
@@ -24,6 +25,7 @@ from embguard.milvus.indexes import LITE_SUPPORTED_INDEXES, LITE_UNSUPPORTED_IND
 from embguard.milvus.names import app_model_id
 from embguard.milvus.rows import Rows
 from embguard.milvus.schemas import Schemas
+from embguard.milvus.wire import status_ok
 
 MODEL_ID_PROPERTY = "embguard.model_id"
 
@@ -214,6 +216,25 @@ class Milvus(Rows, Schemas):
     def set_properties(self, collection: str, properties: Mapping[str, str]) -> None:
         with self._call(f"alter_collection_properties({collection!r})"):
             self._client.alter_collection_properties(collection, properties=dict(properties))
+
+    def send_write(self, request: Any, timeout_s: float = 30.0) -> None:
+        """Send a prepared ``UpsertRequest`` or ``DeleteRequest`` (:func:`embguard.milvus.wire.retarget`).
+
+        The proxy's dual writes repeat an application's write as it was sent, so its fields (dynamic ones, arrays,
+        JSON) never go through rows and back. No public pymilvus call takes a request, so this uses the stub of
+        the client's own connection: its credentials and database interceptors apply as to any other call."""
+        kind = type(request).__name__
+        stub = self._client._get_connection()._stub
+        send = stub.Upsert if kind == "UpsertRequest" else stub.Delete
+        what = f"{kind.removesuffix('Request')}({request.collection_name!r})"
+        try:
+            res = send(request, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            if not self.ping():
+                raise MilvusUnavailable(f"Milvus at {self.uri} went away during {what}: {exc.details()}") from None
+            raise MilvusError(f"{what} failed on {self.uri}: {exc.details()}") from None
+        if not status_ok(res.status):
+            raise MilvusError(f"{what} failed on {self.uri}: {res.status.reason or res.status.code}")
 
     def describe(self, collection: str) -> dict[str, Any]:
         with self._call(f"describe_collection({collection!r})"):

@@ -13,6 +13,11 @@ the HTTP/2 frames of each direction to learn each call's method, duration and ``
 metrics), and keeps the messages of the calls the tap wants (``wants``: a search drawn at the sampling rate, a
 write) for ``on_call``. A frame it cannot read stops observing that connection (counted through
 ``on_unreadable``); the relay goes on.
+
+Two exceptions to byte for byte, both with ``routes`` (the watched aliases): during a switch's routing window (with
+``lookup``), a Search on the switching alias is held until its message is whole and its collection renamed in place
+to the routing alias of the model that made its vector (:mod:`embguard.proxy.router`); and a ShowCollections
+answer lists the watched aliases beside the collections they serve (:mod:`embguard.proxy.listing`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from urllib.parse import urlsplit
 
 from embguard.errors import ConfigError
 from embguard.proxy.frames import Call, Observer, message
+from embguard.proxy.listing import ListingRewriter
+from embguard.proxy.router import ConnectionRouter
+from embguard.proxy.routes import Lookup, Routes
 
 log = logging.getLogger("embguard.proxy")
 
@@ -86,11 +94,54 @@ class _Side(asyncio.Protocol):
             self.peer.transport.close()  # after what is buffered for it is written
 
 
+class _Milvus(_Side):
+    """Milvus' end: while a ShowCollections call is in flight, its answers go through the listing rewriter."""
+
+    listing: ListingRewriter | None = None
+
+    def data_received(self, data: bytes) -> None:
+        listing = self.listing
+        if listing is not None and self.peer is not None and listing.wants():
+            listing.feed(data, super().data_received)
+        else:
+            super().data_received(data)
+
+
 class _Application(_Side):
-    """The application's end: pairs itself with a new connection to Milvus before reading anything."""
+    """The application's end: pairs itself with a new connection to Milvus before reading anything. While a
+    switch's routing window is open its requests go frame by frame through a router (:mod:`~embguard.proxy.router`)."""
+
+    router: ConnectionRouter | None = None
+    listing: ListingRewriter | None = None
+
+    def data_received(self, data: bytes) -> None:
+        router = self.router
+        if router is not None and self.peer is not None and router.wants():
+            router.feed(data, super().data_received)
+        else:
+            super().data_received(data)
+
+    def _to_milvus(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.closed:
+            peer.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.router is not None:
+            self.router.close()
+        super().connection_lost(exc)
+
+    def _to_application(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        f = self.forwarder
+        if f.routes is not None:
+            self.router = ConnectionRouter(self.observer, self._to_milvus, f.routes, f.lookup, f.on_routed)
+            if f.list_aliases:
+                self.listing = ListingRewriter(self.observer, self._to_application, f.routes.served)
         assert self.transport is not None
         self.transport.pause_reading()
         self.forwarder.connections.add(self)
@@ -101,7 +152,7 @@ class _Application(_Side):
         loop = asyncio.get_running_loop()
         try:
             _, milvus = await loop.create_connection(
-                lambda: _Side(1, self.observer, f),
+                lambda: _Milvus(1, self.observer, f),
                 f.host_upstream,
                 f.port_upstream,
                 ssl=f.ssl_context,
@@ -129,6 +180,7 @@ class _Application(_Side):
                 milvus.transport.close()
             return
         milvus.peer, self.peer = self, milvus
+        milvus.listing = self.listing
         f.connections.add(milvus)
         for side in (self, milvus):  # what either end sent before the pair was made (Milvus' SETTINGS, say)
             early, side.early = side.early, []
@@ -156,6 +208,10 @@ class Forwarder:
         root_certificates: bytes | None = None,
         wants: Wants | None = None,
         on_dropped: Callable[[str], None] | None = None,
+        routes: Routes | None = None,
+        lookup: Lookup | None = None,
+        on_routed: Callable[[str], None] = lambda outcome: None,
+        list_aliases: bool = True,
     ):
         self.upstream = upstream
         self.host_upstream, self.port_upstream, tls = upstream_target(upstream)
@@ -169,6 +225,8 @@ class Forwarder:
         self._on_call, self._on_done = on_call, on_done
         self.wants: Wants = wants or (lambda method: on_call is not None)
         self._on_dropped = on_dropped
+        self.routes, self.lookup, self.on_routed = routes, lookup, on_routed
+        self.list_aliases = list_aliases
         self.server: asyncio.Server | None = None
         self.connections: set[_Side] = set()
         self.connecting: set[asyncio.Task[None]] = set()

@@ -19,7 +19,7 @@ from embguard.proxy.headers import HeaderReader
 
 log = logging.getLogger("embguard.proxy")
 
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _RST_STREAM, _CONTINUATION = 0x0, 0x1, 0x3, 0x9
 _END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
 _METHOD_PREFIX = f"/{SERVICE_NAME}/"
@@ -65,6 +65,7 @@ class Observer:
     def __init__(self, outcomes: Outcomes):
         self.f = outcomes
         self.calls: dict[int, Call] = {}
+        self.listings: set[int] = set()  # streams of ShowCollections calls in flight (embguard.proxy.listing)
         self.broken = False
         # Per direction: unread bytes, the HPACK state, and a header block being continued (stream, flags, parts).
         self.buf = (bytearray(), bytearray())
@@ -81,6 +82,7 @@ class Observer:
         except Exception as exc:  # an unreadable frame ends observing, never relaying
             self.broken = True
             self.calls.clear()
+            self.listings.clear()
             self.f.on_unreadable()
             log.debug("proxy: stopped observing a connection: %r", exc)
 
@@ -89,12 +91,12 @@ class Observer:
         buf += data
         pos, n = 0, len(buf)
         if side == 0 and self.preface:
-            if n < len(_PREFACE):
+            if n < len(PREFACE):
                 return
-            if buf[: len(_PREFACE)] != _PREFACE:
+            if buf[: len(PREFACE)] != PREFACE:
                 raise ValueError("not HTTP/2 (no connection preface)")
             self.preface = False
-            pos = len(_PREFACE)
+            pos = len(PREFACE)
         while n - pos >= 9:
             length = int.from_bytes(buf[pos : pos + 3], "big")
             end = pos + 9 + length
@@ -130,6 +132,7 @@ class Observer:
                     self.block[side] = None
                     self._headers(side, stream, pending[1], b"".join(pending[2]))
             elif kind == _RST_STREAM:
+                self.listings.discard(stream)
                 call = self.calls.pop(stream, None)
                 if call is not None:
                     self.f.done(call, "CANCELLED", False)
@@ -162,10 +165,13 @@ class Observer:
                 headers = reader.decode(block) if headers is None else headers
                 metadata = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k[:1] != b":")
             self.calls[stream] = Call(method, metadata, wanted)
+            if method == "ShowCollections":
+                self.listings.add(stream)
             return
         status = next((v for k, v in reader.decode(block) if k == b"grpc-status"), None)
         if status is None:
             return  # the response's leading headers; the status comes in the trailers
+        self.listings.discard(stream)
         call = self.calls.pop(stream, None)
         if call is not None:
             code = _CODES.get(int(status), "UNKNOWN")

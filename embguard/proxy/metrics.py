@@ -2,7 +2,7 @@
 
 Labels stay low-cardinality: ``method`` is a ``MilvusService`` method (a fixed set of the protocol's; any other
 path is ``other``), ``code`` a gRPC status code name, ``collection`` a watched alias, ``op``
-insert|upsert|delete, ``reason`` one of ``DROP_REASONS``.
+insert|upsert|delete, ``reason`` one of ``DROP_REASONS``, ``outcome`` one of ``DUAL_WRITE_OUTCOMES``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from embguard.proxy.router import ROUTE_OUTCOMES
 from embguard.proxy.tap import ProxyCounters
 
 # Why a forwarded call (or one query of it) was not tapped. The call itself was forwarded either way.
@@ -27,6 +28,7 @@ DROP_REASONS = (
     "buffer_full",  # the tap writer's buffer was full
     "write_error",  # writing tap rows to Milvus failed past the retry budget
 )
+DUAL_WRITE_OUTCOMES = ("written", "no_text", "no_key", "failed", "dropped")
 # Latency buckets for a proxied call, from a cached has_collection (< 1 ms) to a large search.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -54,7 +56,22 @@ CATALOGUE: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
         ("collection", "op"),
         "Rows the application inserted, upserted or deleted in a watched collection through the proxy",
     ),
+    (
+        "embguard_proxy_dual_write_rows_total",
+        "counter",
+        ("outcome",),
+        "Rows of the application's writes repeated on the other collection of a swap (written), or not "
+        "(no_text, no_key, failed, dropped)",
+    ),
+    (
+        "embguard_proxy_routed_searches_total",
+        "counter",
+        ("outcome",),
+        "Searches on an alias during a switch: sent to the collection of the model that made their vector (routed) "
+        "or as sent (not_from_endpoint, lookup_failed, unroutable)",
+    ),
     ("embguard_proxy_tap_queue_calls", "gauge", (), "Forwarded calls waiting to be read by the tap"),
+    ("embguard_proxy_dual_write_queue_writes", "gauge", (), "Application writes waiting to be repeated"),
     (
         "embguard_proxy_upstream_up",
         "gauge",
@@ -81,6 +98,13 @@ class ProxyMetrics(ProxyCounters):
         self.document_rows = made["embguard_proxy_document_rows_total"]
         self.queue_depth = made["embguard_proxy_tap_queue_calls"]
         self.upstream_up = made["embguard_proxy_upstream_up"]
+        self.dual_write_rows = made["embguard_proxy_dual_write_rows_total"]
+        self.dual_write_queue = made["embguard_proxy_dual_write_queue_writes"]
+        for outcome in DUAL_WRITE_OUTCOMES:
+            self.dual_write_rows.labels(outcome)
+        self.routed_searches = made["embguard_proxy_routed_searches_total"]
+        for outcome in ROUTE_OUTCOMES:
+            self.routed_searches.labels(outcome)
         for reason in DROP_REASONS:
             self.not_tapped.labels(reason)
 
@@ -96,3 +120,9 @@ class ProxyMetrics(ProxyCounters):
 
     def documents(self, collection: str, op: str, n: int) -> None:
         self.document_rows.labels(collection, op).inc(n)
+
+    def routed(self, outcome: str) -> None:
+        self.routed_searches.labels(outcome if outcome in ROUTE_OUTCOMES else "unroutable").inc()
+
+    def dual_written(self, outcome: str, n: int) -> None:
+        self.dual_write_rows.labels(outcome if outcome in DUAL_WRITE_OUTCOMES else "failed").inc(n)

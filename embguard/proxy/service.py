@@ -3,7 +3,9 @@
 The proxy is its own process so that a daemon restart or crash never cuts an application off Milvus. It does
 not connect to Milvus to start (an application pointed at it gets Milvus' own UNAVAILABLE while Milvus is
 down, as it would directly) and imports neither torch nor the daemon's modules: it starts in well under a
-second. SIGTERM or SIGINT stop it: calls in flight get ``grace_s`` to finish, then what the tap holds is written.
+second (a model loads only when a swap needs the application's writes repeated, :mod:`~embguard.proxy.dualwrite`).
+SIGTERM or SIGINT stop it: calls in flight get ``grace_s`` to finish, then what the tap holds is written and the
+writes waiting to be repeated are repeated.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from prometheus_client import CollectorRegistry
 from embguard.config.settings import Settings
 from embguard.http.exporter import Exporter
 from embguard.milvus.milvus import Milvus
+from embguard.milvus.wire import WRITES
+from embguard.proxy.dualwrite import DualWriter
 from embguard.proxy.forwarder import Forwarder
 from embguard.proxy.metrics import ProxyMetrics
+from embguard.proxy.routes import LISTING_POLL_S, POLL_S, Routes, lookup_for
 from embguard.proxy.tap import ProxyTap
 
 log = logging.getLogger("embguard.proxy")
@@ -39,22 +44,37 @@ class Proxy:
             counters=self.metrics,
             queue_size=settings.proxy.queue_size,
         )
+        self.dual = DualWriter(settings, lambda: Milvus.connect(settings), on_rows=self.metrics.dual_written)
+        lookup = lookup_for(settings)
+        self.routes = Routes(
+            settings, lambda: Milvus.connect(settings), poll_s=POLL_S if lookup is not None else LISTING_POLL_S
+        )
         ca = settings.proxy.upstream_ca_file
         self.forwarder = Forwarder(
             settings.milvus_uri,
             settings.proxy.host,
             settings.proxy.port,
-            on_call=self.tap.offer,
+            on_call=self._on_call,
             on_done=self.metrics.call_done,
             root_certificates=ca.read_bytes() if ca else None,
             wants=self.tap.wants,
             on_dropped=lambda reason: self.metrics.dropped(reason, 1),
+            routes=self.routes,
+            lookup=lookup,
+            on_routed=self.metrics.routed,
+            list_aliases=settings.proxy.list_aliases,
         )
         self.metrics.queue_depth.set_function(lambda: self.tap.pending)
+        self.metrics.dual_write_queue.set_function(lambda: self.dual.pending)
         self.metrics.upstream_up.set_function(lambda: 1 if self.forwarder.last_code not in ("", "UNAVAILABLE") else 0)
         self.exporter = Exporter(
             self.registry, settings.proxy.host, settings.proxy.metrics_port, self._alive, self._ready
         )
+
+    def _on_call(self, method: str, request: bytes, response: bytes, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.tap.offer(method, request, response, metadata)
+        if method in WRITES:
+            self.dual.offer(method, request, response, next((v for k, v in metadata if k == "dbname"), ""))
 
     @property
     def port(self) -> int:
@@ -77,6 +97,7 @@ class Proxy:
             "upstream_last_call": self.forwarder.last_code or "none yet",
             "tap_pending": self.tap.pending,
             "tap_last_error": self.tap.writer.stats.last_error,
+            "dual_writes_pending": self.dual.pending,
         }
 
     async def start(self) -> None:
@@ -87,6 +108,8 @@ class Proxy:
         await self.forwarder.stop(grace_s)
         self.exporter.stop()
         await asyncio.to_thread(self.tap.close)
+        await asyncio.to_thread(self.dual.close)
+        await asyncio.to_thread(self.routes.close)
 
 
 def run(settings: Settings) -> None:

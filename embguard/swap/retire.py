@@ -21,14 +21,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from embguard.client.client import DUAL_WRITE_PROPERTY
 from embguard.client.retention import Pins
 from embguard.config.settings import Settings
 from embguard.config.units import duration
 from embguard.errors import EmbguardError, MilvusError, MilvusUnavailable, SwapError
 from embguard.milvus.milvus import Milvus
-from embguard.milvus.names import CREATED_PROPERTY, is_versioned
+from embguard.milvus.names import (
+    CREATED_PROPERTY,
+    DUAL_WRITE_PROPERTY,
+    SWITCHED_PROPERTY,
+    is_versioned,
+    read_routes,
+)
 from embguard.models.registry import ModelRegistry
+from embguard.swap.routing import open_routes
 from embguard.swap.state import SwapEvent, SwapState, SwapStore
 
 __all__ = ["Retirement", "abort_swap", "drop_retired", "gc_plan", "roll_back"]
@@ -104,7 +110,9 @@ def gc_plan(
             st = in_swap[name]
             keep(f"named by the unfinished swap of {st.alias} (phase {st.phase}); finish or abort that swap first")
             continue
-        other_aliases = m.aliases_of(name)
+        routes = read_routes(m.properties(name))  # a switch's routing aliases go with the collection
+        routing = set(routes[1].values()) if routes else set()
+        other_aliases = [a for a in m.aliases_of(name) if a not in routing]
         if other_aliases:
             keep(f"has the alias(es) {', '.join(other_aliases)}")
             continue
@@ -178,7 +186,15 @@ def abort_swap(milvus: Milvus, store: SwapStore, alias: str) -> SwapState:
     return st
 
 
-def roll_back(milvus: Milvus, store: SwapStore, registry: ModelRegistry, pins: Pins, alias: str) -> SwapEvent:
+def roll_back(
+    milvus: Milvus,
+    store: SwapStore,
+    registry: ModelRegistry,
+    pins: Pins,
+    alias: str,
+    window_s: float = 0.0,
+    say: Callable[[str], None] = print,
+) -> SwapEvent:
     """Point ``alias`` back at what it served before its last switch (the caller holds its swap lock)."""
     st = store.load(alias)
     switches = st.switches() if st else []
@@ -194,8 +210,9 @@ def roll_back(milvus: Milvus, store: SwapStore, registry: ModelRegistry, pins: P
     back = last.source
     if not milvus.has_collection(back):
         raise SwapError(f"collection {back!r} to roll back to no longer exists (dropped by gc?)")
+    open_routes(milvus, alias, [current, back], window_s, say=say)
     # The old collection has kept receiving dual writes since the switch, so it is current.
-    milvus.set_properties(back, {DUAL_WRITE_PROPERTY: current})
+    milvus.set_properties(back, {DUAL_WRITE_PROPERTY: current, SWITCHED_PROPERTY: str(time.time())})
     milvus.alter_alias(back, alias)
     with contextlib.suppress(EmbguardError):
         milvus.drop_properties(current, [DUAL_WRITE_PROPERTY])

@@ -17,8 +17,9 @@ The swap is a resumable state machine persisted in ``state/swaps/<alias>.json`` 
   re-embeds, adds or deletes until the target holds exactly the source's documents.
 - **verify**: count parity, every id present, index built and loaded, and a shadow check of sample
   queries against both collections with their own models. A failure stops the swap before the switch.
-- **switch**: ``alter_alias``. Clients resolve the alias on every call and embed with the model recorded
-  on the collection they then search, so no query meets the other model's vectors. The new collection
+- **switch**: routing aliases first (:mod:`embguard.swap.routing`: the proxy pairs each search with its vector's
+  model while the alias moves), then ``alter_alias``. Clients resolve the alias on every call and embed with the
+  model recorded on the collection they then search, so no query meets the other model's vectors. The new collection
   then dual-writes back into the old one, so ``embguard rollback`` loses nothing; ``embguard gc`` ends
   that when it drops the old collection.
 
@@ -33,17 +34,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from embguard.client.client import DUAL_WRITE_PROPERTY
 from embguard.client.retention import Pins
 from embguard.config.settings import CollectionSettings, Settings
 from embguard.errors import EmbguardError, SwapError
 from embguard.milvus.adopt import require_model
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
-from embguard.milvus.names import BASE_VERSION, CREATED_PROPERTY, collection_name
+from embguard.milvus.names import (
+    BASE_VERSION,
+    CREATED_PROPERTY,
+    DUAL_WRITE_PROPERTY,
+    SWITCHED_PROPERTY,
+    collection_name,
+)
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry, ModelVersion
 from embguard.swap.backfill import backfill_local
 from embguard.swap.retire import abort_swap, drop_retired, roll_back
+from embguard.swap.routing import open_routes
 from embguard.swap.state import SwapEvent, SwapState, SwapStore
 from embguard.swap.verify import reconcile, verify
 
@@ -186,8 +193,11 @@ class Swapper:
                 )
             self._phase(st, "verified")
         if not st.reached("switched"):
+            routed = open_routes(m, st.alias, [st.source, st.target], self.settings.swap.grace_s, say=self.say)
+            if routed:
+                self.say(f"routing searches by vector during the switch: {', '.join(sorted(routed.values()))}")
             # Mark first: the instant the alias moves, writers resolving to the target also feed the old one.
-            m.set_properties(st.target, {DUAL_WRITE_PROPERTY: st.source})
+            m.set_properties(st.target, {DUAL_WRITE_PROPERTY: st.source, SWITCHED_PROPERTY: str(time.time())})
             m.alter_alias(st.target, st.alias)
             st.history.append(
                 SwapEvent("switch", time.time(), st.source, st.target, st.source_model_id, st.candidate_model_id)
@@ -271,7 +281,15 @@ class Swapper:
     def rollback(self, spec: CollectionSettings) -> SwapEvent:
         """Point the alias back at the collection (and so the model) it served before the last switch."""
         with self.store.lock(spec.name, "rollback"):
-            return roll_back(self.milvus, self.store, self.registry, Pins(self.settings.state.dir), spec.name)
+            return roll_back(
+                self.milvus,
+                self.store,
+                self.registry,
+                Pins(self.settings.state.dir),
+                spec.name,
+                window_s=self.settings.swap.grace_s,
+                say=self.say,
+            )
 
     def gc(self, retention_s: int | None = None, dry_run: bool = False) -> list[str]:
         """Drop versioned collections of watched aliases that no alias serves and that are past retention;

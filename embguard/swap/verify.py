@@ -21,7 +21,7 @@ from embguard.milvus.milvus import Milvus
 from embguard.models import loading as models
 from embguard.swap.state import SwapState, Verification
 
-RECHECKS = 4
+RECHECKS = 6  # 0.5 + 1 + ... + 3 s: a write repeated by the proxy (embguard.proxy.dualwrite) lands within it
 PROGRESS_EVERY_S = 5.0
 Say = Callable[[str], None]
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +28,8 @@ import pytest
 from backends import Backend
 from builders import wait_until
 from daemon_world import cli_run
-from proxy_world import EndpointProcess, ProxyProcess, wait_for_tap
+from proxy_world import APPS_DIR, EndpointProcess, ProxyProcess, llamaindex_python, wait_for_tap
+from pymilvus import MilvusClient
 
 from embguard import Client
 from embguard.client.tap import read_tap, tap_collection_name
@@ -33,6 +39,7 @@ from embguard.endpoint.batcher import count_tokens
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry
+from embguard.proxy.router import ROUTE_OUTCOMES
 from embguard.training.feedback import feedback_records
 from embguard.training.stdlib_corpus import stdlib_corpus
 
@@ -81,7 +88,7 @@ def door(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with Client(world.settings) as c:
             c.insert("docs", [{"id": i, "text": t} for i, t in texts.items()])
         endpoint = EndpointProcess(world.env, tmp / "endpoint.log", token=TOKEN)
-        proxy = ProxyProcess(world.env, tmp / "proxy.log")
+        proxy = ProxyProcess({**world.env, **endpoint.routing_env()}, tmp / "proxy.log")
         endpoint.start()
         proxy.start()
         m = Milvus.connect(world.settings)
@@ -247,7 +254,7 @@ def test_the_endpoint_follows_the_alias_to_another_model(door: Door, tiny_model:
 
 class LangChainApp:
     """What an application's own code does: a LangChain Milvus store whose embeddings come from an OpenAI
-    endpoint. Only the two URLs are embguard's."""
+    endpoint, and pymilvus for its writes. Only the two URLs are embguard's."""
 
     def __init__(self, door: Door, collection: str):
         from langchain_milvus import Milvus as LangChainMilvus
@@ -264,6 +271,10 @@ class LangChainApp:
             text_field="text",
             vector_field="vector",
         )
+
+        # Its writes go through pymilvus (LangChain's store wants string ids; this collection's are integers).
+        self.collection = collection
+        self.writer = MilvusClient(uri=door.proxy.uri, db_name=door.settings.milvus.db_name)
 
     def search(self, query: str) -> list[Any]:
         return [d.metadata["id"] for d in self.store.similarity_search(query, k=5)]
@@ -327,23 +338,162 @@ def test_an_unchanged_langchain_app_trains_approves_and_rolls_back_through_the_t
     version = ModelRegistry(s.model.store_dir).get(found.group(1))
     assert version.base_model_id == base_id
 
-    # The gate's verdict on a 1-layer model is not the point here; --force takes the swap either way.
+    # The gate's verdict on a 1-layer model is not the point here; --force takes the swap either way. Two
+    # applications keep embedding, searching and inserting through the switch and the rollback: this LangChain one,
+    # and a LlamaIndex one in its own process.
+    traffic = AppTraffic(app, [p.query for p in passages[60:90]], first_id=100_000)
+    llama = LlamaIndexTraffic(door, "kb", [p.query for p in passages[60:90]], first_id=200_000, dim=32)
+    traffic.start()
+    wait_until(lambda: traffic.searches >= 5 and llama.ready(), 120, what="the applications' traffic")
     res = cli_run(door.env, "retrain", "--approve", "--collection", "kb", "--candidate", version.version, "--force")
     assert res.exit_code == 0, res.output
     served = m.resolve("kb")
     assert served != base and m.properties(served)[MODEL_ID_PROPERTY] == version.model_id
     wait_until(lambda: _served_model(door, "kb") == version.model_id, 10, what="the endpoint switching")
+    switched_at = traffic.searches
+    wait_until(lambda: traffic.searches >= switched_at + 10, 30, what="searches after the switch")
     # The application, unchanged, now embeds with the candidate and searches the collection built with it.
     query = passages[80].query
     candidate = models.load_by_id(version.model_id, s.model.store_dir)
     assert np.abs(np.float32(app.embeddings.embed_query(query)) - candidate.encode([query])[0]).max() <= 1e-6
-    assert len(app.search(query)) == 5
 
     res = cli_run(door.env, "rollback", "--collection", "kb")
     assert res.exit_code == 0, res.output
     assert m.resolve("kb") == base
     wait_until(lambda: _served_model(door, "kb") == base_id, 10, what="the endpoint rolling back")
-    assert len(app.search(query)) == 5
+    rolled_at = traffic.searches
+    wait_until(lambda: traffic.searches >= rolled_at + 10, 30, what="searches after the rollback")
+    traffic.stop()
+    llama_out = llama.stop()
+    assert traffic.failures == [] and llama_out["failures"] == [], (traffic.failures[:5], llama_out["failures"][:5])
+    llama_records = [(q, np.float32(v), int(t), float(sc)) for q, v, t, sc in llama_out["records"]]
     after = _searches(door)
-    assert after["OK"] - before["OK"] == 62  # 60, one after the switch, one after the rollback
+    assert after["OK"] - before["OK"] == 60 + traffic.searches + len(llama_records)
     assert all(after[c] == before[c] for c in after if c != "OK")  # no search failed
+
+    # No search paired a vector with the other model's collection. Each search's top hit says which collection
+    # answered: its score is the query vector's dot product with that document's vector in one collection only.
+    base_model = models.load_by_id(base_id, s.model.store_dir)
+    by_side = {"base": (base, base_model), "candidate": (served, candidate)}
+    records = traffic.records + llama_records
+    tops = sorted({r[2] for r in records})
+    stored = {side: _stored_vectors(m, name, tops) for side, (name, _) in by_side.items()}
+    added = set(traffic.inserted) | {int(k) for k in llama_out["inserted"]}
+    told, crossed = 0, []
+    for query, vec, top, score in records:
+        if top in added:  # a document an application added: its vector in the serving collection is rewritten
+            continue  # by the proxy just after the switch, so its score at search time is not what is stored now
+        made_by = [side for side, (_, model) in by_side.items() if np.abs(model.encode([query])[0] - vec).max() < 1e-5]
+        # Milvus' score and this float32 dot product agree to ~1e-7; a 1-layer candidate moves scores by ~1e-4.
+        answered = [side for side in by_side if abs(float(stored[side][top] @ vec) - score) < 3e-6]
+        if len(made_by) == 1 and len(answered) == 1:
+            told += 1
+            if made_by != answered:
+                crossed.append((query, made_by, answered))
+    routed = {o: door.proxy.metric("embguard_proxy_routed_searches_total", outcome=o) for o in ROUTE_OUTCOMES}
+    assert crossed == [], (crossed[:5], routed)
+    assert told >= len(records) // 2 and len(llama_records) >= 10, (told, len(records), len(llama_records))
+    assert door.proxy.metric("embguard_proxy_routed_searches_total", outcome="routed") > 0
+
+    # Every document the applications inserted is in both collections, each embedded with that collection's model:
+    # those written during the backfill (repeated by the proxy), and those written after the switch and after the
+    # rollback (repeated into the other collection, so rolling forward again would lose nothing).
+    inserted = {**traffic.inserted, **{int(k): v for k, v in llama_out["inserted"].items()}}
+    assert len(traffic.inserted) >= 5 and len(llama_out["inserted"]) >= 3
+    for side, (name, model) in by_side.items():
+        ids = list(inserted)
+        wait_until(lambda name=name, ids=ids: len(_stored_vectors(m, name, ids)) == len(ids), 30, what=side)
+        got = _stored_vectors(m, name, ids)
+        own = model.encode([inserted[i] for i in ids])
+        assert np.abs(np.stack([got[i] for i in ids]) - own).max() <= 1e-5, side
+    assert door.proxy.metric("embguard_proxy_dual_write_rows_total", outcome="failed") == 0
+
+
+def _stored_vectors(m: Milvus, collection: str, ids: list[int]) -> dict[int, np.ndarray]:
+    rows = m.client.query(collection, filter=f"id in {sorted(set(ids))}", output_fields=["id", "vector"])
+    return {int(r["id"]): np.float32(r["vector"]) for r in rows}
+
+
+class LlamaIndexTraffic:
+    """tests/apps/llamaindex_loop_app.py in LlamaIndex's own virtualenv, started at once, stopped by a file."""
+
+    def __init__(self, door: Door, collection: str, queries: list[str], first_id: int, dim: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="llamaindex-loop-"))
+        job = {
+            "proxy": door.proxy.uri,
+            "db": door.settings.milvus.db_name,
+            "endpoint": door.endpoint.url,
+            "token": TOKEN,
+            "collection": collection,
+            "dim": dim,
+            "queries": queries,
+            "first_id": first_id,
+            "think_s": 0.2,
+            "stop_file": str(self.dir / "stop"),
+            "ready_file": str(self.dir / "ready"),
+            "out": str(self.dir / "out.json"),
+        }
+        (self.dir / "job.json").write_text(json.dumps(job))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EMBGUARD_")}  # it knows nothing of embguard
+        self.log = open(self.dir / "app.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(llamaindex_python()), str(APPS_DIR / "llamaindex_loop_app.py"), str(self.dir / "job.json")],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the LlamaIndex app exited: {(self.dir / 'app.log').read_text()[-3000:]}")
+        return (self.dir / "ready").is_file()
+
+    def stop(self) -> dict[str, Any]:
+        (self.dir / "stop").write_text("stop")
+        self.proc.wait(timeout=60)
+        self.log.close()
+        assert self.proc.returncode == 0, (self.dir / "app.log").read_text()[-3000:]
+        out: dict[str, Any] = json.loads((self.dir / "out.json").read_text())
+        return out
+
+
+class AppTraffic(threading.Thread):
+    """The application's users, in a thread: embed a query (the endpoint), think, search with that vector (the
+    proxy); every third search, store a new document (embedded and inserted the same way). Thinking between the
+    two calls is what lets a switch fall between them."""
+
+    def __init__(self, app: LangChainApp, queries: list[str], first_id: int, think_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.app, self.queries, self.next_id, self.think_s = app, queries, first_id, think_s
+        self.records: list[tuple[str, np.ndarray, int, float]] = []
+        self.inserted: dict[int, str] = {}
+        self.failures: list[str] = []
+        self.searches = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self._done.is_set():
+            query = self.queries[i % len(self.queries)]
+            i += 1
+            try:
+                vec = self.app.embeddings.embed_query(query)
+                time.sleep(self.think_s)
+                hits = self.app.store.similarity_search_with_score_by_vector(vec, k=5)
+                self.records.append((query, np.float32(vec), int(hits[0][0].metadata["id"]), float(hits[0][1])))
+                self.searches += 1
+            except Exception as exc:  # the test requires none
+                self.failures.append(f"search {query!r}: {exc!r}")
+            if i % 3 == 0:
+                text = f"release note {self.next_id}: this build updates translations and fixes a crash on start-up"
+                try:
+                    vector = self.app.embeddings.embed_documents([text])[0]
+                    self.app.writer.insert(self.app.collection, [{"id": self.next_id, "text": text, "vector": vector}])
+                    self.inserted[self.next_id] = text
+                except Exception as exc:
+                    self.failures.append(f"insert {self.next_id}: {exc!r}")
+                self.next_id += 1
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(60)
