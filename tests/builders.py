@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +67,22 @@ def settings_env(tmp: Path, port: int | None = None, **env: str) -> dict[str, st
 
 def make_settings(tmp: Path, port: int | None = None, **env: str) -> Settings:
     return config.load(None, environ=settings_env(tmp, port, **env))
+
+
+def run_demo(tmp_path: Path, *args: str) -> tuple[str, dict[str, str]]:
+    """`embguard demo ARGS` as a new user runs it (nothing but PATH and HOME, state under ``tmp_path``): its output
+    and its closing summary's fields by name. Fails with the output's tail if the demo did not exit 0."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EMBGUARD_STATE__DIR": str(tmp_path / "state")}
+    res = subprocess.run(
+        [sys.executable, "-m", "embguard.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+        env=env,
+    )
+    out = res.stdout
+    assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
+    summary = out.split("\nsummary\n", 1)[1]
+    field = {m.group(1).strip(): m.group(2) for m in re.finditer(r"^  (\S[^\n]*?)  +(\S[^\n]*)$", summary, re.M)}
+    return out, field

@@ -31,7 +31,8 @@ from embguard.demo.report import Steps, describe
 from embguard.demo.settings import ALIAS, BASE_TOPICS, CLICK_RATE, SHIFT_TOPICS, demo_settings
 from embguard.demo.simulate import index, passages_for, traffic
 from embguard.milvus.lite import LiteServer, free_port
-from embguard.milvus.milvus import Milvus
+from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
+from embguard.milvus.names import DUAL_WRITE_PROPERTY
 from embguard.swap.swapper import Swapper
 from embguard.training.candidates import build_candidate
 from embguard.training.stdlib_corpus import Passage
@@ -105,7 +106,7 @@ def run(settings: Settings, *, fast: bool = False, seed: int = 7, say: Callable[
         with Client(s, seed=seed) as ops:  # the operators' side: the collection and its corpus exist first
             first = ops.create_collection(ALIAS, s.model.default)
             index(ops, ALIAS, base + shift)
-        first_model = milvus.properties(first)["embguard.model_id"]
+        first_model = milvus.properties(first)[MODEL_ID_PROPERTY]
         daemon = Daemon(s, registry=CollectorRegistry())
         daemon.start()
         with Doors(s) as doors:
@@ -261,7 +262,7 @@ def _approve_under_load(
 
 
 def _other(milvus: Milvus, first: str) -> str:
-    return milvus.properties(first).get("embguard.dual_write_to", first)
+    return milvus.properties(first).get(DUAL_WRITE_PROPERTY, first)
 
 
 def _inserted_everywhere(milvus: Milvus, collections: list[str], inserted: dict[int, str]) -> bool:

@@ -7,10 +7,40 @@ and the gRPC length prefix stay what the sender made them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DATA, HEADERS, RST_STREAM, CONTINUATION = 0x0, 0x1, 0x3, 0x9
 END_STREAM, PADDED = 0x1, 0x8
+
+
+def finish_frame(tail: bytes | bytearray, data: bytes, relay: Callable[[bytes], None]) -> bytes | None:
+    """Switching a direction from plain relaying to frame by frame: ``tail`` is the start of a frame the observer
+    read and the relay already wrote, so the rest of that frame in ``data`` is relayed plainly too. Returns the
+    bytes after it, or None when all of ``data`` went (it belongs to that frame, or its length is not known yet)."""
+    if not tail:
+        return data
+    head = bytes(tail[:9]) + data[: max(0, 9 - len(tail))]
+    rest = 9 + int.from_bytes(head[:3], "big") - len(tail) if len(head) >= 9 else len(data) + 1
+    if rest > len(data):
+        relay(data)
+        return None
+    relay(data[:rest])
+    return data[rest:]
+
+
+def whole_frames(buf: bytearray) -> list[bytearray]:
+    """Take the whole frames off the front of ``buf`` (a partial one stays for the next chunk)."""
+    frames: list[bytearray] = []
+    pos, n = 0, len(buf)
+    while n - pos >= 9:
+        end = pos + 9 + int.from_bytes(buf[pos : pos + 3], "big")
+        if end > n:
+            break
+        frames.append(bytearray(buf[pos:end]))
+        pos = end
+    del buf[:pos]
+    return frames
 
 
 def frame_header(frame: bytes | bytearray) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from embguard.milvus.wire import add_aliases
 from embguard.proxy.frames import Observer
-from embguard.proxy.held import DATA, HeldStream, frame_header
+from embguard.proxy.held import DATA, HeldStream, finish_frame, frame_header, whole_frames
 
 log = logging.getLogger("embguard.proxy")
 
@@ -44,28 +44,13 @@ class ListingRewriter:
 
     def feed(self, data: bytes, relay: Callable[[bytes], None]) -> None:
         if not self.framing:
-            tail = self.observer.buf[1]  # the end of a frame begun in an earlier chunk goes the plain way
-            if tail:
-                head = bytes(tail[:9]) + data[: max(0, 9 - len(tail))]
-                if len(head) < 9:
-                    relay(data)
-                    return
-                rest = 9 + int.from_bytes(head[:3], "big") - len(tail)
-                if rest > len(data):
-                    relay(data)
-                    return
-                relay(data[:rest])
-                data = data[rest:]
-            self.framing = True
-        buf = self.buf
-        buf += data
-        pos, n = 0, len(buf)
+            rest = finish_frame(self.observer.buf[1], data, relay)
+            if rest is None:
+                return
+            data, self.framing = rest, True
+        self.buf += data
         out = bytearray()
-        while n - pos >= 9:
-            end = pos + 9 + int.from_bytes(buf[pos : pos + 3], "big")
-            if end > n:
-                break
-            frame = bytearray(buf[pos:end])
+        for frame in whole_frames(self.buf):
             kind, _, stream = frame_header(frame)
             listing = stream in self.observer.listings
             self.observer.feed(1, bytes(frame))
@@ -80,13 +65,11 @@ class ListingRewriter:
                 out += frame
             else:
                 out += frame
-            pos = end
-        del buf[:pos]
         for stream in [s for s in self.held if s not in self.observer.calls]:  # the application gave up on it
             out += self.held.pop(stream).bytes()  # still delivered: flow control counts it
         if out:
             self.write(bytes(out))
-        if not buf and not self.held:
+        if not self.buf and not self.held:
             self.framing = False
 
     def _total(self) -> int:

@@ -22,7 +22,17 @@ from collections.abc import Callable
 
 from embguard.milvus.wire import field_span, fingerprint, float_vectors
 from embguard.proxy.frames import PREFACE, Observer
-from embguard.proxy.held import CONTINUATION, DATA, END_STREAM, HEADERS, RST_STREAM, HeldStream, frame_header
+from embguard.proxy.held import (
+    CONTINUATION,
+    DATA,
+    END_STREAM,
+    HEADERS,
+    RST_STREAM,
+    HeldStream,
+    finish_frame,
+    frame_header,
+    whole_frames,
+)
 from embguard.proxy.routes import Lookup, Routes
 
 log = logging.getLogger("embguard.proxy")
@@ -82,30 +92,15 @@ class ConnectionRouter:
                     return
                 if not data:
                     return
-            # The observer has already read up to the last whole frame; bytes that end a frame begun in an
-            # earlier chunk were partly written, so the rest of that frame is relayed plainly first.
-            tail = self.observer.buf[0]
-            if tail:
-                head = bytes(tail[:9]) + data[: max(0, 9 - len(tail))]
-                if len(head) < 9:
-                    relay(data)
-                    return
-                rest = 9 + int.from_bytes(head[:3], "big") - len(tail)
-                if rest > len(data):
-                    relay(data)
-                    return
-                relay(data[:rest])
-                data = data[rest:]
-            self.framing = True
-        buf = self.buf
-        buf += data
-        pos, n = 0, len(buf)
+            # The observer has already read up to the last whole frame; the rest of a frame it read part of was
+            # partly written, so it goes the plain way too.
+            rest = finish_frame(self.observer.buf[0], data, relay)
+            if rest is None:
+                return
+            data, self.framing = rest, True
+        self.buf += data
         out = bytearray()
-        while n - pos >= 9:
-            end = pos + 9 + int.from_bytes(buf[pos : pos + 3], "big")
-            if end > n:
-                break
-            frame = bytearray(buf[pos:end])
+        for frame in whole_frames(self.buf):
             kind, flags, stream = frame_header(frame)
             self.observer.feed(0, bytes(frame))
             held = self.held.get(stream) if stream else None
@@ -131,10 +126,8 @@ class ConnectionRouter:
                 out = self._maybe_decide(stream, held, out)
             else:
                 out += frame
-            pos = end
-        del buf[:pos]
         self._flush(out)
-        if not buf and not self.held and not (self.lookup is not None and self.routes.active()):
+        if not self.buf and not self.held and not (self.lookup is not None and self.routes.active()):
             self.framing = False
             self.passed.clear()
 

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from builders import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EMBGUARD_STATE__DIR": str(tmp_path / "state")}
-    res = subprocess.run(
-        [sys.executable, "-m", "embguard.cli", "demo", "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        cwd=tmp_path,
-        env=env,
-    )
-    out = res.stdout
-    assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
-    summary = out.split("\nsummary\n", 1)[1]
-    field = {m.group(1).strip(): m.group(2) for m in re.finditer(r"^  (\S[^\n]*?)  +(\S[^\n]*)$", summary, re.M)}
+    out, field = run_demo(tmp_path, "--fast")
     assert field["drift before the shift"] == "no"
     assert field["drift after the shift"] == "yes, sustained"
     assert field["candidate"].startswith("v0001: gate PASSED")
