@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from .classifier import ClassifierDetector
     from .explain import ClusterExplanation, explain_ood
     from .mmd import ExactMMDDetector, MMDDetector
+    from .neighbours import NeighbourDetector
+    from .novelty import NewCluster, new_clusters
     from .ood import KNNOODDetector, OODResult
+    from .page import Page
     from .top1 import Top1SimilarityDetector, top1_similarity
 
 # These modules import torch (~1.5 s); they load on first use so `import monitors` stays cheap for callers
@@ -38,6 +41,10 @@ _TORCH_BACKED = {
     "ExactMMDDetector": "mmd",
     "MMDDetector": "mmd",
     "KNNOODDetector": "ood",
+    "NeighbourDetector": "neighbours",
+    "NewCluster": "novelty",
+    "new_clusters": "novelty",
+    "Page": "page",
     "OODResult": "ood",
     "Top1SimilarityDetector": "top1",
     "top1_similarity": "top1",
@@ -58,8 +65,11 @@ __all__ = [
     "MissingDependencyError",
     "MonitorError",
     "MonitorInputError",
+    "NeighbourDetector",
+    "NewCluster",
     "NotFittedError",
     "OODResult",
+    "Page",
     "RetrievalClusterDetector",
     "SequentialDetector",
     "Top1SimilarityDetector",
@@ -71,6 +81,7 @@ __all__ = [
     "combine",
     "explain_ood",
     "holm_adjusted",
+    "new_clusters",
     "report_html",
     "save_report",
     "top1_similarity",

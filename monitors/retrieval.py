@@ -28,7 +28,7 @@ On real query traffic this was markedly more powerful than MMD on the raw query 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from scipy.stats import chi2_contingency
@@ -36,6 +36,9 @@ from scipy.stats import chi2_contingency
 from ._validate import as_ids, as_matrix, check_alpha, check_int, frozen, require_fitted
 from .errors import MonitorInputError
 from .result import DriftResult
+
+if TYPE_CHECKING:  # torch loads on the first permutation test, so `import monitors` stays cheap
+    import torch
 
 UNKNOWN = -1  # cluster label of ids that are not in the corpus assignment
 
@@ -106,10 +109,11 @@ def as_top_ids(x: Any, name: str, *, min_rows: int) -> list[tuple[Any, ...]]:
     else:
         arr = as_ids(x, name, min_rows=min_rows)
         return [(v,) for v in arr.tolist()]
-    rows = [r for r in rows if r]
-    if len(rows) < min_rows:
+    # A query without hits stays (an all-zero profile) so the rows line up with the window's other inputs.
+    with_hits = sum(1 for r in rows if r)
+    if with_hits < min_rows:
         raise MonitorInputError(
-            f"{name}: {len(rows)} queries with hits, need at least {min_rows} (min_rows="
+            f"{name}: {with_hits} queries with hits, need at least {min_rows} (min_rows="
             f"{min_rows}); collect a larger window or lower min_rows"
         )
     return rows
@@ -168,7 +172,7 @@ class RetrievalClusterDetector:
         self.seed = int(seed)
         self._reference: np.ndarray | None = None  # (queries, clusters + 1) profiles
         self._reference_hits = 0
-        self._rng = np.random.default_rng(self.seed)
+        self._gen: torch.Generator | None = None  # made at the first permutation test (torch loads then)
 
     @classmethod
     def from_corpus(
@@ -194,19 +198,25 @@ class RetrievalClusterDetector:
     def _profiles(self, top_ids: Any, name: str) -> tuple[np.ndarray, int]:
         """Per-query cluster shares of its hits, and the most hits any query contributed."""
         rows = as_top_ids(top_ids, name, min_rows=self.min_rows)
-        out = np.zeros((len(rows), self.n_clusters + 1))
+        hits = [r[: self.top_k] for r in rows]
+        lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
         get = self._assignment.get
-        for i, hits in enumerate(rows):
-            hits = hits[: self.top_k]
-            # Last column holds unknown ids; each query weighs 1 in total, spread evenly over its hits.
-            for h in hits:
-                c = get(h, UNKNOWN)
-                out[i, self.n_clusters if c == UNKNOWN else c] += 1.0 / len(hits)
-        return out, min(self.top_k, max(len(r) for r in rows))
+        # Last column holds unknown ids; each query with hits weighs 1 in total, spread evenly over them.
+        labels = np.fromiter((get(h, UNKNOWN) for r in hits for h in r), dtype=np.int64, count=int(lengths.sum()))
+        labels[labels == UNKNOWN] = self.n_clusters
+        query = np.repeat(np.arange(len(hits)), lengths)
+        out = np.zeros((len(rows), self.n_clusters + 1))
+        np.add.at(out, (query, labels), 1.0 / lengths[query])
+        return out, min(self.top_k, int(lengths.max()))
+
+    def reference_size(self) -> int:
+        require_fitted(self._reference is not None, type(self).__name__)
+        assert self._reference is not None
+        return len(self._reference)
 
     def fit(self, reference_top_ids: Any) -> Self:
         self._reference, self._reference_hits = self._profiles(reference_top_ids, "reference_top_ids")
-        self._rng = np.random.default_rng(self.seed)
+        self._gen = None
         return self
 
     def _chi_square(self, ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float, dict[str, Any]]:
@@ -219,24 +229,45 @@ class RetrievalClusterDetector:
         value, p, dof, _ = chi2_contingency(merged, correction=False, lambda_=lambda_)
         return float(value), float(p), {"dof": int(dof), "bins_tested": int(merged.shape[1]), "bins_merged": n_merged}
 
-    def _permutation(self, ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, dict[str, Any]]:
-        pooled = np.concatenate([ref, cur])
-        keep = pooled.sum(axis=0) > 0
-        pooled = pooled[:, keep]
-        share = pooled.mean(axis=0)
+    def _split_stats(self, ref: np.ndarray, cur: np.ndarray, assigned: torch.Tensor) -> tuple[np.ndarray, int]:
+        import torch
+
+        from . import permutation
+
+        both = np.concatenate([ref, cur])
+        keep = both.sum(axis=0) > 0
+        # float32: every split's statistic is computed the same way, so rounding cannot favour the observed one.
+        pooled = torch.from_numpy(both[:, keep].astype(np.float32))
+        share = pooled.mean(dim=0)
+        total = pooled.sum(dim=0)
         n_ref, n = len(ref), len(pooled)
-        # Row 0 is the observed split; the others assign a random n_ref queries to the reference side.
-        order = self._rng.permuted(np.tile(np.arange(n), (self.n_permutations, 1)), axis=1)[:, :n_ref]
-        w = np.full((self.n_permutations + 1, n), -1.0 / (n - n_ref))
-        w[0, :n_ref] = 1.0 / n_ref
-        np.put_along_axis(w[1:], order, 1.0 / n_ref, axis=1)
-        diff = w @ pooled
-        # Scaled by the pooled share like Pearson's statistic, so a change in a rare cluster counts as much.
-        stats = (diff * diff / share).sum(axis=1) * (n_ref * (n - n_ref) / n)
-        observed = float(stats[0])
-        exceed = int((stats[1:] >= observed - 1e-12 * max(abs(observed), 1e-30)).sum())
-        p = (1 + exceed) / (1 + self.n_permutations)
-        return observed, p, {"dof": int(keep.sum()) - 1, "bins_tested": int(keep.sum()), "bins_merged": 0}
+        out = []
+        for block in permutation.blocks(assigned):
+            # The reference side's profile sums; the difference of the two mean profiles follows from the total.
+            ref_sum = block.to(pooled.dtype) @ pooled
+            diff = ref_sum / n_ref - (total - ref_sum) / (n - n_ref)
+            # Scaled by the pooled share like Pearson's statistic, so a change in a rare cluster counts as much.
+            out.append((diff * diff / share).sum(dim=1) * (n_ref * (n - n_ref) / n))
+        return torch.cat(out).double().numpy(), int(keep.sum())
+
+    def split_statistics(self, current_top_ids: Any, assigned: torch.Tensor) -> np.ndarray:
+        """The chi-square distance of mean top-k profiles for every split ``assigned`` marks (the shared null of
+        :class:`monitors.Page`), in blocks of splits so memory stays bounded."""
+        require_fitted(self._reference is not None, type(self).__name__)
+        assert self._reference is not None
+        cur, _ = self._profiles(current_top_ids, "current_top_ids")
+        return self._split_stats(self._reference, cur, assigned)[0]
+
+    def _permutation(self, ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, dict[str, Any]]:
+        import torch
+
+        from . import permutation
+
+        if self._gen is None:
+            self._gen = torch.Generator().manual_seed(self.seed)
+        assigned = permutation.assignments(len(ref), len(cur), self.n_permutations, self._gen)
+        stats, bins = self._split_stats(ref, cur, assigned)
+        return float(stats[0]), permutation.p_value(stats), {"dof": bins - 1, "bins_tested": bins, "bins_merged": 0}
 
     def check(self, current_top_ids: Any) -> DriftResult:
         require_fitted(self._reference is not None, type(self).__name__)

@@ -108,7 +108,11 @@ class SequentialDetector:
         self.n_checks = 0
 
     def check(self, current: Any) -> DriftResult:
-        window = self.inner.check(current)
+        return self.record(self.inner.check(current))
+
+    def record(self, window: DriftResult) -> DriftResult:
+        """Count a window result the inner detector's test produced elsewhere (e.g. by :class:`monitors.Page`,
+        which checks its members on a shared null) exactly as :meth:`check` counts its own."""
         if window.p_value is None and not self.fixed_threshold:
             raise MonitorInputError(
                 f"inner: {self.inner.name} returns no p-value (fixed-threshold method); "

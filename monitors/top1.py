@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any, Literal, Self
 
 import numpy as np
+import torch
 from scipy.stats import ks_2samp
 
+from . import permutation
 from ._torch import normalise, topk_cosine
 from ._validate import as_matrix, as_vector, check_alpha, check_int, frozen, require_fitted
 from .errors import MonitorInputError
@@ -55,6 +57,35 @@ class Top1SimilarityDetector:
     def fit(self, reference: Any) -> Self:
         self._reference = as_vector(reference, "reference", min_rows=self.min_rows)
         return self
+
+    def reference_size(self) -> int:
+        require_fitted(self._reference is not None, type(self).__name__)
+        assert self._reference is not None
+        return len(self._reference)
+
+    def split_statistics(self, current: Any, assigned: torch.Tensor) -> np.ndarray:
+        """The KS statistic (one-sided as ``alternative`` says) for every split ``assigned`` marks: the shared null of
+        :class:`monitors.Page`. The pooled values are sorted once; each split's two empirical CDFs are cumulative
+        counts of its labels in that order, read at the last row of each run of equal values."""
+        require_fitted(self._reference is not None, type(self).__name__)
+        assert self._reference is not None
+        cur = as_vector(current, "current", min_rows=self.min_rows)
+        pooled = np.concatenate([self._reference, cur])
+        order = np.argsort(pooled, kind="stable")
+        values = pooled[order]
+        ends = torch.from_numpy(np.flatnonzero(np.append(values[1:] != values[:-1], True)))
+        n_ref, n_cur = len(self._reference), len(cur)
+        # n_ref * n_cur * (F_cur - F_ref) in exact integers (int32 while they fit): > 0 where the current side has
+        # more mass below.
+        dtype = torch.int32 if n_ref * (n_ref + n_cur) < 2**31 else torch.int64
+        ties = len(ends) < len(values)
+        ends, step = ends.to(dtype), torch.arange(1, len(values) + 1, dtype=dtype)[ends.long()] * n_ref
+        out = []
+        for block in permutation.blocks(assigned[:, torch.from_numpy(order)]):
+            ref_cdf = block.cumsum(dim=1, dtype=dtype)
+            gap = step - (ref_cdf[:, ends.long()] if ties else ref_cdf) * (n_ref + n_cur)
+            out.append(gap.amax(dim=1) if self.alternative == "lower" else gap.abs().amax(dim=1))
+        return torch.cat(out).double().div_(n_ref * n_cur).numpy()
 
     def check(self, current: Any) -> DriftResult:
         require_fitted(self._reference is not None, type(self).__name__)

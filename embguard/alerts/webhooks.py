@@ -220,6 +220,8 @@ def _slack_cluster(i: int, cluster: Any) -> str:
     # Monitors report clusters as dicts; anything else is shown as its own single example rather than dropped.
     c = cluster if isinstance(cluster, dict) else {"examples": [cluster]}
     facts = []
+    if c.get("terms"):
+        facts.append("about " + escape(clip(", ".join(map(str, c["terms"])), _EXAMPLE_MAX)))
     if "size" in c:
         facts.append(f"{fmt(c['size'])} queries")
     if isinstance(c.get("share"), int | float):

@@ -2,11 +2,12 @@
 
 This is where ``monitors`` meets the world: windows come from Milvus (``sampling``), results go to
 metrics, alerts and ``embguard status``. Each monitor gives a per-window decision at ``drift.alpha``.
-The page is one decision per collection: the calibrated monitors' p-values combined with Holm's method
-(family-wise error ``<= drift.alpha`` per window for any dependence between monitors), sustained over
-``drift.consecutive`` windows in a row by ``monitors.SequentialDetector``; it names the monitors that
-carried it (see docs/monitors.md for the guarantee). Inputs come from one table keyed by each detector's
-``input_kind``, so adding a monitor needs no branching here.
+The page is one decision per collection: the ``drift.page`` monitors checked on one shared permutation null
+(``monitors.Page``: false pages ``<= drift.alpha`` per window, exactly, for any dependence between them), sustained
+over ``drift.consecutive`` windows in a row by ``monitors.SequentialDetector``; it names the monitors that carried
+it (see docs/monitors.md for the guarantee). The other monitors are reported and explain, each with its own
+window decision and streak. Inputs come from one table keyed by each detector's ``input_kind``, so adding a
+monitor needs no branching here.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from embguard.checks.reports import CALIBRATED, COMBINED, CheckReport, MonitorOu
 from embguard.checks.retrieval import RetrievalCheck
 from embguard.checks.windows import Window, distinct_queries
 from embguard.config.settings import DriftSettings
-from monitors.combine import Method
 
-COMBINE_METHOD: Method = "holm"
+PAGE_METHOD = "shared permutation minP"
+EXAMPLE_ROWS = 3  # a cluster's most typical queries that reports keep (pages and status show their texts)
 
 # What each kind of detector input is, read from a window.
 INPUTS: Mapping[str, Callable[[Window], Any]] = {
@@ -34,10 +35,10 @@ INPUTS: Mapping[str, Callable[[Window], Any]] = {
 }
 
 
-def permutations_for(alpha: float, n_monitors: int) -> int:
-    """Permutations a permutation test needs so that its smallest p-value, 1/(B+1), can pass Holm's strictest
-    threshold alpha/m: with fewer, a small ``drift.alpha`` would make those monitors unable to ever fire."""
-    return int(np.ceil(max(n_monitors, 1) / alpha))
+def permutations_for(alpha: float) -> int:
+    """Permutations a monitor checked on its own needs so that its p-value can reach ``alpha`` with room to spare
+    (its smallest p-value is 1/(B+1)); the page's members share the page's own (``monitors.page.permutations_for``)."""
+    return max(500, int(np.ceil(5 / alpha)))
 
 
 def _details(res: monitors.DriftResult) -> dict[str, Any]:
@@ -66,12 +67,14 @@ class CollectionMonitor:
         if self._dedup:
             # Window-long pieces: a head query counts once per piece, as it does once per checked window.
             reference = distinct_queries(reference, window_s)
+        self._reference_vectors = reference.vectors
         self.reference_version = reference_version
         self.model_id = reference.model_id
         a = drift.alpha
-        perms = permutations_for(a, len(drift.monitors))
+        perms = permutations_for(a)
         makers: dict[str, Callable[[], Any]] = {
-            "mmd": lambda: monitors.MMDDetector(alpha=a, seed=seed, n_permutations=max(500, perms)),
+            "mmd": lambda: monitors.MMDDetector(alpha=a, seed=seed, n_permutations=perms),
+            "neighbours": lambda: monitors.NeighbourDetector(alpha=a, seed=seed, n_permutations=perms),
             "classifier": lambda: monitors.ClassifierDetector(alpha=a, seed=seed),
             "top1": lambda: monitors.Top1SimilarityDetector(alpha=a),
             "ood": lambda: monitors.KNNOODDetector(k=drift.ood_k, quantile=drift.ood_quantile, alpha=a, seed=seed),
@@ -99,14 +102,18 @@ class CollectionMonitor:
                 # A reference too small for one monitor (the OOD threshold needs ~100 distinct queries) must
                 # not stop the others: that monitor is reported as not run, with the reason.
                 self.not_run[name] = str(exc)
-        self._calibrated = {n: d for n, d in self._detectors.items() if n in CALIBRATED}
+        self._shared = {n: d for n, d in self._detectors.items() if n in drift.page}
         self._page: monitors.SequentialDetector | None = None
-        if self._calibrated:
-            # Members are already fitted; the combined detector only routes inputs and combines p-values.
-            combined = monitors.CombinedDetector(
-                self._calibrated, alpha=a, method=COMBINE_METHOD, name=COMBINED, members_fitted=True
+        if self._shared:
+            # Members are fitted already (their sequential wrappers did it); the page draws the shared splits.
+            page = monitors.Page(
+                {n: d.inner for n, d in self._shared.items()}, alpha=a, seed=seed, name=COMBINED, members_fitted=True
             )
-            self._page = monitors.SequentialDetector(combined, consecutive=drift.consecutive, window_alpha=a)
+            self._page = monitors.SequentialDetector(page, consecutive=drift.consecutive, window_alpha=a)
+        elif calibrated := {n: d for n, d in self._detectors.items() if n in CALIBRATED}:
+            # Only monitors that cannot share a null (ood, classifier): Holm over their own p-values.
+            holm = monitors.CombinedDetector(calibrated, alpha=a, method="holm", name=COMBINED, members_fitted=True)
+            self._page = monitors.SequentialDetector(holm, consecutive=drift.consecutive, window_alpha=a)
 
     @property
     def monitors(self) -> tuple[str, ...]:
@@ -161,8 +168,13 @@ class CollectionMonitor:
         results: dict[str, monitors.DriftResult] = {}
         page = None
         if self._page is not None:
-            page = self._page.check({n: INPUTS[d.input_kind](window) for n, d in self._calibrated.items()})
-            results = dict(page.details["window"].details["results"])
+            inner: Any = self._page.inner
+            members = self._shared or inner.members
+            page = self._page.check({n: INPUTS[d.input_kind](window) for n, d in members.items()})
+            for name, res in page.details["window"].details["results"].items():
+                # Page members: their own decision and streak from their p-value on the shared null (Holm's
+                # members are sequential detectors already and return theirs).
+                results[name] = self._shared[name].record(res) if self._shared else res
         for name, det in self._detectors.items():
             if name not in results:
                 results[name] = det.check(INPUTS[det.input_kind](window))
@@ -194,7 +206,7 @@ class CollectionMonitor:
                     page.details["consecutive"],
                     bool(page.drift),
                     {
-                        "method": COMBINE_METHOD,
+                        "method": PAGE_METHOD if self._shared else "holm",
                         "carried_by": ", ".join(carried),
                         "guarantee": str(comb.params["guarantee"]),
                     },
@@ -202,12 +214,22 @@ class CollectionMonitor:
             )
         ood = results["ood"].details["window"] if "ood" in results else None
         clusters: tuple[Mapping[str, Any], ...] = ()
-        if ood is not None and any(o.drift for o in outcomes) and ood.details["n_flagged"]:
-            ood_detector: Any = self._detectors["ood"].inner  # the kNN detector, by the monitor table
-            expl = monitors.explain_ood(ood_detector, window.vectors, list(range(window.size)))
+        if any(o.drift for o in outcomes):
+            # What is new: window queries whose neighbourhoods the reference does not share, named by their terms.
+            texts = window.texts if len(window.texts) == window.size else None
+            found = monitors.new_clusters(
+                self._reference_vectors, window.vectors, texts=texts, alpha=self.settings.alpha
+            )
             clusters = tuple(
-                {"size": e.size, "share": e.share, "distance": e.centroid_distance, "rows": list(e.representative_ids)}
-                for e in expl
+                {
+                    "size": c.size,
+                    "share": c.share,
+                    "distance": c.distance,
+                    "purity": c.purity,
+                    "terms": list(c.terms),
+                    "rows": list(c.rows[:EXAMPLE_ROWS]),
+                }
+                for c in found
             )
         q = {}
         if window.top1_scores.size:

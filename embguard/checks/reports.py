@@ -15,7 +15,7 @@ from typing import Any
 from embguard.config.statedir import StateDir, read_json, write_json
 from embguard.errors import StateFileError
 
-CALIBRATED = ("mmd", "classifier", "retrieval", "ood", "top1")
+CALIBRATED = ("mmd", "neighbours", "classifier", "retrieval", "ood", "top1")
 COMBINED = "combined"  # the monitor label of the collection's one decision (metrics, alerts, status)
 
 

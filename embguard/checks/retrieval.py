@@ -82,3 +82,13 @@ class RetrievalCheck:
         self._assign(cur)
         assert self._det is not None
         return self._det.check(cur)
+
+    def reference_size(self) -> int:
+        return len(self._reference)
+
+    def split_statistics(self, current_top_ids: Sequence[Sequence[Any]], assigned: Any) -> np.ndarray:
+        """The detector's statistic on every split of the page's shared null (``monitors.Page``)."""
+        cur = self._hits(current_top_ids)
+        self._assign(cur)
+        assert self._det is not None
+        return self._det.split_statistics(cur, assigned)

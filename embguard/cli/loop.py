@@ -59,7 +59,7 @@ def endpoint_cmd(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Show what the daemon sees: collections, references, last checks, OOD clusters, models, candidates.
+    """Show what the daemon sees: collections, references, last checks, new-query clusters, models, candidates.
 
     Exit code: 0, 1 when a watched collection's last check failed, 2 when Milvus is unreachable.
     """
@@ -210,7 +210,7 @@ def label_group() -> None:
     type=click.Choice(["auto", "random", "drift"]),
     default="auto",
     show_default=True,
-    help="drift: the queries the monitors flag (OOD clusters, fallen top-1, no click); auto: drift while "
+    help="drift: the queries the monitors flag (new-query clusters, fallen top-1, no click); auto: drift while "
     "the last check found drift sustained, else random.",
 )
 @click.pass_context

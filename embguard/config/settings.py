@@ -52,6 +52,7 @@ INDEX_TYPES = (
 )
 MONITORS = (
     "mmd",
+    "neighbours",
     "classifier",
     "retrieval",
     "ood",
@@ -61,6 +62,10 @@ MONITORS = (
     "evidently_ratio",
     "evidently_distance",
 )
+
+# Monitors that can compute their statistic on the page's shared splits (monitors.Page).
+PAGE_MONITORS = ("mmd", "retrieval", "neighbours", "top1")
+PAGE_DEFAULT = ("retrieval", "neighbours")
 
 
 def _loopback(value: str) -> str:
@@ -217,7 +222,12 @@ class DriftSettings(Section):
     )
     ood_k: PositiveInt = Field(10, description="k of the k-NN OOD score")
     min_window: Annotated[StrictInt, Field(ge=10, le=MAX_INT)] = Field(50, description="smallest window that is tested")
-    monitors: tuple[str, ...] = Field(("mmd", "retrieval", "ood", "top1"), description="monitors to run")
+    monitors: tuple[str, ...] = Field(("mmd", "retrieval", "neighbours", "ood", "top1"), description="monitors to run")
+    page: tuple[str, ...] = Field(
+        PAGE_DEFAULT,
+        description="monitors whose shared permutation null makes the page, of those in drift.monitors (default: "
+        "retrieval and neighbours if run, else all that can); others are reported, not paged (docs/monitors.md)",
+    )
     dedup_queries: StrictBool = Field(
         True,
         description="test each distinct query once per window (and per window-long piece of the reference); "
@@ -231,6 +241,19 @@ class DriftSettings(Section):
         if bad:
             raise ValueError(f"unknown monitor(s) {', '.join(map(repr, bad))}; allowed: {', '.join(MONITORS)}")
         return v
+
+    @model_validator(mode="after")
+    def _page(self) -> DriftSettings:
+        if "page" not in self.model_fields_set:  # the default members that run, else every one that can join
+            page = [m for m in PAGE_DEFAULT if m in self.monitors] or [m for m in self.monitors if m in PAGE_MONITORS]
+            object.__setattr__(self, "page", tuple(page))
+        bad = [m for m in self.page if m not in PAGE_MONITORS or m not in self.monitors]
+        if bad:
+            raise ValueError(
+                f"drift.page: {', '.join(map(repr, bad))} must be in drift.monitors and can share the page's "
+                f"permutation null ({', '.join(PAGE_MONITORS)})"
+            )
+        return self
 
 
 class MetricsSettings(Section):

@@ -179,8 +179,9 @@ class CheckRun:
             out.append(r.summary())
             for c in r.clusters:
                 examples = " | ".join(repr(e) for e in c.get("examples", [])) or "(no example texts)"
+                about = f" about {', '.join(c['terms'])}" if c.get("terms") else ""
                 out.append(
-                    f"  OOD cluster: {100 * float(c.get('share', 0)):.0f}% of queries ({c.get('size', 0)}), "
+                    f"  new cluster{about}: {100 * float(c.get('share', 0)):.0f}% of queries ({c.get('size', 0)}), "
                     f"distance {float(c.get('distance', 0)):.2f}: {examples}"
                 )
         out.append(f"verdict: {self.verdict} (exit {self.exit_code})")

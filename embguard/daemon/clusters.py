@@ -1,5 +1,5 @@
-"""Drifted clusters as pages and ``embguard status`` show them: size, share, distance and a few example
-queries instead of row numbers of a window that is gone once the report is written.
+"""New-query clusters as pages and ``embguard status`` show them: size, share, distance, the terms that name them
+and a few example queries instead of row numbers of a window that is gone once the report is written.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ def describe_cluster(
         rows = [r for r in cluster.get("rows", []) if r < window.size]
         examples = [window.texts[r][:EXAMPLE_CHARS] for r in rows if r < len(window.texts) and window.texts[r]]
         if not examples and w.spec.text_field and texts_of is not None:
-            ids = [window.top1_ids[r] for r in rows if window.top1_ids[r] is not None]
+            top1 = window.top1_ids  # empty for a window sampled without hits
+            ids = [top1[r] for r in rows if r < len(top1) and top1[r] is not None]
             examples = [f"near: {t[:EXAMPLE_CHARS]}" for t in texts_of(window.collection, ids, w.spec.text_field)]
-    return {"size": cluster["size"], "share": cluster["share"], "distance": cluster["distance"], "examples": examples}
+    return {
+        "size": cluster["size"],
+        "share": cluster["share"],
+        "distance": cluster["distance"],
+        "terms": list(cluster.get("terms", [])),
+        "examples": examples,
+    }

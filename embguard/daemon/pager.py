@@ -2,7 +2,7 @@
 
 What pages and how it reads is decided in :mod:`embguard.daemon.active_alerts` (pure functions); this class holds
 the little state that needs (whether Milvus has been watched yet, whether the registry was readable last time) and
-the one Milvus read a page makes (example texts of an OOD cluster).
+the one Milvus read a page makes (example texts of a new-query cluster).
 """
 
 from __future__ import annotations

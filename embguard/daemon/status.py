@@ -136,6 +136,7 @@ def clusters_json(clusters: Any) -> list[dict[str, Any]]:
                 "size": c.get("size", 0),
                 "share": c.get("share", 0.0),
                 "distance": c.get("distance", 0.0),
+                "terms": [str(t) for t in c.get("terms", [])],
                 "examples": [str(e) for e in c.get("examples", [])],
             }
         )
@@ -234,7 +235,8 @@ def _cluster_lines(chk: CheckReport) -> list[str]:
     lines = []
     for c in clusters_json(chk.clusters):
         share, distance = 100 * float(c["share"]), float(c["distance"])
-        lines.append(f"  OOD cluster {share:.0f}% of queries ({c['size']}), distance {distance:.2f}")
+        about = f" about {', '.join(c['terms'])}" if c["terms"] else ""
+        lines.append(f"  new cluster{about}: {share:.0f}% of queries ({c['size']}), distance {distance:.2f}")
         lines += [f"             {e!r}" for e in c["examples"]] or ["             (no example texts stored)"]
     return lines
 

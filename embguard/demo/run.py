@@ -155,10 +155,11 @@ def _drift(r: _Run) -> dict[str, Any]:
         r.say(f"      {describe(shifted)}")
     clusters = [r.daemon.pager.describe_cluster(r.daemon._collections[ALIAS], c) for c in shifted.clusters[:3]]
     if clusters:
-        r.say("      new query clusters (out-of-distribution queries, largest first):")
+        r.say("      new query clusters (queries whose nearest neighbours are new queries too, largest first):")
         for c in clusters:
             ex = "; ".join(repr(e[:70]) for e in c["examples"][:2])
-            r.say(f"        {100 * c['share']:.0f}% of the window, distance {c['distance']:.2f}: {ex}")
+            about = f"about {', '.join(c['terms'])}, " if c.get("terms") else ""
+            r.say(f"        {about}{100 * c['share']:.0f}% of the window, distance {c['distance']:.2f}: {ex}")
     return {
         "drift_before_shift": steady.drift or steady.sustained,
         "drift_after_shift": shifted.sustained,

@@ -34,7 +34,7 @@ def demo_settings(settings: Settings, fast: bool) -> Settings:
                     "alpha": 0.01,
                     "consecutive": 2,
                     "min_window": 40,
-                    "monitors": ("mmd", "retrieval", "ood", "top1"),
+                    "monitors": ("mmd", "retrieval", "neighbours", "ood", "top1"),
                 }
             ),
             "retrain": s.retrain.model_copy(

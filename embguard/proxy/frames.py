@@ -135,6 +135,15 @@ class Observer:
                 self.listings.discard(stream)
                 call = self.calls.pop(stream, None)
                 if call is not None:
+                    # gRPC clients retry a stream the server refused (REFUSED_STREAM, 7) without telling the
+                    # application; the log says who reset which call, so a count here can be traced.
+                    error = int.from_bytes(buf[pos + 9 : pos + 13], "big") if length >= 4 else -1
+                    log.info(
+                        "proxy: %s reset a %s call (HTTP/2 error %d)",
+                        "Milvus" if side else "the application",
+                        call.method,
+                        error,
+                    )
                     self.f.done(call, "CANCELLED", False)
             pos = end
         del buf[:pos]

@@ -318,7 +318,7 @@ def test_status_shows_ood_clusters_with_example_texts(tmp_path: Path, clean_env:
     (shown,) = data["collections"]["kb"]["last_check"]["clusters"]
     assert shown["examples"] == ["how do I reset my password", "reset password"] and "rows" not in shown
     text = cli_run(env, "status").output
-    assert "OOD cluster 30% of queries (3)" in text and "'reset password'" in text
+    assert "new cluster: 30% of queries (3)" in text and "'reset password'" in text
 
 
 # --- /metrics under a burst of scrapes ---------------------------------------------------------------------

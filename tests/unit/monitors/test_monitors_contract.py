@@ -22,7 +22,9 @@ from monitors import (
     KNNOODDetector,
     MMDDetector,
     MonitorInputError,
+    NeighbourDetector,
     NotFittedError,
+    Page,
     RetrievalClusterDetector,
     SequentialDetector,
     Top1SimilarityDetector,
@@ -80,6 +82,13 @@ COMBINED_BAD: dict[str, tuple[Any, str]] = {
     "bad-member-input": ({"mmd": CUR[:5], "top1": RNG.uniform(0.3, 0.9, 50)}, "5 rows, need at least 10"),
 }
 
+PAGE_BAD: dict[str, tuple[Any, str]] = {
+    "not-a-mapping": (CUR, "is not a mapping"),
+    "missing-member": ({"vectors": CUR}, r"no input for member\(s\) top1 \(similarities\)"),
+    "rows-differ": ({"vectors": CUR, "similarities": RNG.uniform(0.3, 0.9, 40)}, "different row counts"),
+    "bad-member-input": ({"vectors": CUR[:5], "similarities": RNG.uniform(0.3, 0.9, 5)}, "5 rows, need at least 10"),
+}
+
 
 @dataclass
 class Case:
@@ -124,6 +133,14 @@ CASES: dict[str, Case] = {
         RNG.integers(0, 40, (150, 5)),
         TOPK_BAD,
         "top_ids",
+    ),
+    "neighbours": Case(lambda: NeighbourDetector(k=5, n_permutations=99), REF, CUR, MATRIX_BAD),
+    "page": Case(
+        lambda: Page({"mmd": MMDDetector(), "top1": Top1SimilarityDetector()}, n_permutations=99),
+        {"vectors": REF, "similarities": RNG.uniform(0.3, 0.9, 60)},
+        {"vectors": CUR, "similarities": RNG.uniform(0.3, 0.9, 50)},
+        PAGE_BAD,
+        "inputs",
     ),
     "combined": Case(
         lambda: CombinedDetector({"mmd": MMDDetector(n_permutations=99), "top1": Top1SimilarityDetector()}),

@@ -87,13 +87,14 @@ def test_rff_mmd_integer_permutation_statistics_are_exact(centres: np.ndarray) -
     match a float64 computation on the same quantised features and a float32 one on the unquantised features."""
     import torch
 
-    from monitors.mmd import MMDDetector, _assignments
+    from monitors.mmd import MMDDetector
+    from monitors.permutation import assignments
 
     rng = np.random.default_rng(3)
     ref, cur = unit_mixture(rng, 300, centres[:30]), unit_mixture(rng, 250, centres[:30])
     det = MMDDetector(n_features=256).fit(ref)
     pooled = torch.from_numpy(np.concatenate([ref, cur]))
-    assigned = _assignments(300, 250, 50, torch.Generator().manual_seed(0))
+    assigned = assignments(300, 250, 50, torch.Generator().manual_seed(0))
     assigned[1] = assigned[0]  # a "permutation" equal to the observed split
     stats = det._stats(pooled, assigned, 1.3)
     assert stats[1] == stats[0]
@@ -116,9 +117,10 @@ def test_the_float32_fallback_of_the_integer_product_is_exact_too(monkeypatch: p
     import torch
 
     from monitors import mmd
+    from monitors.permutation import assignments
 
     gen = torch.Generator().manual_seed(0)
-    a = mmd._assignments(700, 600, 40, gen)
+    a = assignments(700, 600, 40, gen)
     b = torch.randint(-127, 128, (1300, 64), generator=gen, dtype=torch.int8)
     fast = mmd._int_matmul(a, b)
     monkeypatch.delattr(torch, "_int_mm")
