@@ -13,7 +13,9 @@ the test for *concentrated* novelty, where a global statistic such as MMD averag
 The kNN graph is a function of the pooled rows only, so every split of the labels (:mod:`monitors.permutation`)
 is scored on the same graph and the permutation p-value is exact. Above ``max_rows`` pooled rows the graph is
 built on a uniform random subset of the pooled rows, chosen without looking at the labels, which keeps it exact;
-the cost is then fixed (``max_rows^2 * dim`` for the graph, ``splits * max_rows * k`` for the statistics).
+the cost is then fixed (``max_rows^2 * dim`` for the graph, ``splits * max_rows * k`` for the statistics). The rows
+are always taken in a random order, so that ties between identical vectors (a repeated query) break independently
+of the labels too.
 """
 
 from __future__ import annotations
@@ -76,10 +78,10 @@ class NeighbourDetector:
         assert self._reference is not None
         cur = normalise(as_matrix(current, "current", min_rows=self.min_rows, dim=self._reference.shape[1]))
         pooled = np.concatenate([self._reference, cur])
-        n = len(pooled)
-        rows = torch.arange(n)
-        if n > self.max_rows:
-            rows = torch.randperm(n, generator=self._gen)[: self.max_rows].sort().values
+        # The graph is built on the pooled rows in a random order (a random subset above max_rows) drawn without
+        # the labels: identical vectors tie in the nearest-neighbour search, and ties break by position, which
+        # must not depend on which window a row came from.
+        rows = torch.randperm(len(pooled), generator=self._gen)[: self.max_rows]
         sub = pooled[rows.numpy()]
         k = min(self.k, len(sub) - 1)
         _, idx = topk_cosine(sub, sub, k + 1)

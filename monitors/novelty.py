@@ -25,6 +25,7 @@ from scipy.stats import binom
 
 from ._torch import normalise, topk_cosine
 from ._validate import as_matrix, check_alpha, check_int
+from .errors import MonitorInputError
 
 _MAX_REFERENCE = 4000  # reference rows the graph uses at most (a seeded sample): the cost stays fixed
 
@@ -102,7 +103,9 @@ def new_clusters(
     graph = coo_matrix((np.ones(keep.sum()), (src[keep], dst[keep] - n_ref)), shape=(n_cur, n_cur))
     _, label = connected_components(graph, directed=True, connection="weak")
     groups = sorted((np.intersect1d(np.flatnonzero(label == c), new) for c in np.unique(label[new])), key=len)[::-1]
-    text_list = None if texts is None else [str(t) for t in texts]
+    text_list = None if texts is None else ["" if t is None else str(t) for t in texts]
+    if text_list is not None and len(text_list) != n_cur:
+        raise MonitorInputError(f"texts: {len(text_list)} texts for {n_cur} window rows; pass one text per row")
     out = []
     for members in groups[:max_clusters]:
         if len(members) < min_size:
@@ -111,7 +114,7 @@ def new_clusters(
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
         typical = members[np.argsort(-(cur[members] @ centre), kind="stable")]
         terms: tuple[str, ...] = ()
-        if text_list is not None and len(text_list) == n_cur:
+        if text_list is not None:
             terms = _terms(text_list, members, np.setdiff1d(np.arange(n_cur), new), n_terms)
         out.append(
             NewCluster(

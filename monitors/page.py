@@ -91,7 +91,7 @@ class Page:
         self.seed = int(seed)
         self.name = name
         self._fitted = bool(members_fitted)
-        self._gen = torch.Generator().manual_seed(self.seed)
+        self._gen = self._generator()
 
     def _inputs(self, data: Any, what: str) -> dict[str, Any]:
         if not isinstance(data, Mapping):
@@ -121,8 +121,13 @@ class Page:
         for name, det in self.members.items():
             det.fit(ref[name])
         self._fitted = True
-        self._gen = torch.Generator().manual_seed(self.seed)
+        self._gen = self._generator()
         return self
+
+    def _generator(self) -> torch.Generator:
+        # Derived from the seed, not the seed itself: a member seeded alike (NeighbourDetector(seed=0) draws its
+        # graph's row order from its own generator) must not draw the same permutation as the page's first split.
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, 0x9A6E]).generate_state(1)[0]))
 
     def check(self, current: Any) -> DriftResult:
         require_fitted(self._fitted, type(self).__name__)

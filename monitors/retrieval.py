@@ -236,8 +236,9 @@ class RetrievalClusterDetector:
 
         both = np.concatenate([ref, cur])
         keep = both.sum(axis=0) > 0
-        # float32: every split's statistic is computed the same way, so rounding cannot favour the observed one.
-        pooled = torch.from_numpy(both[:, keep].astype(np.float32))
+        # float64: equal statistics of different splits (summed in another order) must stay equal within the
+        # p-value's tie tolerance; a block of 128 splits x 40,000 rows is 41 MB.
+        pooled = torch.from_numpy(both[:, keep])
         share = pooled.mean(dim=0)
         total = pooled.sum(dim=0)
         n_ref, n = len(ref), len(pooled)
@@ -248,7 +249,7 @@ class RetrievalClusterDetector:
             diff = ref_sum / n_ref - (total - ref_sum) / (n - n_ref)
             # Scaled by the pooled share like Pearson's statistic, so a change in a rare cluster counts as much.
             out.append((diff * diff / share).sum(dim=1) * (n_ref * (n - n_ref) / n))
-        return torch.cat(out).double().numpy(), int(keep.sum())
+        return torch.cat(out).numpy(), int(keep.sum())
 
     def split_statistics(self, current_top_ids: Any, assigned: torch.Tensor) -> np.ndarray:
         """The chi-square distance of mean top-k profiles for every split ``assigned`` marks (the shared null of

@@ -79,11 +79,11 @@ class Top1SimilarityDetector:
         # more mass below.
         dtype = torch.int32 if n_ref * (n_ref + n_cur) < 2**31 else torch.int64
         ties = len(ends) < len(values)
-        ends, step = ends.to(dtype), torch.arange(1, len(values) + 1, dtype=dtype)[ends.long()] * n_ref
+        step = torch.arange(1, len(values) + 1, dtype=dtype)[ends] * n_ref
         out = []
         for block in permutation.blocks(assigned[:, torch.from_numpy(order)]):
             ref_cdf = block.cumsum(dim=1, dtype=dtype)
-            gap = step - (ref_cdf[:, ends.long()] if ties else ref_cdf) * (n_ref + n_cur)
+            gap = step - (ref_cdf[:, ends] if ties else ref_cdf) * (n_ref + n_cur)
             out.append(gap.amax(dim=1) if self.alternative == "lower" else gap.abs().amax(dim=1))
         return torch.cat(out).double().div_(n_ref * n_cur).numpy()
 
