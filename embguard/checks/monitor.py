@@ -13,6 +13,7 @@ monitor needs no branching here.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -220,6 +221,7 @@ class CollectionMonitor:
             found = monitors.new_clusters(
                 self._reference_vectors, window.vectors, texts=texts, alpha=self.settings.alpha
             )
+            top1 = window.top1_ids
             clusters = tuple(
                 {
                     "size": c.size,
@@ -228,6 +230,13 @@ class CollectionMonitor:
                     "purity": c.purity,
                     "terms": list(c.terms),
                     "rows": list(c.rows[:EXAMPLE_ROWS]),
+                    # The documents the cluster's queries hit first most often: its examples where queries have
+                    # no stored text (the nearest-centroid queries' own hits can be one off-topic document).
+                    "hits": [
+                        i
+                        for i, _ in Counter(top1[r] for r in c.rows if r < len(top1)).most_common(EXAMPLE_ROWS + 1)
+                        if i is not None
+                    ][:EXAMPLE_ROWS],
                 }
                 for c in found
             )

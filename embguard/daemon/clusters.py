@@ -36,7 +36,8 @@ def describe_cluster(
     w: Watched, cluster: Mapping[str, Any], texts_of: Callable[[str, list[Any], str], list[str]] | None = None
 ) -> dict[str, Any]:
     """A drifted cluster as a page shows it: its size, share, distance and a few example queries. Without
-    stored query texts, the texts of the documents those queries hit (``texts_of(collection, ids, field)``)."""
+    stored query texts, the texts of the documents its queries hit first most often (``texts_of(collection, ids,
+    field)``)."""
     window = w.window
     examples: list[str] = []
     if window is not None:
@@ -44,7 +45,7 @@ def describe_cluster(
         examples = [window.texts[r][:EXAMPLE_CHARS] for r in rows if r < len(window.texts) and window.texts[r]]
         if not examples and w.spec.text_field and texts_of is not None:
             top1 = window.top1_ids  # empty for a window sampled without hits
-            ids = [top1[r] for r in rows if r < len(top1) and top1[r] is not None]
+            ids = list(cluster.get("hits") or [top1[r] for r in rows if r < len(top1) and top1[r] is not None])
             examples = [f"near: {t[:EXAMPLE_CHARS]}" for t in texts_of(window.collection, ids, w.spec.text_field)]
     return {
         "size": cluster["size"],
