@@ -164,7 +164,7 @@ def power_section(world: World, quick: bool) -> str:
             if share * n <= NEW_MIN:
                 cells.append((f"new section {share:.0%}", n, "new", share, splits))
         cells.append(("a known section at 25%", n, "share", 0.25, splits))
-        nulls = 10 * splits if n == 200 else splits
+        nulls = (100 if quick else 1000) if n == 200 else splits  # false pages per 1,000 null windows at n = 200
         cells += [("null", n, "null", 0.0, nulls), ("null, burst", n, "burst", 0.0, splits)]
         cells.append(("null, daily cycle", n, "cycle", 0.0, splits))
     head = "| window | n | windows | " + " | ".join(COLUMNS) + " |"
