@@ -44,6 +44,16 @@ def _writable(x: np.ndarray) -> np.ndarray:
     return out if out.flags.writeable else out.copy()
 
 
+def nearest_others(queries: np.ndarray, base: np.ndarray, k: int, own_rows: np.ndarray) -> np.ndarray:
+    """Each query's ``k`` nearest ``base`` rows (cosine, unit rows) other than its own row ``own_rows[i]`` in
+    ``base``: the own row is dropped wherever an exact duplicate put it, else the last hit is."""
+    _, idx = topk_cosine(queries, base, k + 1)
+    own = idx == np.asarray(own_rows)[:, None]
+    own[:, -1] |= ~own.any(axis=1)
+    out: np.ndarray = idx[~own].reshape(len(queries), k)
+    return out
+
+
 def topk_cosine(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` cosine similarities and indices of each query among ``base`` (both already unit rows)."""
     q = torch.from_numpy(_writable(queries))

@@ -27,7 +27,7 @@ import torch
 from scipy.sparse import csr_matrix
 
 from . import permutation
-from ._torch import normalise, topk_cosine
+from ._torch import nearest_others, normalise
 from ._validate import as_matrix, check_alpha, check_int, frozen, require_fitted
 from .errors import MonitorInputError
 from .result import DriftResult
@@ -84,11 +84,8 @@ class NeighbourDetector:
         rows = torch.randperm(len(pooled), generator=self._gen)[: self.max_rows]
         sub = pooled[rows.numpy()]
         k = min(self.k, len(sub) - 1)
-        _, idx = topk_cosine(sub, sub, k + 1)
-        # Drop each row's link to itself (the first hit, or wherever an exact duplicate put it).
-        own = idx == np.arange(len(sub))[:, None]
-        own[:, -1] |= ~own.any(axis=1)
-        return rows, torch.from_numpy(idx[~own].reshape(len(sub), k)), k, len(cur)
+        nbrs = nearest_others(sub, sub, k, np.arange(len(sub)))
+        return rows, torch.from_numpy(nbrs), k, len(cur)
 
     def _stats(self, rows: torch.Tensor, nbrs: torch.Tensor, assigned: torch.Tensor) -> np.ndarray:
         m, k = nbrs.shape

@@ -23,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import binom
 
-from ._torch import normalise, topk_cosine
+from ._torch import nearest_others, normalise
 from ._validate import as_matrix, check_alpha, check_int
 from .errors import MonitorInputError
 
@@ -84,10 +84,7 @@ def new_clusters(
     n_ref, n_cur = len(ref), len(cur)
     pooled = np.concatenate([ref, cur])
     k = min(k, len(pooled) - 1)
-    _, idx = topk_cosine(cur, pooled, k + 1)
-    own = idx == (n_ref + np.arange(n_cur))[:, None]
-    own[:, -1] |= ~own.any(axis=1)
-    nbrs = idx[~own].reshape(n_cur, k)
+    nbrs = nearest_others(cur, pooled, k, n_ref + np.arange(n_cur))
     from_window = (nbrs >= n_ref).sum(axis=1)
     # A row's neighbours drawn at random from the pool are window rows with probability (n_cur - 1) / (n - 1).
     tail = binom.sf(from_window - 1, k, (n_cur - 1) / (n_ref + n_cur - 1))
