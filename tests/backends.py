@@ -16,10 +16,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +35,18 @@ from embguard.milvus.lite import LiteServer, free_port
 
 EXTERNAL_URI = os.environ.get("EMBGUARD_TEST_MILVUS_URI", "")
 EXTERNAL_TOKEN = os.environ.get("EMBGUARD_TEST_MILVUS_TOKEN", "")
+# The server's internal listen ports (template keys of the ``milvus`` package), besides proxy and etcd.
+_INTERNAL_PORTS = (
+    "root_coord_port",
+    "proxy_internal_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+)
+_START_LOCK = Path(tempfile.gettempdir()) / "embguard-test-milvus-server-start.lock"
 
 
 def backend_names() -> list[str]:
@@ -45,15 +60,24 @@ def backend_names() -> list[str]:
 class MilvusServerProcess:
     """One real Milvus standalone process (``milvus`` package) on loopback, restartable on the same data.
 
-    Every port is chosen free, including embedded etcd's peer port (2380 by default, which is not a
-    template setting: an embedded-etcd config file moves it), so two servers can run on one machine.
+    Every port is chosen by ``_listen_ports``, including each coordinator's and embedded etcd's peer port
+    (2380 by default, which is not a template setting: an embedded-etcd config file moves it), so two
+    servers can run on one machine. The package's own resolver starts at fixed defaults (root coord 53100,
+    inside the kernel's ephemeral range) and releases its probe sockets before the server binds: in CI two
+    servers starting at once (one per xdist worker) both took 53100 and one died. Ports are chosen once, at
+    the first start, under a machine-wide file lock held until the server answers; a restart reuses them.
     """
 
     def __init__(self, base_dir: Path):
         self.base_dir = Path(base_dir)
-        self.port = free_port()
-        self._etcd_client, self._etcd_peer = free_port(), free_port()
+        self._ports: dict[str, int] = {}
         self._server = None  # milvus.MilvusServer
+
+    @property
+    def port(self) -> int:
+        if not self._ports:
+            raise RuntimeError("the Milvus server's ports are chosen when it first starts; start() it first")
+        return self._ports["proxy_port"]
 
     @property
     def uri(self) -> str:
@@ -67,17 +91,24 @@ class MilvusServerProcess:
     def start(self, timeout_s: float = 180.0) -> None:
         from milvus import MilvusServer, MilvusServerConfig
 
+        with _START_LOCK.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on an exception
+            self._ports = self._ports or _listen_ports()
+            self._start(MilvusServer(MilvusServerConfig(), wait_for_started=False))
+            self._wait_ready(timeout_s)
+
+    def _start(self, server) -> None:  # server: milvus.MilvusServer, imported lazily
         self.base_dir.mkdir(parents=True, exist_ok=True)
         etcd_conf = self.base_dir / "embed-etcd.yaml"
-        peer, client = f"http://127.0.0.1:{self._etcd_peer}", f"http://127.0.0.1:{self._etcd_client}"
+        ports = dict(self._ports)
+        peer, client = f"http://127.0.0.1:{ports.pop('etcd_peer_port')}", f"http://127.0.0.1:{ports['etcd_port']}"
         etcd_conf.write_text(
             f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
             f"initial-cluster: default={peer}\nlisten-client-urls: {client}\n"
             f"advertise-client-urls: {client}\n"
         )
-        server = MilvusServer(MilvusServerConfig(), wait_for_started=False)
         server.set_base_dir(str(self.base_dir))
-        server.config.update(proxy_port=self.port, etcd_port=self._etcd_client)
+        server.config.update(**ports)
         write = server.config.write_config
 
         def write_config() -> None:
@@ -96,7 +127,6 @@ class MilvusServerProcess:
         server.config.try_bind_port = _reusable_bind
         server.start()
         self._server = server
-        self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
         from pymilvus import MilvusClient
@@ -106,8 +136,14 @@ class MilvusServerProcess:
         def answers() -> bool:
             if self._server.server_proc.poll() is not None:
                 log = self.base_dir / "logs" / "milvus-stdout.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(f"Milvus server exited with {self._server.server_proc.returncode}: {tail}")
+                text = log.read_text(errors="replace") if log.exists() else ""
+                # Its error lines only, each cut short: the whole tail, once per test of the backend, buried
+                # everything else at the end of the CI output.
+                errors = [ln[:300] for ln in text.splitlines() if "[ERROR]" in ln or "[FATAL]" in ln or "panic" in ln]
+                raise RuntimeError(
+                    f"Milvus server exited with {self._server.server_proc.returncode} (log: {log}): "
+                    + (" | ".join(errors[-3:]) or text[-600:])
+                )
             try:
                 client = MilvusClient(uri=self.uri, timeout=5)
                 client.list_collections()
@@ -151,6 +187,24 @@ class MilvusServerProcess:
         except subprocess.TimeoutExpired:
             pass
         self.kill()
+
+
+def _listen_ports() -> dict[str, int]:
+    """Free ports for one server, drawn below the kernel's ephemeral range (``ip_local_port_range``).
+
+    There no outgoing connection's local port and no ``free_port()`` (port 0) of a Lite server or torchrun
+    rendezvous can take one between this check and the server's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    ports: dict[str, int] = {}
+    for key in ("proxy_port", "etcd_port", "etcd_peer_port", *_INTERNAL_PORTS):
+        while key not in ports:
+            port = rng.randrange(20000, low)
+            sock = None if port in ports.values() else _reusable_bind(port)
+            if sock is not None:
+                sock.close()
+                ports[key] = port
+    return ports
 
 
 def _reusable_bind(port: int) -> socket.socket | None:
