@@ -28,6 +28,7 @@ from embguard.config.alert_targets import (
 from embguard.config.bounds import MAX_INT, Fraction, Port, PositiveFloat, PositiveInt, Seconds, Section
 from embguard.config.credentials import redact_uri, scrub, split_userinfo
 from embguard.config.doors import EndpointSettings, ProxySettings
+from embguard.config.encoding import ModelSettings
 from embguard.config.lifecycle import RetrainSettings, SwapSettings
 from embguard.errors import ConfigError, InvalidInput
 
@@ -133,17 +134,6 @@ class LiteSettings(Section):
     start_timeout_s: PositiveFloat = Field(60.0, description="how long `lite start` waits for the server")
 
     _host = field_validator("host")(classmethod(lambda cls, v: _loopback(v)))
-
-
-class ModelSettings(Section):
-    default: str = Field(
-        "default",
-        description="model spec: 'default' (all-MiniLM-L6-v2 shipped offline), "
-        "a local sentence-transformers directory, or a registry version",
-    )
-    store_dir: Path = Field(Path(".embguard/models"), description="model registry directory")
-    device: Literal["cpu", "cuda", "mps"] = Field("cpu", description="torch device for encoding and training")
-    batch_size: PositiveInt = Field(64, description="encoding batch size")
 
 
 class StateSettings(Section):

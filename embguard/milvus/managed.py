@@ -28,6 +28,7 @@ from embguard.milvus.names import (
 )
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry
+from embguard.models.variant import with_variant
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def _serving_model(settings: Settings, model_spec: str, alias: str) -> models.Em
     """The model for a new collection, loadable by its id from every process: a model directory outside
     the store is registered into it first (as an ``active`` version), since a collection records only an id."""
     store = settings.model.store_dir
-    model = models.load(model_spec, store, settings.model.device)
+    variant = settings.model.variant
+    model = models.load(model_spec, store, settings.model.device, variant)
     try:
         models.find_by_id(model.model_id, store)
     except ModelNotFound:
@@ -96,7 +98,7 @@ def _serving_model(settings: Settings, model_spec: str, alias: str) -> models.Em
         version = ModelRegistry(store).register(
             path, status="active", extra={"alias": alias, "imported_from": str(path)}
         )
-        model = models.load_by_id(version.model_id, store, settings.model.device)
+        model = models.load_by_id(with_variant(version.model_id, variant), store, settings.model.device)
     return model
 
 

@@ -8,14 +8,13 @@ that change the vectors, so two copies of the same weights share an id and a fin
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from embguard.errors import ModelError, ModelNotFound
+from embguard.models import backends
+from embguard.models.quiet import no_progress_bars
+from embguard.models.variant import split_model_id, with_variant
 
 DEFAULT_MODEL = "default"
 _DEFAULT_ALIASES = {
@@ -41,41 +43,11 @@ _HASHED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 _HASH_SKIP = {"README.md", "data_config.json", "embguard.json", "trainer_state.json", "train_result.json"}
 
 
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-_quiet_restore = False
-
-
-@contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Silence transformers' progress bars (its "Loading weights" bar on every model load) while loading.
-
-    Scoped, not global: a caller's own progress bars (the trainer's) and its transformers settings are left as
-    they were once the load returns. Reentrant and thread-safe: the setting is restored when the last of
-    overlapping loads finishes. ``encode`` passes ``show_progress_bar=False`` itself.
-    """
-    global _quiet_depth, _quiet_restore
-    from transformers.utils import logging as hf_logging
-
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            _quiet_restore = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_depth -= 1
-            if _quiet_depth == 0 and _quiet_restore:
-                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
-
-
 def _sentence_transformer(path: str, device: str = "cpu") -> Any:
     """``SentenceTransformer(path)`` from disk only, without progress bars on stderr."""
     from sentence_transformers import SentenceTransformer
 
-    with _no_progress_bars():
+    with no_progress_bars():
         return SentenceTransformer(path, device=device, local_files_only=True)
 
 
@@ -147,6 +119,7 @@ class EmbeddingModel:
     dimension: int
     _st: Any = field(repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    variant: str = ""  # how the transformer runs: '' (PyTorch fp32) or an exported backend (models.variant)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised float32 document embeddings, one row per text (what a collection stores)."""
@@ -197,8 +170,9 @@ def model_id_of(spec: str, store_dir: Path | None = None) -> str:
 
 
 def find_by_id(model_id: str, store_dir: Path | None) -> Path:
-    """The directory holding the model with ``model_id``: the default model or a model store version."""
-    if model_id == model_id_of(DEFAULT_MODEL):
+    """The directory holding the model with ``model_id`` (any variant): the default model or a store version."""
+    base_id, _ = split_model_id(model_id)
+    if base_id == model_id_of(DEFAULT_MODEL):
         return default_model_path()
     if store_dir is not None and Path(store_dir).is_dir():
         for version in sorted(Path(store_dir).iterdir()):
@@ -207,7 +181,7 @@ def find_by_id(model_id: str, store_dir: Path | None) -> Path:
                 recorded = json.loads(ident.read_text()).get("model_id")
             except (OSError, ValueError):
                 continue
-            if recorded == model_id:
+            if recorded == base_id:
                 return version
     raise ModelNotFound(
         f"model {model_id!r} is not in the model store {str(store_dir)!r} (nor is it the default model); "
@@ -216,9 +190,12 @@ def find_by_id(model_id: str, store_dir: Path | None) -> Path:
 
 
 def load_by_id(model_id: str, store_dir: Path | None = None, device: str = "cpu") -> EmbeddingModel:
-    """Load the model that a collection records; its content must still hash to ``model_id``."""
+    """Load the model that a collection records, as the variant it records; its content must still hash to
+    ``model_id``. Whatever ``[model] backend`` says now, a collection's vectors keep coming from its own variant."""
+    base_id, variant = split_model_id(model_id)
     path = find_by_id(model_id, store_dir)
-    model = load(str(path), None, device) if path != default_model_path() else load(DEFAULT_MODEL, None, device)
+    spec = str(path) if path != default_model_path() else DEFAULT_MODEL
+    model = load(spec, None, device, variant)
     if model.model_id.split("@")[1] != model_id.split("@")[1]:
         raise ModelError(
             f"model directory {str(path)!r} claims id {model_id!r} but its files hash to "
@@ -227,14 +204,18 @@ def load_by_id(model_id: str, store_dir: Path | None = None, device: str = "cpu"
     return model
 
 
-_cache: dict[tuple[str, str], EmbeddingModel] = {}
+_cache: dict[tuple[str, str, str], EmbeddingModel] = {}
 _cache_lock = threading.Lock()
 
 
-def load(spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str = "cpu") -> EmbeddingModel:
-    """Load a model from disk (cached per directory and device)."""
+def load(
+    spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str = "cpu", variant: str = ""
+) -> EmbeddingModel:
+    """Load a model from disk (cached per directory, device and variant), its transformer run as ``variant``
+    (``models.variant``: '' for PyTorch fp32; an exported variant is made on first use and cached beside it)."""
     name, path = resolve(spec, store_dir)
-    key = (str(path), device)
+    with_variant(f"{name}@x", variant)  # refuses an unknown variant before anything loads
+    key = (str(path), device, variant)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -245,9 +226,15 @@ def load(spec: str = DEFAULT_MODEL, store_dir: Path | None = None, device: str =
         dim = st.get_embedding_dimension()
         if not dim:
             raise ModelError(f"model {spec!r} at {str(path)!r} does not report an embedding dimension")
-        model = EmbeddingModel(
-            name=name, path=path, model_id=f"{name}@{content_hash(path)}", dimension=int(dim), _st=st
-        )
+        digest = content_hash(path)
+        if variant:
+            if device != "cpu":
+                raise ModelError(
+                    f"encoder variant {variant!r} runs on the CPU; set model.backend = 'torch' for device {device!r}"
+                )
+            backends.attach(st, path, digest, variant)
+        model_id = with_variant(f"{name}@{digest}", variant)
+        model = EmbeddingModel(name=name, path=path, model_id=model_id, dimension=int(dim), _st=st, variant=variant)
         _cache[key] = model
         return model
 

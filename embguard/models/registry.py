@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from embguard.errors import RegistryError
 from embguard.models import loading as models
+from embguard.models.variant import split_model_id
 
 if TYPE_CHECKING:
     from retrain import GateVerdict
@@ -174,4 +175,6 @@ class ModelRegistry:
         return [v for v in self.list() if v.status == "awaiting_approval"]
 
     def by_model_id(self, model_id: str) -> ModelVersion | None:
-        return next((v for v in self.list() if v.model_id == model_id), None)
+        """The version whose weights ``model_id`` names, whichever encoder variant it runs as."""
+        base_id, _ = split_model_id(model_id)
+        return next((v for v in self.list() if v.model_id == base_id), None)

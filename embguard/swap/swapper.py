@@ -48,6 +48,7 @@ from embguard.milvus.names import (
 )
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry, ModelVersion
+from embguard.models.variant import split_model_id, with_variant
 from embguard.swap.backfill import backfill_local
 from embguard.swap.retire import abort_swap, drop_retired, roll_back
 from embguard.swap.routing import open_routes
@@ -116,8 +117,14 @@ class Swapper:
                     )
                 source_model = require_model(self.milvus, spec.name, "approve a swap for")
                 source = self.preflight(spec)
-                if source_model == candidate.model_id:
-                    raise SwapError(f"alias {spec.name!r} is already served by {candidate.model_id}")
+                # The new collection runs the candidate as [model] backend says, unless it serves the source's
+                # document vectors (a query adapter): then as the source runs, so its copied vectors stay exact.
+                variant = self.settings.model.variant
+                if candidate.extra.get("documents_as") == source_model:
+                    variant = split_model_id(source_model)[1]
+                target_model = with_variant(candidate.model_id, variant)
+                if source_model == target_model:
+                    raise SwapError(f"alias {spec.name!r} is already served by {target_model}")
                 history = state.history if state else []
                 state = SwapState(
                     alias=spec.name,
@@ -125,7 +132,7 @@ class Swapper:
                     target=collection_name(spec.name, candidate.version),
                     source_model_id=source_model,
                     candidate_version=candidate.version,
-                    candidate_model_id=candidate.model_id,
+                    candidate_model_id=target_model,
                     history=history,
                 )
                 self.store.save(state)
@@ -134,7 +141,8 @@ class Swapper:
                     f"resuming the swap of {spec.name} to {candidate.version} at phase {state.phase} "
                     f"({state.done}/{state.total} documents)"
                 )
-            model = models.load_by_id(candidate.model_id, self.settings.model.store_dir, self.settings.model.device)
+            target_id = state.candidate_model_id or candidate.model_id
+            model = models.load_by_id(target_id, self.settings.model.store_dir, self.settings.model.device)
             copy = bool(state.source_model_id) and candidate.extra.get("documents_as") == state.source_model_id
             if copy and not state.reached("backfilled"):
                 self.say(f"{candidate.version} embeds documents as {state.source_model_id} does: copying vectors")

@@ -36,6 +36,7 @@ from embguard.milvus.adopt import require_model
 from embguard.milvus.milvus import Milvus
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry
+from embguard.models.variant import split_model_id
 from embguard.training import autorecipe, recipes
 from embguard.training.evalcorpus import MilvusRetriever, doc_texts, guard_set, pool_candidate
 from embguard.training.feedback import FeedbackSplit, split_feedback
@@ -213,7 +214,10 @@ def gate_candidate(
     """Evaluate base and candidate on the held-out queries against the actual corpus, decide, register."""
     rs = settings.retrain
     base = fs.base
-    cand = models.load(str(candidate_dir), None, settings.model.device)
+    # Gated as it will serve: the variant the swap will build (a query adapter runs as the base, whose
+    # document vectors it keeps).
+    variant = split_model_id(base.model_id)[1] if extra.get("documents_as") else settings.model.variant
+    cand = models.load(str(candidate_dir), None, settings.model.device, variant)
     held_q = fs.held_queries
     rel: list[set[Any]] = [fs.held_rel[q] for q in held_q]
     progress = progress_lines(say)

@@ -103,12 +103,15 @@ def test_embguard_has_few_top_level_entries_and_no_long_modules() -> None:
     assert not long, f"modules over ~300 lines: {long}"
 
 
-HEAVY = ("pymilvus", "sentence_transformers", "evidently", "apscheduler", "click")
+HEAVY = ("pymilvus", "sentence_transformers", "evidently", "apscheduler", "click", "onnxruntime", "openvino", "nncf")
 OWNERS = {
     # The facade (milvus.py) and the wire protocol the proxy reads (wire.py: pymilvus' generated messages).
     "pymilvus": "embguard/milvus/",
     "sentence_transformers": "embguard/models/loading.py",
     "click": "embguard/cli/",
+    "onnxruntime": "embguard/models/backends.py",
+    "openvino": "embguard/models/backends.py",
+    "nncf": "embguard/models/backends.py",
 }
 
 
