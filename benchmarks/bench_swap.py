@@ -32,6 +32,7 @@ from embguard.milvus.lite import LiteServer, free_port
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.models import loading as models
 from embguard.models.registry import ModelRegistry
+from embguard.models.variant import with_variant
 from embguard.swap.swapper import Swapper
 from embguard.training.stdlib_corpus import stdlib_corpus
 
@@ -132,6 +133,12 @@ def main() -> None:
     ap.add_argument("--searches", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=256, help="swap.batch_size")
     ap.add_argument(
+        "--variant",
+        default="",
+        choices=["", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+        help="the candidate's encoder variant ([model] backend/quantize); results go to swap-<variant>.md",
+    )
+    ap.add_argument(
         "--ray-workers",
         type=int,
         nargs="*",
@@ -139,6 +146,8 @@ def main() -> None:
         help="encoder actors per Ray run (none: skip the Ray runs)",
     )
     args = ap.parse_args()
+    out = OUT.with_name(f"swap-{args.variant}.md") if args.variant else OUT
+    backend, _, quantize = (args.variant or "torch").partition("-")
     tmp = Path(tempfile.mkdtemp(prefix="embguard-bench-swap-"))
     env = {
         "EMBGUARD_LITE__DATA_DIR": str(tmp / "milvus"),
@@ -148,6 +157,8 @@ def main() -> None:
         "EMBGUARD_COLLECTIONS": '[{name="kb", index_type="HNSW"}]',
         "EMBGUARD_SWAP__GRACE_S": "0.5",
         "EMBGUARD_SWAP__BATCH_SIZE": str(args.batch_size),
+        "EMBGUARD_MODEL__BACKEND": backend,
+        "EMBGUARD_MODEL__QUANTIZE": quantize or "none",
     }
     settings = config.load(None, environ=env)
     passages = list(stdlib_corpus()[: args.docs])
@@ -174,7 +185,7 @@ def main() -> None:
                 client.search("kb", [q], limit=10)
                 before.append(time.perf_counter() - t0)
 
-            cand = models.load_by_id(version.model_id, settings.model.store_dir)
+            cand = models.load_by_id(with_variant(version.model_id, args.variant), settings.model.store_dir)
             t0 = time.perf_counter()
             cand.encode(texts, batch_size=settings.model.batch_size)
             encode_s = time.perf_counter() - t0
@@ -244,10 +255,11 @@ def main() -> None:
         "# Swap: backfill throughput and search latency during the backfill",
         "",
         f"Command: `.venv/bin/python benchmarks/bench_swap.py --docs {args.docs} --searches {args.searches} "
-        f"--batch-size {args.batch_size}`  ",
+        f"--batch-size {args.batch_size}" + (f" --variant {args.variant}" if args.variant else "") + "`  ",
         f"Machine: {os.cpu_count()} cores; Milvus Lite server on loopback; {len(texts)} passages (standard-library "
         f"docstrings, mean {np.mean([len(t) for t in texts]):.0f} characters); candidate = all-MiniLM-L6-v2 "
-        "architecture; searches are single queries through embguard.Client, top-10.",
+        f"architecture, encoder variant {args.variant or 'torch'}; searches are single queries through "
+        "embguard.Client, top-10.",
         "",
         "| measure | value |",
         "|---|---:|",
@@ -276,10 +288,10 @@ def main() -> None:
         "the same 2 cores; in production the backfill runs on its own machine (or GPU), so the application only "
         "sees the extra Milvus write load.",
     ]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    kept = OUT.read_text() if OUT.exists() else ""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept = out.read_text() if out.exists() else ""
     gate = kept[kept.index(GATE) :] if GATE in kept else ""  # bench_gate.py's section stays
-    OUT.write_text("\n".join(lines) + "\n" + ("\n" + gate if gate else ""))
+    out.write_text("\n".join(lines) + "\n" + ("\n" + gate if gate else ""))
     print("\n".join(lines))
 
 

@@ -14,6 +14,7 @@ What it adds to a plain ``MilvusClient``:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,13 +248,6 @@ class Client:
             targets.append(extra)
         return targets
 
-    def _rows(self, alias: str, collection: str, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        spec = self._spec(alias)
-        check_documents(spec, documents, self._milvus.primary_key(collection)[1])
-        return self.model_for(collection).embed_rows(
-            documents, spec.require_text_field(), spec.vector_field, self.settings.model.batch_size
-        )
-
     def insert(self, alias: str, documents: Sequence[Mapping[str, Any]]) -> int:
         """Add or replace documents by id (the same as ``upsert``).
 
@@ -267,11 +261,32 @@ class Client:
             raise InvalidInput(f"documents must be a list of mappings, got {type(documents).__name__}")
         if not documents:
             return 0
-        counts = [
-            self._milvus.upsert(collection, self._rows(alias, collection, documents))
-            for collection in self._targets(alias)
-        ]  # the serving collection, then a dual-write target
+        spec = self._spec(alias)
+        counts = []
+        for collection in self._targets(alias):  # the serving collection, then a dual-write target
+            # Every document is checked before the first is written: a bad one is refused with nothing written.
+            check_documents(spec, documents, self._milvus.primary_key(collection)[1])
+            counts.append(self._write_overlapped(spec, collection, documents))
         return counts[0]
+
+    def _write_overlapped(self, spec: CollectionSettings, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        """Encode chunk i+1 while chunk i is written (one writer thread; the encoders and gRPC release the GIL).
+
+        A failure stops at the chunk it hit and raises; chunks before it are written, and since rows are upserted
+        by id, calling again with the same documents finishes the job without duplicates."""
+        model, batch = self.model_for(collection), self.settings.model.batch_size
+        size = batch * 8
+        text_field = spec.require_text_field()
+        total = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embguard-insert-write") as writer:
+            pending: Future[int] | None = None
+            for i in range(0, len(docs), size):
+                rows = model.embed_rows(docs[i : i + size], text_field, spec.vector_field, batch)
+                if pending is not None:
+                    total += pending.result()
+                pending = writer.submit(self._milvus.upsert, collection, rows)
+            total += pending.result() if pending is not None else 0
+        return total
 
     def delete(self, alias: str, ids: Sequence[int | str]) -> None:
         """Delete documents by id; ids are checked against the key's type first, so none can widen it."""

@@ -369,10 +369,14 @@ def test_an_unchanged_langchain_app_trains_approves_and_rolls_back_through_the_t
     llama_records = [(q, np.float32(v), int(t), float(sc)) for q, v, t, sc in llama_out["records"]]
     after = _searches(door)
     assert after["OK"] - before["OK"] == 60 + traffic.searches + len(llama_records)
-    # No search failed: none the applications saw, and none Milvus rejected. A stream reset at the HTTP/2 level
-    # (CANCELLED) is one gRPC retries by itself (a server under load refuses a stream); the proxy logs who reset it.
+    # No search failed: none the applications saw (above: every one came back OK, counted exactly once), and none
+    # Milvus rejected. Two transient answers are the SDKs' to retry, and they did: a stream reset at the HTTP/2 level
+    # (CANCELLED; the proxy logs who reset it) and Milvus Lite's own UNAVAILABLE trailer while two CI workers load
+    # the machine (a clean-clone CI run saw one; the proxy relays a connected call's status, it never makes one).
+    # Anything else, or more than two, fails.
     failed = {c: after[c] - before[c] for c in after if c != "OK" and after[c] != before[c]}
-    assert set(failed) <= {"CANCELLED"} and sum(failed.values()) <= 2, (failed, door.proxy.log.read_text()[-3000:])
+    transient = {"CANCELLED", "UNAVAILABLE"}
+    assert set(failed) <= transient and sum(failed.values()) <= 2, (failed, door.proxy.log.read_text()[-3000:])
 
     # No search paired a vector with the other model's collection. Each search's top hit says which collection
     # answered: its score is the query vector's dot product with that document's vector in one collection only.
