@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -182,13 +183,15 @@ def _quantize_openvino(st: Any, module: Any, names: list[str], src: Path, out: P
     for i in range(0, len(passages), 16):
         feats = module.preprocess(passages[i : i + 16])
         batches.append({n: feats[n].numpy() for n in names})
-    quantized = nncf.quantize(
-        ov.Core().read_model(str(src)),
-        nncf.Dataset(batches),
-        model_type=nncf.ModelType.TRANSFORMER,
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(batches),
-    )
+    # NNCF draws rich progress bars on stdout (into the CLI's and the demo's output): kept out of it.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        quantized = nncf.quantize(
+            ov.Core().read_model(str(src)),
+            nncf.Dataset(batches),
+            model_type=nncf.ModelType.TRANSFORMER,
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(batches),
+        )
     ov.save_model(quantized, str(out))
 
 

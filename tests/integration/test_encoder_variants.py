@@ -1,9 +1,9 @@
 """The exported encoders (#27): ONNX and OpenVINO, fp32 and int8, against PyTorch on the real model.
 
 They must agree with torch vector by vector (cosine >= 0.9999 for fp32, >= 0.99 for openvino-int8, >= 0.98 for
-onnx-int8), be exported once
-even when two processes ask at the same time, and stay the variant a collection records: a restart under other
-settings encodes that collection's queries as before, and re-recording it as another variant is refused.
+onnx-int8), be exported once even when two processes ask at the same time, and stay the variant a collection
+records: a restart under other settings encodes that collection's queries as before, and re-recording it as
+another variant is refused.
 """
 
 from __future__ import annotations
