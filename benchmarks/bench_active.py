@@ -44,6 +44,7 @@ from retrain import (
     DriftSelection,
     DriftSignals,
     MarginSelection,
+    MissSelection,
     NoveltySelection,
     Pool,
     RandomSelection,
@@ -149,6 +150,7 @@ def main() -> None:
 
         strategies = [
             "random",
+            "misses",
             "drift",
             "drift, random within cluster",
             "drift, share 1.0",
@@ -209,7 +211,13 @@ def main() -> None:
                 top1_floor=floor,
                 clicked=clicked,
             )
-            pool = Pool(embeddings=base_q[pool_rows], novelty=np.asarray(res.scores), margin=margin_all[pool_rows])
+            pool = Pool(
+                embeddings=base_q[pool_rows],
+                novelty=np.asarray(res.scores),
+                margin=margin_all[pool_rows],
+                click_rank=np.where(clicked, rank_all[pool_rows], 0),
+                top1=top1_all[pool_rows],
+            )
             wide_signals = DriftSignals(
                 ood_score=np.asarray(res.scores),
                 ood_flag=flags,
@@ -245,6 +253,9 @@ def main() -> None:
             )
             picker = {
                 "random": RandomSelection(),
+                # The live model's misses first (no click, least sure first; then clicks at rank 4+): what
+                # `label export` picks without sustained drift (#28).
+                "misses": MissSelection(),
                 "drift": DriftSelection(signals),
                 "drift, random within cluster": DriftSelection(signals, prefer_failures=False),
                 "drift, share 1.0": DriftSelection(signals, drift_share=1.0),

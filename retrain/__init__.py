@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .adapter import Adapter, AdapterConfig, apply_adapter, load_adapter, train_adapter
 from .bootstrap import Interval, bootstrap_mean, paired_difference
-from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult
+from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, ValidationSet
 from .drift_selection import NO_CLUSTER, DriftSelection, DriftSignals, select_drift
 from .errors import (
     ConfigError,
@@ -39,11 +39,13 @@ from .pairs import (
 )
 from .position import PositionBias, click_weight, examination_propensity
 from .protocols import Encoder, Retriever
+from .pseudo import pseudo_pairs, pseudo_query
 from .retrieval import ExactRetriever
 from .runner import run_training_subprocess
 from .selection import (
     DiversitySelection,
     MarginSelection,
+    MissSelection,
     MixedSelection,
     NoveltySelection,
     Pool,
@@ -86,6 +88,7 @@ __all__ = [
     "MAX_PAIR_WEIGHT",
     "MarginSelection",
     "MiningConfig",
+    "MissSelection",
     "MixedSelection",
     "ModelDirError",
     "NoveltySelection",
@@ -105,6 +108,7 @@ __all__ = [
     "TrainResult",
     "TrainingFailed",
     "TrainingPairs",
+    "ValidationSet",
     "apply_adapter",
     "assert_disjoint",
     "bootstrap_mean",
@@ -121,6 +125,8 @@ __all__ = [
     "mrr_at_k",
     "ndcg_at_k",
     "paired_difference",
+    "pseudo_pairs",
+    "pseudo_query",
     "rank_by_cosine",
     "recall_at_k",
     "run_training_subprocess",

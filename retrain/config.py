@@ -41,6 +41,9 @@ class TrainConfig:
     # MNRL's in-batch negatives are gathered across processes, so the effective batch is processes*batch_size.
     processes: int = 1
     device: str = "cpu"  # "cpu" (processes talk over gloo) or "cuda" (one GPU per process, nccl)
+    # With TrainData.validation: stop once this many epochs in a row did not raise validation nDCG@10, and keep
+    # the weights of the best epoch (0: train every epoch, still keep the best).
+    early_stopping_patience: int = 1
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -69,6 +72,11 @@ class TrainConfig:
             )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"TrainConfig.device={self.device!r}; use 'cpu' or 'cuda'")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(
+                f"TrainConfig.early_stopping_patience={self.early_stopping_patience}: use 0 (never stop early) "
+                "or the number of epochs without a better validation score to stop after (1 is typical)"
+            )
         if any(d <= 0 for d in self.matryoshka_dims):
             raise ConfigError(f"TrainConfig.matryoshka_dims={self.matryoshka_dims}: dimensions must be > 0")
 
@@ -88,26 +96,57 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ValidationSet:
+    """Queries never trained on, each with the indices of its relevant ``documents``: scored (nDCG@10 over those
+    documents) after every epoch to choose how long to train."""
+
+    queries: tuple[str, ...]
+    documents: tuple[str, ...]
+    relevant: tuple[tuple[int, ...], ...]  # per query, indices into documents
+
+    def __post_init__(self) -> None:
+        if len(self.queries) != len(self.relevant):
+            raise ConfigError(f"ValidationSet: {len(self.queries)} queries but {len(self.relevant)} relevance rows")
+        if not self.queries or any(not r for r in self.relevant):
+            raise ConfigError("ValidationSet needs at least one query, each with at least one relevant document")
+        if any(i < 0 or i >= len(self.documents) for r in self.relevant for i in r):
+            raise ConfigError(f"ValidationSet.relevant names a document index outside 0..{len(self.documents) - 1}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": list(self.queries), "documents": list(self.documents), "relevant": list(self.relevant)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationSet:
+        return cls(
+            tuple(data["queries"]), tuple(data["documents"]), tuple(tuple(int(i) for i in r) for r in data["relevant"])
+        )
+
+
+@dataclass(frozen=True)
 class TrainData:
     """The examples: task pairs (feedback), optional anchor pairs (general domain) and domain documents."""
 
     pairs: tuple[Pair, ...]
     anchor_pairs: tuple[Pair, ...] = ()
     documents: tuple[str, ...] = ()  # for TSDAE domain adaptation
+    validation: ValidationSet | None = None  # scored after every epoch: early stopping, best epoch kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "pairs": [asdict(p) for p in self.pairs],
             "anchor_pairs": [asdict(p) for p in self.anchor_pairs],
             "documents": list(self.documents),
+            "validation": self.validation.to_dict() if self.validation else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainData:
+        val = data.get("validation")
         return cls(
             pairs=tuple(Pair(**p) for p in data.get("pairs", ())),
             anchor_pairs=tuple(Pair(**p) for p in data.get("anchor_pairs", ())),
             documents=tuple(data.get("documents", ())),
+            validation=ValidationSet.from_dict(val) if val else None,
         )
 
 
@@ -128,6 +167,9 @@ class TrainResult:
     resumed_from: str | None
     config: TrainConfig | None = field(repr=False, default=None)
     processes: int = 1  # data-parallel processes that trained it
+    # With a validation set: nDCG@10 after each epoch (index 0 is epoch 1), and the epoch whose weights were saved.
+    validation_ndcg: tuple[float, ...] = ()
+    best_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +178,7 @@ class TrainResult:
     def from_dict(cls, data: dict[str, Any]) -> TrainResult:
         data = dict(data)
         data["losses"] = tuple(data.get("losses", ()))
+        data["validation_ndcg"] = tuple(data.get("validation_ndcg", ()))
         data["config"] = TrainConfig.from_dict(data["config"]) if data.get("config") else None
         return cls(**data)
 

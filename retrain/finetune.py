@@ -59,14 +59,15 @@ from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
-from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, write_json
+from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, ValidationSet, write_json
 from .errors import ConfigError, DataError, ModelDirError
+from .evaluate import evaluate_embeddings
 from .pairs import Pair
 
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str  # "tsdae" | "train"
+    stage: str  # "tsdae" | "train" | "validation" (step = epochs scored)
     step: int
     total_steps: int
     loss: float | None
@@ -129,6 +130,82 @@ class _ProgressCallback(TrainerCallback):
                         float(state.epoch) if state.epoch is not None else None,
                     )
                 )
+
+
+class _EpochValidation(TrainerCallback):
+    """Scores the validation set after every epoch, keeps the best epoch's weights (in memory) and stops once
+    ``patience`` epochs in a row did not beat it. Every data-parallel process computes the same score on the
+    same weights, so all of them stop at the same epoch."""
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        val: ValidationSet,
+        patience: int,
+        progress: ProgressFn | None,
+        length: int,
+        every: int = 0,
+    ) -> None:
+        self.model, self.val, self.patience, self.progress = model, val, patience, progress
+        self.length = length  # scored at the serving length, as the gate and the parent score a model
+        # Steps per epoch when weights added copies (step_budget): an epoch is then that many steps, not one pass
+        # over the copies, so the epoch chosen here is the epoch a rerun for that many epochs trains. 0: passes.
+        self.every = every
+        self.scores: list[float] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.first_epoch = 1  # a run resumed from a checkpoint scores the epochs after it
+
+    def on_train_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        done = state.global_step // self.every if self.every else int(state.epoch or 0)
+        self.first_epoch = done + 1
+        return control
+
+    def score(self) -> float:
+        was_training, train_length = self.model.training, self.model.max_seq_length
+        self.model.eval()
+        self.model.max_seq_length = self.length
+        try:
+            with torch.no_grad():
+                enc = self.model.encode
+                q = enc(list(self.val.queries), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+                d = enc(list(self.val.documents), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+        finally:
+            self.model.max_seq_length = train_length
+            self.model.train(was_training)
+        ids = list(range(len(self.val.documents)))
+        rel: list[set[Any]] = [set(r) for r in self.val.relevant]
+        return float(np.mean(evaluate_embeddings(q, d, ids, rel).scores["ndcg@10"]))
+
+    @property
+    def best_epoch(self) -> int:
+        return self.first_epoch + int(np.argmax(self.scores)) if self.scores else 0
+
+    @property
+    def last_epoch(self) -> int:
+        return self.first_epoch + len(self.scores) - 1
+
+    def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        if self.every and (state.global_step % self.every == 0 or state.global_step >= state.max_steps):
+            return self._scored(args, state, control)
+        return control
+
+    def on_epoch_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        return control if self.every else self._scored(args, state, control)
+
+    def _scored(self, args: Any, state: Any, control: Any) -> Any:
+        self.scores.append(self.score())
+        if self.best_epoch == self.last_epoch:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.progress is not None:
+            total = math.ceil(state.max_steps / self.every) if self.every else math.ceil(args.num_train_epochs)
+            self.progress(Progress("validation", self.last_epoch, total, self.scores[-1], state.epoch))
+        if self.patience and self.last_epoch - self.best_epoch >= self.patience:
+            control.should_training_stop = True
+        return control
+
+    def restore_best(self) -> None:
+        if self.best_state is not None and self.best_epoch != self.last_epoch:
+            self.model.load_state_dict(self.best_state)
 
 
 def _seed_all(seed: int) -> None:
@@ -346,14 +423,25 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: P
             _seed_all(config.seed)
         train_ds, loss = _datasets(model, config, data)
         losses: list[float] = []
+        callbacks: list[TrainerCallback] = [_ProgressCallback("train", progress, losses)]
+        budget = step_budget(config, data, train_ds)
+        validation = None
+        if data.validation is not None:
+            every = math.ceil(budget / config.epochs) if budget > 0 and config.max_steps <= 0 else 0
+            validation = _EpochValidation(
+                model, data.validation, config.early_stopping_patience, progress, int(serving_max_len or 512), every
+            )
+            callbacks.append(validation)
         trainer = SentenceTransformerTrainer(
             model=model,
-            args=_args(config, ckpt_dir, max_steps=step_budget(config, data, train_ds)),
+            args=_args(config, ckpt_dir, max_steps=budget),
             train_dataset=train_ds,
             loss=loss,
-            callbacks=[_ProgressCallback("train", progress, losses)],
+            callbacks=callbacks,
         )
         result = trainer.train(resume_from_checkpoint=last)
+        if validation is not None:
+            validation.restore_best()
         res = TrainResult(
             model_dir=str(out),
             base_model=config.base_model,
@@ -368,6 +456,8 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: P
             resumed_from=last,
             config=replace(config),
             processes=_world_size(),
+            validation_ndcg=tuple(validation.scores) if validation else (),
+            best_epoch=validation.best_epoch if validation else 0,
         )
         if not trainer.is_world_process_zero():
             return res  # data-parallel: every process holds the same weights; the first one saves them

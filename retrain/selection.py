@@ -25,9 +25,11 @@ class Pool:
     novelty: np.ndarray | None = None  # higher = more out-of-distribution
     margin: np.ndarray | None = None  # top-1 score - top-2 score; lower = more uncertain
     size: int | None = None
+    click_rank: np.ndarray | None = None  # 1-based rank of the query's click; 0 = it ended without one
+    top1: np.ndarray | None = None  # the top hit's similarity; lower = the model was less sure of anything
 
     def __len__(self) -> int:
-        for a in (self.embeddings, self.novelty, self.margin):
+        for a in (self.embeddings, self.novelty, self.margin, self.click_rank, self.top1):
             if a is not None:
                 return len(a)
         if self.size is None:
@@ -65,6 +67,22 @@ class RandomSelection:
 
     def select(self, pool: Pool, budget: int, rng: np.random.Generator) -> np.ndarray:
         return rng.permutation(len(pool))[: _budget(pool, budget)]
+
+
+class MissSelection:
+    """The live model's misses first: queries that ended without a click (least similar top hit first), then
+    clicks found far down the list (deepest first), then the rest at random. A miss is where an annotator's answer
+    teaches the model what clicks cannot: the clicked queries are the ones it already answers."""
+
+    name = "misses"
+    DEEP = 4  # a click at this rank or below was found by scrolling past three wrong answers
+
+    def select(self, pool: Pool, budget: int, rng: np.random.Generator) -> np.ndarray:
+        rank = _need(pool.click_rank, "click_rank", self.name).astype(np.int64)
+        top1 = np.asarray(pool.top1, dtype=float) if pool.top1 is not None else np.zeros(len(rank))
+        group = np.where(rank == 0, 0, np.where(rank >= self.DEEP, 1, 2))
+        within = np.where(group == 0, top1, np.where(group == 1, -rank.astype(float), 0.0))
+        return np.lexsort((rng.random(len(rank)), within, group))[: _budget(pool, budget)]
 
 
 class NoveltySelection:
@@ -178,6 +196,7 @@ def default_strategy() -> SelectionStrategy:
 
 STRATEGIES: dict[str, type] = {
     "random": RandomSelection,
+    "misses": MissSelection,
     "novelty": NoveltySelection,
     "margin": MarginSelection,
     "diversity": DiversitySelection,

@@ -207,11 +207,12 @@ def label_group() -> None:
 @click.option("--budget", type=click.IntRange(1), default=200, show_default=True, help="Queries to pick.")
 @click.option(
     "--strategy",
-    type=click.Choice(["auto", "random", "drift"]),
+    type=click.Choice(["auto", "random", "drift", "misses"]),
     default="auto",
     show_default=True,
-    help="drift: the queries the monitors flag (new-query clusters, fallen top-1, no click); auto: drift while "
-    "the last check found drift sustained, else random.",
+    help="misses: the live model's misses first (no click, then clicks at rank 4 or deeper); drift: the queries "
+    "the monitors flag (new-query clusters, fallen top-1, no click); auto: drift while the last check found drift "
+    "sustained, else misses.",
 )
 @click.pass_context
 def label_export(ctx: click.Context, path: str, collection: str, budget: int, strategy: str) -> None:

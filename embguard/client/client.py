@@ -14,7 +14,6 @@ What it adds to a plain ``MilvusClient``:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ from embguard.errors import FeedbackError, InvalidInput, MilvusError
 from embguard.milvus.filters import check_ids
 from embguard.milvus.milvus import MODEL_ID_PROPERTY, Milvus
 from embguard.milvus.names import DUAL_WRITE_PROPERTY, FEEDBACK_COLLECTION
+from embguard.milvus.overlap import write_overlapped
 from embguard.models import loading as models
 
 
@@ -277,16 +277,12 @@ class Client:
         model, batch = self.model_for(collection), self.settings.model.batch_size
         size = batch * 8
         text_field = spec.require_text_field()
-        total = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embguard-insert-write") as writer:
-            pending: Future[int] | None = None
-            for i in range(0, len(docs), size):
-                rows = model.embed_rows(docs[i : i + size], text_field, spec.vector_field, batch)
-                if pending is not None:
-                    total += pending.result()
-                pending = writer.submit(self._milvus.upsert, collection, rows)
-            total += pending.result() if pending is not None else 0
-        return total
+        return write_overlapped(
+            (docs[i : i + size] for i in range(0, len(docs), size)),
+            lambda chunk: model.embed_rows(chunk, text_field, spec.vector_field, batch),
+            lambda rows: self._milvus.upsert(collection, rows),
+            name="embguard-insert-write",
+        )
 
     def delete(self, alias: str, ids: Sequence[int | str]) -> None:
         """Delete documents by id; ids are checked against the key's type first, so none can widen it."""

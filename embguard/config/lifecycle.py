@@ -27,7 +27,26 @@ class RetrainSettings(Section):
         0.02, description="allowed guard-set loss"
     )
     auto_approve: StrictBool = Field(False, description="swap without a human (off by default)")
-    epochs: PositiveFloat = Field(1.0, description="fine-tuning epochs over the feedback pairs")
+    epochs: PositiveFloat | Literal["auto"] = Field(
+        "auto",
+        description="fine-tuning epochs over the feedback pairs; auto = up to max_epochs on all but a validation "
+        "split of the training queries, stopping once an epoch does not raise its nDCG@10, then the best number of "
+        "epochs again on all pairs",
+    )
+    max_epochs: Annotated[StrictInt, Field(ge=1, le=100)] = Field(
+        4, description="epochs = 'auto': the most epochs tried (benchmarks/results/product.md)"
+    )
+    budget_s: Seconds = Field(
+        600,
+        description="epochs or recipe = 'auto': when choosing has spent so much that training the winner again on "
+        "all pairs would end past this many seconds of training, the winner as chosen (on all but the validation "
+        "split) is gated instead, and the report says so",
+    )
+    pseudo_queries: Annotated[StrictInt, Field(ge=0, le=MAX_INT)] = Field(
+        500,
+        description="training pairs made from documents nobody searched (first sentence -> the rest of the "
+        "document), at most as many as there are feedback pairs; 0 disables them",
+    )
     batch_size: Annotated[StrictInt, Field(ge=2, le=MAX_INT)] = Field(
         32, description="training batch (in-batch negatives)"
     )

@@ -38,7 +38,8 @@ def adopt(settings: Settings, milvus: Milvus, name: str, model_spec: str, force:
             f"collection {collection!r} has no vector field {vector_field!r}; set collections[].vector_field"
         )
     dim = int(vec[0]["params"]["dim"])
-    want = models.load(model_spec, settings.model.store_dir, settings.model.device, settings.model.variant).dimension
+    # Every variant of the weights makes vectors of the same dimension: the torch load needs no export.
+    want = models.load(model_spec, settings.model.store_dir, settings.model.device).dimension
     if dim != want:
         raise AdoptError(
             f"collection {collection!r} stores {dim}-d vectors but model {model_id!r} makes {want}-d "

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from embguard.errors import ModelError, ModelNotFound
 from embguard.models import backends
 from embguard.models.quiet import no_progress_bars
-from embguard.models.variant import split_model_id, with_variant
+from embguard.models.variant import check_variant, split_model_id, with_variant
 
 DEFAULT_MODEL = "default"
 _DEFAULT_ALIASES = {
@@ -214,7 +214,7 @@ def load(
     """Load a model from disk (cached per directory, device and variant), its transformer run as ``variant``
     (``models.variant``: '' for PyTorch fp32; an exported variant is made on first use and cached beside it)."""
     name, path = resolve(spec, store_dir)
-    with_variant(f"{name}@x", variant)  # refuses an unknown variant before anything loads
+    check_variant(variant)  # refuses an unknown variant before anything loads
     key = (str(path), device, variant)
     with _cache_lock:
         if key in _cache:

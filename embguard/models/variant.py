@@ -21,9 +21,14 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     return base, variant
 
 
+def check_variant(variant: str) -> str:
+    """``variant`` if it is one embguard can run, else a ModelError naming the known ones."""
+    if variant not in VARIANTS:
+        raise ModelError(f"unknown encoder variant {variant!r}; known: {VARIANTS[1:]}")
+    return variant
+
+
 def with_variant(model_id: str, variant: str) -> str:
     """``model_id``'s weights run as ``variant`` (replacing any variant it names)."""
     base, _ = split_model_id(model_id)
-    if variant not in VARIANTS:
-        raise ModelError(f"unknown encoder variant {variant!r}; known: {VARIANTS[1:]}")
-    return f"{base}+{variant}" if variant else base
+    return f"{base}+{check_variant(variant)}" if variant else base

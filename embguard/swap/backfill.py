@@ -17,12 +17,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from embguard.config.settings import CollectionSettings
 from embguard.milvus.filters import literal
 from embguard.milvus.milvus import Milvus
+from embguard.milvus.overlap import write_overlapped
 from embguard.swap.state import SwapState
 
 Rows = list[dict[str, Any]]
@@ -81,17 +81,13 @@ def backfill_local(
         st.rate = (st.done - done0) / max(time.monotonic() - t0, 1e-9)
         checkpoint()  # a restart continues after st.cursor
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embguard-backfill-write") as writer:
-        pending: tuple[Future[int], Rows] | None = None
-        for batch in batches:
-            rows = embed(batch)
-            if pending is not None:
-                pending[0].result()
-                commit(pending[1])
-            pending = (writer.submit(milvus.upsert, st.target, rows), batch)
-        if pending is not None:
-            pending[0].result()
-            commit(pending[1])
+    write_overlapped(
+        batches,
+        embed,
+        lambda rows: milvus.upsert(st.target, rows),
+        lambda batch, _n: commit(batch),
+        name="embguard-backfill-write",
+    )
     settle_total(st)
     checkpoint()
 

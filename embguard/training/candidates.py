@@ -29,7 +29,7 @@ import retrain
 from embguard.checks.windows import sample_documents
 from embguard.client.retention import Pins
 from embguard.client.tap import new_id
-from embguard.config.lifecycle import AUTO
+from embguard.config.lifecycle import AUTO, RetrainSettings
 from embguard.config.settings import CollectionSettings, Settings
 from embguard.errors import TrainingError
 from embguard.milvus.adopt import require_model
@@ -83,6 +83,10 @@ def progress_lines(say: Callable[[str], None], every_s: float = PROGRESS_EVERY_S
             return
         last[stage] = now
         loss = ev.get("loss")
+        if stage == "validation":  # the worker reports each epoch's validation nDCG@10 in the loss field
+            epoch, most = ev.get("step"), ev.get("total_steps")
+            say(f"[retrain] validation nDCG@10 after epoch {epoch} (of at most {most}): {loss:.4f}")
+            return
         say(
             f"[retrain] {stage}: step {ev.get('step')}/{ev.get('total_steps')}"
             + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
@@ -131,40 +135,50 @@ def build_candidate(
         documents = [t for t in docs.texts if t]
         say(f"[retrain] domain adaptation (TSDAE) on {len(documents)} of {spec.name}'s documents first")
     progress = progress_lines(say)
+    extra = pseudo_queries(rs, fs, train_pairs, say)
 
-    def train_one(recipe: str, pairs: Sequence[retrain.Pair], out: Path) -> recipes.Trained:
+    def train_one(
+        recipe: str,
+        pairs: Sequence[retrain.Pair],
+        out: Path,
+        *,
+        epochs: float | None = None,
+        validation: retrain.ValidationSet | None = None,
+    ) -> recipes.Trained:
         say(f"[retrain] training a {recipe} candidate on {len(pairs)} pairs")
         try:
-            return train(recipe, pairs, out)
+            return recipes.train(
+                rs,
+                recipe,
+                base,
+                pairs,
+                out,
+                # One per stage (auto-<recipe>, final-<recipe>, <recipe>), stable across runs: a rerun after a crash
+                # resumes its stage, and the final run never resumes from the choosing run's weights.
+                checkpoint_dir=str(work / f"checkpoints-{spec.name}-{out.name}"),
+                documents=documents,
+                max_steps=max_steps,
+                device="cuda" if settings.model.device.startswith("cuda") else "cpu",
+                progress=progress,
+                epochs=epochs,
+                validation=validation,
+            )
         except TrainingError as exc:
             raise TrainingError(
                 f"training a candidate for {spec.name} failed; the active model and the registry are untouched: {exc}"
             ) from None
 
-    def train(recipe: str, pairs: Sequence[retrain.Pair], out: Path) -> recipes.Trained:
-        return recipes.train(
-            rs,
-            recipe,
-            base,
-            pairs,
-            out,
-            checkpoint_dir=str(work / f"checkpoints-{spec.name}-{recipe}"),
-            documents=documents,
-            max_steps=max_steps,
-            device="cuda" if settings.model.device.startswith("cuda") else "cpu",
-            progress=progress,
-        )
-
     auto: autorecipe.AutoChoice | None = None
     try:
-        if rs.recipe == AUTO:
+        if AUTO in (rs.recipe, rs.epochs):
             auto = autorecipe.choose(
-                rs, base, train_pairs, fs.held_rel, fs.corpus[:2], work / f"candidate-{tag}", train_one, say
+                rs, base, train_pairs, fs.held_rel, fs.corpus, work / f"candidate-{tag}", train_one, say, extra
             )
             trained = auto.chosen
             say(f"[retrain] {auto.summary()}")
         else:
-            trained = train_one(rs.recipe, train_pairs, work / f"candidate-{tag}" / rs.recipe)
+            pairs = [*train_pairs, *extra] if rs.recipe != "adapter" else train_pairs
+            trained = train_one(rs.recipe, pairs, work / f"candidate-{tag}" / rs.recipe)
         return gate_candidate(
             settings,
             milvus,
@@ -172,7 +186,10 @@ def build_candidate(
             fs,
             trained.path,
             say=say,
-            manifest=_manifest(train_pairs, sorted(fs.held_rel), fs.records, fs.feedback_ids),
+            manifest={
+                **_manifest(train_pairs, sorted(fs.held_rel), fs.records, fs.feedback_ids),
+                "pseudo_query_pairs": len(extra) if trained.recipe != "adapter" else 0,
+            },
             extra={
                 "alias": spec.name,
                 "recipe": trained.recipe,
@@ -182,8 +199,8 @@ def build_candidate(
                 "served_dim": trained.served_dim,
                 **({"auto": auto.to_dict()} if auto else {}),
             },
-            n_train_pairs=auto.n_fit_pairs if auto else len(train_pairs),
-            train_seconds=sum(auto.seconds.values()) if auto else trained.seconds,
+            n_train_pairs=(auto.refit_pairs or auto.n_fit_pairs) if auto else len(train_pairs),
+            train_seconds=auto.total_seconds if auto else trained.seconds,
             move=True,
             recipe=trained.recipe,
             notes=(auto.summary(),) if auto else (),
@@ -191,6 +208,21 @@ def build_candidate(
         )
     finally:
         shutil.rmtree(work / f"candidate-{tag}", ignore_errors=True)
+
+
+def pseudo_queries(
+    rs: RetrainSettings, fs: FeedbackSplit, train_pairs: Sequence[retrain.Pair], say: Callable[[str], None]
+) -> list[retrain.Pair]:
+    """Pseudo-query pairs for documents of the gate's corpus that no feedback names (users' answers, annotators'
+    and the gate's held-out ones are left out: the gate judges documents the candidate never saw a pseudo-query for,
+    so it understates rather than overstates what they add). At most as many as the feedback pairs."""
+    limit = min(rs.pseudo_queries, len({(p.query, str(p.positive_id)) for p in train_pairs}))
+    if limit <= 0:
+        return []
+    named = {i for ids in fs.positives.values() for i in ids} | {i for ids in fs.held_rel.values() for i in ids}
+    pairs = retrain.pseudo_pairs(fs.corpus[0], fs.corpus[1], exclude=named, limit=limit, seed=0)
+    say(f"[retrain] {len(pairs)} pseudo-query pairs from documents nobody searched (retrain.pseudo_queries)")
+    return pairs
 
 
 def gate_candidate(

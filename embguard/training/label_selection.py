@@ -3,10 +3,11 @@
 ``drift`` builds :class:`retrain.DriftSignals` from the monitors, the way the daemon sees the drift: the kNN OOD
 detector fitted on the collection's latest query reference flags and scores the pool, k-means over the
 flagged queries gives the drifted clusters, the top-1 similarity is compared with the reference's 5%
-quantile, and queries without a click are failures worth an answer. ``auto`` aims at the drift when the
-daemon's last check found it sustained and otherwise picks at random, which is what the benchmark supports
-(benchmarks/results/active.md: drift-aimed picks gain more on the drifted topics, random is as good when
-nothing drifted).
+quantile, and queries without a click are failures worth an answer. ``misses`` ranks the live model's misses
+first (no click, least similar top hit first; then clicks found at rank 4 or deeper), the rest at random.
+``auto`` aims at the drift when the daemon's last check found it sustained (benchmarks/results/active.md:
+drift-aimed picks gain more on the drifted topics) and otherwise at the misses: clicks already teach the model
+the queries it answers, an annotator's answer is worth most where it failed (#28).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from embguard.config.statedir import StateDir
 from embguard.errors import ConfigError, ReferenceMissing
 
 log = logging.getLogger(__name__)
-Strategy = Literal["auto", "random", "drift"]
-STRATEGIES: tuple[str, ...] = ("auto", "random", "drift")
+Strategy = Literal["auto", "random", "drift", "misses"]
+STRATEGIES: tuple[str, ...] = ("auto", "random", "drift", "misses")
 MAX_CLUSTERS = 5
 
 
@@ -82,14 +83,19 @@ def pick(
     clicked: np.ndarray,
     budget: int,
     seed: int = 0,
+    click_rank: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices into the pool, most wanted first."""
+    """Indices into the pool, most wanted first. ``click_rank``: each query's click's 1-based rank (0: none)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"label selection strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}")
     rng = np.random.default_rng(seed)
     n = len(vectors)
     if strategy == "auto":
-        strategy = "drift" if drift_found(settings, spec.name) else "random"
+        strategy = "drift" if drift_found(settings, spec.name) else "misses"
+    if strategy == "misses":
+        ranks = click_rank if click_rank is not None else np.where(np.asarray(clicked, dtype=bool), 1, 0)
+        top1 = np.array([s[0] if len(s) else 0.0 for s in top_scores], dtype=np.float32)
+        return retrain.MissSelection().select(retrain.Pool(click_rank=ranks, top1=top1), budget, rng)
     if strategy == "drift":
         top1 = np.array([s[0] if len(s) else 0.0 for s in top_scores], dtype=np.float32)
         from monitors import MonitorError

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,21 @@ from embguard.training.candidates import QUERY_TEXT_MAX
 from embguard.training.evalcorpus import doc_texts
 
 
+def _doc_id(stored: str) -> Any:
+    try:  # feedback rows keep the id as JSON text (an int and a str id stay apart)
+        return json.loads(stored)
+    except (TypeError, ValueError):
+        return stored
+
+
+def click_rank(row: dict[str, Any], clicked: list[Any]) -> int:
+    """The best 1-based rank a tapped query's clicks were shown at; 0 without a click, and 1 for a click on a
+    document outside the tapped hits (the click says the user found it: not a miss)."""
+    shown = list(row.get("top_ids") or [])
+    ranks = [shown.index(d) + 1 for d in clicked if d in shown]
+    return min(ranks) if ranks else (1 if clicked else 0)
+
+
 def export_labels(
     settings: Settings,
     milvus: Milvus,
@@ -34,8 +50,9 @@ def export_labels(
 ) -> int:
     """Write the queries the active-learning strategy picks, with their current top-5 passages, to JSONL.
 
-    ``strategy`` (embguard.selection): ``random``, ``drift`` (aimed at what the monitors flag), or ``auto``
-    (drift-aimed while the daemon's last check found drift sustained)."""
+    ``strategy`` (embguard.training.label_selection): ``random``, ``drift`` (aimed at what the monitors flag),
+    ``misses`` (the queries the live model failed first) or ``auto`` (drift-aimed while the daemon's last check
+    found drift sustained, otherwise the misses)."""
     from embguard.client.tap import read_tap, tap_collection_name
 
     served = milvus.resolve(spec.name)
@@ -55,25 +72,24 @@ def export_labels(
         )
     from embguard.training.label_selection import pick
 
-    clicked_ids: set[str] = set()
+    clicks: dict[str, list[Any]] = {}
     if milvus.has_collection(FEEDBACK_COLLECTION):
-        clicked_ids = {
-            str(r["query_id"])
-            for r in milvus.query(
-                FEEDBACK_COLLECTION,
-                filter=f'alias == {literal(spec.name)} and signal == "click"',
-                output_fields=["query_id"],
-            )
-        }
+        for r in milvus.query(
+            FEEDBACK_COLLECTION,
+            filter=f'alias == {literal(spec.name)} and signal == "click"',
+            output_fields=["query_id", "doc_id"],
+        ):
+            clicks.setdefault(str(r["query_id"]), []).append(_doc_id(r["doc_id"]))
     picked = pick(
         settings,
         spec,
         strategy,
         np.array([r["vector"] for r in rows], dtype=np.float32),
         [r["top_scores"] or [] for r in rows],
-        np.array([str(r["query_id"]) in clicked_ids for r in rows]),
+        np.array([str(r["query_id"]) in clicks for r in rows]),
         min(budget, len(rows)),
         seed,
+        np.array([click_rank(r, clicks.get(str(r["query_id"]), [])) for r in rows], dtype=np.int64),
     )
     tops = {int(i): list(rows[int(i)]["top_ids"] or [])[:5] for i in picked}
     texts = doc_texts(milvus, served, spec, [d for top in tops.values() for d in top])  # one read, not one a pick

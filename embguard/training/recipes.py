@@ -65,13 +65,20 @@ def train(
     max_steps: int = -1,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    epochs: float | None = None,
+    validation: retrain.ValidationSet | None = None,
 ) -> Trained:
-    """Train one candidate with ``recipe`` from ``base`` (the serving model) into ``out``."""
-    rs = rs.model_copy(update={"recipe": recipe})
+    """Train one candidate with ``recipe`` from ``base`` (the serving model) into ``out``: for ``epochs``
+    (default ``rs.epochs``, or ``rs.adapter_epochs`` for the adapter), scored on ``validation`` after each one
+    (a fine-tune then keeps its best epoch's weights)."""
+    update: dict[str, Any] = {"recipe": recipe}
+    if epochs is not None:
+        update["adapter_epochs" if recipe == "adapter" else "epochs"] = int(epochs) if recipe == "adapter" else epochs
+    rs = rs.model_copy(update=update)
     t0 = time.time()
     if recipe == "adapter":
         return _adapter(rs, base, pairs, out, t0, progress)
-    data = train_data(rs, pairs, documents)
+    data = train_data(rs, pairs, documents, validation)
     with tempfile.TemporaryDirectory(prefix="embguard-base-") as tmp:
         start = _trainable(base, Path(tmp))
         config = train_config(
@@ -170,7 +177,7 @@ def train_config(
     config = retrain.TrainConfig(
         base_model=base_model,
         loss=loss,
-        epochs=rs.epochs,
+        epochs=float(rs.max_epochs) if isinstance(rs.epochs, str) else rs.epochs,
         batch_size=rs.batch_size,
         learning_rate=rs.learning_rate,
         max_seq_length=rs.max_seq_length,
@@ -188,8 +195,18 @@ def train_config(
     return config
 
 
-def train_data(rs: RetrainSettings, pairs: Sequence[retrain.Pair], documents: Sequence[str] = ()) -> retrain.TrainData:
+def train_data(
+    rs: RetrainSettings,
+    pairs: Sequence[retrain.Pair],
+    documents: Sequence[str] = (),
+    validation: retrain.ValidationSet | None = None,
+) -> retrain.TrainData:
     """The examples for ``rs.recipe``: distillation keeps only triplets; domain adaptation needs documents."""
+    data = _examples(rs, pairs, documents)
+    return replace(data, validation=validation) if validation is not None else data
+
+
+def _examples(rs: RetrainSettings, pairs: Sequence[retrain.Pair], documents: Sequence[str]) -> retrain.TrainData:
     if rs.recipe == "distill":
         triplets = tuple(p for p in pairs if p.negative is not None)
         if not triplets:

@@ -102,6 +102,30 @@ def test_export_then_import_round_trip(lab, tmp_path: Path) -> None:
     assert {r["query_text"] for r in rows} == {x["query"] for x in lines}
 
 
+def test_annotators_get_the_live_models_misses_first(lab, tmp_path: Path) -> None:
+    """Without sustained drift, `label export` (auto) ranks the misses first: searches that ended without a click,
+    then a click found deep in the list; queries the model answered at the top come last."""
+    settings, m, client, passages = lab
+    spec = settings.collection("lab")
+    res = client.search("lab", [p.query for p in passages[:24]], limit=5)
+    deep = None
+    for p, qid, hits in zip(passages[:24], res.query_ids, res.hits, strict=True):
+        ids = [h.id for h in hits]
+        if len(ids) == 5 and deep is None:
+            deep = p.query
+            client.feedback(qid, ids[4])  # found at rank 5
+        elif len(ids) >= 1 and p.query not in {x.query for x in passages[16:24]}:
+            client.feedback(qid, ids[0])  # answered at the top
+    client.flush_tap()
+    wait_until(lambda: _feedback_count(m) >= 16, 10, what="the clicks to land")
+    unclicked = {p.query for p in passages[16:24]}
+    for strategy in ("auto", "misses"):
+        out = tmp_path / f"{strategy}.jsonl"
+        assert export_labels(settings, m, spec, out, budget=10, strategy=strategy) == 10
+        picked = [json.loads(x)["query"] for x in out.read_text().splitlines()]
+        assert set(picked[:8]) == unclicked and picked[8] == deep, (strategy, picked)
+
+
 def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path: Path) -> None:
     """Reference traffic asks about logging and json; then a quarter of the traffic asks about sqlite3 and csv.
     Aimed at the drift, most picks are the new topics' queries; at random, about a quarter. Ten picks from a pool
@@ -138,7 +162,7 @@ def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path
     random = [new_picks("random", seed) for seed in range(10)]
     # 10 of the 40 pool queries are new: random's expected mean is 2.5 (measured means 1.8-3.2, drift's 6.1-6.8)
     assert np.mean(drift) >= 5 and np.mean(drift) >= np.mean(random) + 2, (drift, random)
-    with pytest.raises(ConfigError, match="'newest' is unknown; use one of auto, random, drift"):
+    with pytest.raises(ConfigError, match="'newest' is unknown; use one of auto, random, drift, misses"):
         export_labels(settings, m, spec, tmp_path / "x.jsonl", budget=5, strategy="newest")
 
 
@@ -158,6 +182,43 @@ def test_a_crashing_training_run_leaves_the_model_and_registry_untouched(lab, tm
     assert m.properties("lab__v1")[MODEL_ID_PROPERTY] == models.model_id_of("default")
     leftovers = [p.name for p in (settings.model.store_dir / ".work").glob("candidate-*")]
     assert leftovers == []
+
+
+def test_the_gate_rejects_a_candidate_trained_on_shuffled_labels(lab, tmp_path: Path, monkeypatch) -> None:
+    """The training pairs shuffled (every query paired with another query's passage) after the real split, the
+    gate's held-out labels left true; trained through the default loop (epochs chosen on a validation split,
+    pseudo-queries, the winner retrained on all pairs): the candidate ranks the held-out queries worse than the
+    live model, the gate sees it, and it is registered as rejected, never served."""
+    from dataclasses import replace
+
+    from embguard.training import candidates
+
+    settings, m, _, passages = lab
+    settings = settings.model_copy(update={"retrain": settings.retrain.model_copy(update={"learning_rate": 5e-4})})
+    spec = settings.collection("lab")
+    f = tmp_path / "labels.jsonl"
+    f.write_text("\n".join(json.dumps({"query": p.query, "doc_id": p.id}) for p in passages[:60]) + "\n")
+    assert import_labels(settings, m, spec, f) == 60
+    real_split = candidates.split_feedback
+
+    def shuffled(*args, **kw):
+        fs = real_split(*args, **kw)
+        pairs = fs.train_pairs
+        moved = pairs[5:] + pairs[:5]
+        wrong = tuple(
+            replace(p, positive=w.positive, positive_id=w.positive_id) for p, w in zip(pairs, moved, strict=True)
+        )
+        assert all(p.positive_id != w.positive_id for p, w in zip(pairs, wrong, strict=True))
+        return replace(fs, train_pairs=wrong)
+
+    monkeypatch.setattr(candidates, "split_feedback", shuffled)
+    said: list[str] = []
+    report = build_candidate(settings, m, spec, say=said.append, max_steps=12)
+    assert any("chose finetune" in s for s in said), said
+    assert report.metrics["candidate"]["ndcg@10"] < report.metrics["base"]["ndcg@10"] - 0.05, report.metrics
+    assert not report.promoted and report.version.status == "rejected"
+    assert any("gain CI" in r for r in report.verdict.reasons), report.verdict.reasons
+    assert m.resolve("lab") == "lab__v1"
 
 
 def test_too_little_feedback_is_a_clear_error(lab) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,22 +78,31 @@ def test_matryoshka_served_at_a_prefix_dimension(tiny_model: Path, tmp_path: Pat
 @pytest.mark.integration
 def test_auto_trains_each_recipe_and_keeps_the_best_on_validation(tiny_model: Path, tmp_path: Path) -> None:
     base = models.load(str(tiny_model))
-    rs = RetrainSettings(recipe="auto", batch_size=8, adapter_epochs=20, auto_recipes=("adapter", "finetune"))
+    rs = RetrainSettings(
+        recipe="auto", batch_size=8, adapter_epochs=20, auto_recipes=("adapter", "finetune"), max_epochs=2
+    )
     said: list[str] = []
 
-    def train_one(recipe: str, pairs: Sequence[Pair], out: Path) -> recipes.Trained:
-        return recipes.train(rs, recipe, base, pairs, out, checkpoint_dir=str(tmp_path / "ck"), max_steps=2)
+    def train_one(recipe: str, pairs: Sequence[Pair], out: Path, **kw: Any) -> recipes.Trained:
+        return recipes.train(rs, recipe, base, pairs, out, checkpoint_dir=str(tmp_path / "ck" / out.name), **kw)
 
     corpus = ([f"d{i}" for i in range(len(DOCS))], list(DOCS))
     choice = autorecipe.choose(rs, base, PAIRS, [], corpus, tmp_path / "auto", train_one, said.append)
     assert set(choice.seconds) == {"adapter", "finetune"} and not choice.skipped
     best = max(("adapter", "finetune"), key=lambda r: choice.validation_ndcg[r])
     assert choice.chosen.recipe == best and choice.chosen.path.is_dir()
-    assert not (tmp_path / "auto" / f"auto-{'finetune' if best == 'adapter' else 'adapter'}").exists()
-    assert f"auto chose {best}" in choice.summary() and choice.to_dict()["validation_queries"] == len(
+    # The fine-tune was scored after each epoch it ran, and its score is its best epoch's.
+    assert 1 <= len(choice.epochs["finetune"]) <= 2
+    assert choice.validation_ndcg["finetune"] == max(choice.epochs["finetune"])
+    # The winner was trained again on all pairs; the choosing runs are gone.
+    assert choice.refit_pairs == len(PAIRS) and choice.chosen.path.name == f"final-{best}"
+    assert not (tmp_path / "auto" / "auto-adapter").exists() and not (tmp_path / "auto" / "auto-finetune").exists()
+    assert f"chose {best}" in choice.summary() and choice.to_dict()["validation_queries"] == len(
         choice.validation_queries
     )
-    # A spent budget starts nothing after the first recipe.
-    tight = rs.model_copy(update={"auto_budget_s": 0})
+    # A spent budget starts nothing after the first recipe, and a spent retrain.budget_s gates the winner as chosen.
+    tight = rs.model_copy(update={"auto_budget_s": 0, "budget_s": 0})
     choice = autorecipe.choose(tight, base, PAIRS, [], corpus, tmp_path / "auto2", train_one, said.append)
     assert list(choice.seconds) == ["adapter"] and choice.skipped == ("finetune",)
+    assert choice.refit_pairs == 0 and choice.chosen.path.name == "auto-adapter"
+    assert "NOT trained again on all pairs" in choice.summary()

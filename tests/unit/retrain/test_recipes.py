@@ -29,3 +29,12 @@ def test_the_auto_validation_split_is_disjoint_from_the_gate_and_from_training()
     assert {p.query for p in fit} | {p.query for p in val} == {p.query for p in pairs} and val
     with pytest.raises(retrain.LeakageError):  # training pairs that leak a gate query are refused
         autorecipe.validation_split(PAIRS, held, 0.2)
+
+
+def test_a_click_rank_is_where_the_tapped_query_showed_it() -> None:
+    from embguard.training.labels import click_rank
+
+    row = {"top_ids": [7, 3, "a", 9]}
+    assert click_rank(row, []) == 0  # no click: a miss
+    assert click_rank(row, [9]) == 4 and click_rank(row, ["a", 9]) == 3  # the best rank a click was shown at
+    assert click_rank(row, ["3"]) == 1  # "3" is not 3: a click outside the tapped hits still found something

@@ -71,3 +71,17 @@ def test_mixed_selection_fills_the_budget_without_duplicates_in_weight_proportio
     same = MixedSelection([(NoveltySelection(), 1.0), (NoveltySelection(), 1.0)]).select(pool, 30, rng)
     assert len(set(same.tolist())) == 30
     assert len(mix.select(pool, 1000, rng)) == n
+
+
+def test_misses_come_first_for_annotators_then_deep_clicks_then_the_rest() -> None:
+    from retrain import MissSelection, Pool
+
+    # 0: clicked at 1; 1: no click, top-1 0.8; 2: clicked at 7; 3: no click, top-1 0.3; 4: clicked at 4; 5: at 2
+    rank = np.array([1, 0, 7, 0, 4, 2])
+    top1 = np.array([0.9, 0.8, 0.7, 0.3, 0.6, 0.9])
+    order = MissSelection().select(Pool(click_rank=rank, top1=top1), 6, np.random.default_rng(0))
+    assert list(order[:4]) == [3, 1, 2, 4]  # unclicked (least sure first), then the deepest clicks
+    assert set(order[4:]) == {0, 5} and len(set(order)) == 6
+    assert list(MissSelection().select(Pool(click_rank=rank, top1=top1), 2, np.random.default_rng(1))) == [3, 1]
+    with pytest.raises(Exception, match="misses selection needs Pool.click_rank"):
+        MissSelection().select(Pool(size=3), 2, np.random.default_rng(0))
