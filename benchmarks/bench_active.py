@@ -361,7 +361,10 @@ def main() -> None:
         "flagged // 5)) over the flagged queries → drifted-cluster ids (the `monitors.explain_ood` recipe); base "
         "top-1 cosine with floor = the reference traffic's 5% quantile; simulated clicks (P(click) = 0.9 / 0.5 / "
         "0.2 / 0 when the relevant passage is at base rank 1 / 2-3 / 4-10 / lower).",
-        "- Strategies: `random`; `drift` = `retrain.DriftSelection(signals)` with its defaults (80% of the budget "
+        "- Strategies: `random`; `misses` = `retrain.MissSelection()` (what `label export` picks without sustained "
+        "drift: unclicked queries first, lowest base top-1 cosine first; then clicks at base rank 4 or deeper, "
+        "deepest first; then the rest at random); `drift` = `retrain.DriftSelection(signals)` with its defaults "
+        "(80% of the budget "
         "on targeted queries = OOD-flagged ∪ in a drifted cluster ∪ top-1 under the floor, round-robin over the "
         "drifted clusters, unclicked then lowest top-1 first inside each; 20% random over the rest); `drift, random "
         "within cluster` = `prefer_failures=False`; `drift, share 1.0` = `drift_share=1.0`; `drift, widened "

@@ -23,6 +23,7 @@ cores. Results: ``benchmarks/results/product.md`` (appended, one section per run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the product's retrain.learning_rate")
     ap.add_argument("--max-seq-length", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--budget-s", type=int, default=None, help="default: the product's retrain.budget_s")
+    ap.add_argument("--patience", type=int, default=None, help="default: the product's retrain.patience")
     ap.add_argument("--held-out", type=int, default=None, help="queries users never search (stdlib 300, debian 500)")
     ap.add_argument("--held-out-fraction", type=float, default=None, help="the gate's share of the clicked queries")
     ap.add_argument(
@@ -101,6 +104,8 @@ def main() -> None:
         ("lr", "LEARNING_RATE"),
         ("max_seq_length", "MAX_SEQ_LENGTH"),
         ("batch_size", "BATCH_SIZE"),
+        ("budget_s", "BUDGET_S"),
+        ("patience", "PATIENCE"),
         ("held_out_fraction", "HELD_OUT_FRACTION"),
     ):
         if getattr(args, flag) is not None:
@@ -110,11 +115,16 @@ def main() -> None:
     if args.corpus == "debian":
         from debian_docs import debian_corpus
 
-        corpus = random.Random(0).sample(debian_corpus(), args.passages)
+        full = debian_corpus()
+        # The corpus is what this machine has installed, so say which one a run drew from.
+        digest = hashlib.sha256("\n".join(f"{p.query}\t{p.text}" for p in full).encode()).hexdigest()[:12]
+        source = f"drawn from {len(full)} (this machine's Debian packages and man pages, sha256 {digest}), "
+        corpus = random.Random(0).sample(full, args.passages)
         task = list(corpus)
     else:
         corpus = list(stdlib_corpus())
         task = [p for p in corpus if p.topic != GUARD_TOPIC]
+        source = ""
     random.Random(0).shuffle(task)
     n_held = args.held_out if args.held_out is not None else (500 if args.corpus == "debian" else 300)
     held, users = task[:n_held], task[n_held:]
@@ -177,12 +187,14 @@ def main() -> None:
     lines = [
         f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.corpus}, recipe {rs.recipe}, epochs "
         f"{rs.epochs}, {rs.pseudo_queries} pseudo-queries, {len(labelled)} annotator labels, "
-        f"lr {rs.learning_rate:g}, batch {rs.batch_size}, training max_seq_length {rs.max_seq_length}",
+        f"lr {rs.learning_rate:g}, batch {rs.batch_size}, training max_seq_length {rs.max_seq_length}"
+        + (f", budget_s {rs.budget_s}, patience {rs.patience}" if rs.epochs == "auto" else ""),
         "",
         "Command: `" + " ".join([".venv/bin/python benchmarks/bench_product.py", *sys.argv[1:]]) + "`",
         "",
         f"{os.cpu_count()} CPU cores, no GPU, load average {os.getloadavg()[0]:.1f} at the end. Corpus "
-        f"{len(corpus)} passages (FLAT index on Milvus Lite). {len(users)} user searches, **{clicked} clicked** "
+        f"{len(corpus)} passages ({source}FLAT index on Milvus Lite). {len(users)} user searches, "
+        f"**{clicked} clicked** "
         f"(the answer was in the top 10), {len(labelled)} unclicked ones answered by annotators (`label import`); "
         f"the gate held out {report.n_held_out} of them and training used "
         f"**{report.n_train_pairs} pairs**. Judged on {len(held)} held-out queries no user searched, through the "

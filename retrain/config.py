@@ -44,6 +44,9 @@ class TrainConfig:
     # With TrainData.validation: stop once this many epochs in a row did not raise validation nDCG@10, and keep
     # the weights of the best epoch (0: train every epoch, still keep the best).
     early_stopping_patience: int = 1
+    # With TrainData.validation: also stop at an epoch's end when one more epoch (at the pace so far) would end past
+    # this many seconds of training; the best epoch so far is kept (0: no limit).
+    time_budget_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -76,6 +79,11 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.early_stopping_patience={self.early_stopping_patience}: use 0 (never stop early) "
                 "or the number of epochs without a better validation score to stop after (1 is typical)"
+            )
+        if not self.time_budget_s >= 0:
+            raise ConfigError(
+                f"TrainConfig.time_budget_s={self.time_budget_s}: use 0 (no limit) or the seconds of training after "
+                "which no further epoch starts"
             )
         if any(d <= 0 for d in self.matryoshka_dims):
             raise ConfigError(f"TrainConfig.matryoshka_dims={self.matryoshka_dims}: dimensions must be > 0")
@@ -170,6 +178,7 @@ class TrainResult:
     # With a validation set: nDCG@10 after each epoch (index 0 is epoch 1), and the epoch whose weights were saved.
     validation_ndcg: tuple[float, ...] = ()
     best_epoch: int = 0
+    stopped_by: str = ""  # with a validation set: "patience", "time_budget" or "" (ran every epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -134,8 +134,9 @@ class _ProgressCallback(TrainerCallback):
 
 class _EpochValidation(TrainerCallback):
     """Scores the validation set after every epoch, keeps the best epoch's weights (in memory) and stops once
-    ``patience`` epochs in a row did not beat it. Every data-parallel process computes the same score on the
-    same weights, so all of them stop at the same epoch."""
+    ``patience`` epochs in a row did not beat it, or once one more epoch would end past ``budget_s`` seconds of
+    training. Every data-parallel process computes the same score on the same weights; the time check is made
+    by the first process and shared, so all of them stop at the same epoch."""
 
     def __init__(
         self,
@@ -145,8 +146,11 @@ class _EpochValidation(TrainerCallback):
         progress: ProgressFn | None,
         length: int,
         every: int = 0,
+        budget_s: float = 0.0,
     ) -> None:
         self.model, self.val, self.patience, self.progress = model, val, patience, progress
+        self.budget_s, self.started = budget_s, time.monotonic()
+        self.stopped_by = ""
         self.length = length  # scored at the serving length, as the gate and the parent score a model
         # Steps per epoch when weights added copies (step_budget): an epoch is then that many steps, not one pass
         # over the copies, so the epoch chosen here is the epoch a rerun for that many epochs trains. 0: passes.
@@ -158,6 +162,7 @@ class _EpochValidation(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
         done = state.global_step // self.every if self.every else int(state.epoch or 0)
         self.first_epoch = done + 1
+        self.started = time.monotonic()
         return control
 
     def score(self) -> float:
@@ -200,8 +205,23 @@ class _EpochValidation(TrainerCallback):
             total = math.ceil(state.max_steps / self.every) if self.every else math.ceil(args.num_train_epochs)
             self.progress(Progress("validation", self.last_epoch, total, self.scores[-1], state.epoch))
         if self.patience and self.last_epoch - self.best_epoch >= self.patience:
-            control.should_training_stop = True
+            control.should_training_stop, self.stopped_by = True, "patience"
+        elif self._over_budget() and state.global_step < state.max_steps:
+            control.should_training_stop, self.stopped_by = True, "time_budget"
         return control
+
+    def _over_budget(self) -> bool:
+        """Whether one more epoch, at the pace of the epochs so far, would end past the budget (decided by the
+        first process: the clocks of data-parallel processes differ, and they must stop together)."""
+        if not self.budget_s:
+            return False
+        elapsed = time.monotonic() - self.started
+        over = elapsed + elapsed / len(self.scores) > self.budget_s
+        if _world_size() > 1 and torch.distributed.is_initialized():
+            flag = torch.tensor([float(over)], device=next(self.model.parameters()).device)
+            torch.distributed.broadcast(flag, src=0)
+            over = bool(flag.item())
+        return over
 
     def restore_best(self) -> None:
         if self.best_state is not None and self.best_epoch != self.last_epoch:
@@ -429,7 +449,13 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: P
         if data.validation is not None:
             every = math.ceil(budget / config.epochs) if budget > 0 and config.max_steps <= 0 else 0
             validation = _EpochValidation(
-                model, data.validation, config.early_stopping_patience, progress, int(serving_max_len or 512), every
+                model,
+                data.validation,
+                config.early_stopping_patience,
+                progress,
+                int(serving_max_len or 512),
+                every,
+                config.time_budget_s,
             )
             callbacks.append(validation)
         trainer = SentenceTransformerTrainer(
@@ -458,6 +484,7 @@ def train(config: TrainConfig, data: TrainData, out_dir: str | Path, progress: P
             processes=_world_size(),
             validation_ndcg=tuple(validation.scores) if validation else (),
             best_epoch=validation.best_epoch if validation else 0,
+            stopped_by=validation.stopped_by if validation else "",
         )
         if not trainer.is_world_process_zero():
             return res  # data-parallel: every process holds the same weights; the first one saves them

@@ -3,11 +3,12 @@
 The validation queries are carved (seeded) from the *training* queries, after the gate's held-out queries were
 split off, so choosing never looks at the gate's queries and the gate judges the winner as it would judge a single
 setting. Each recipe (``auto_recipes``, cheapest first; or just ``recipe``) trains on the rest: a fine-tune for up
-to ``max_epochs``, scored on the validation queries after every epoch and stopped once an epoch does not beat the
-best (``epochs = "auto"``). The best recipe at its best epoch wins, and is trained again from the base on *all*
-training pairs for that many epochs, so nothing the choice held back is lost to the candidate. When the choice has
-used so much time that the retraining would end past ``budget_s``, the winner as chosen is gated instead (and the
-report says so). Once ``auto_budget_s`` of training has been spent no further recipe starts.
+to ``max_epochs``, scored on the validation queries after every epoch and stopped once ``patience`` epochs in a
+row do not beat the best (``epochs = "auto"``). The best recipe at its best epoch wins, and is trained again from
+the base on *all* training pairs for that many epochs, so nothing the choice held back is lost to the candidate.
+When the choice has used so much time that the retraining would end past ``budget_s``, the winner as chosen is
+gated instead (and the report says so); the choice itself starts no epoch that would end past ``budget_s``. Once
+``auto_budget_s`` of training has been spent no further recipe starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +57,7 @@ class AutoChoice:
     best_epochs: int  # the winner's epochs (0 for the adapter, whose epochs are adapter_epochs)
     refit_pairs: int  # pairs the winner was trained on again (0: not retrained, budget spent)
     refit_seconds: float
+    stopped_by: dict[str, str] = field(default_factory=dict)  # fine-tune recipe -> "patience" / "time_budget" / ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class AutoChoice:
             "fit_pairs": self.n_fit_pairs,
             "refit_pairs": self.refit_pairs,
             "refit_seconds": self.refit_seconds,
+            "stopped_by": self.stopped_by,
         }
 
     @property
@@ -78,6 +81,8 @@ class AutoChoice:
     def summary(self) -> str:
         def tried(r: str) -> str:
             per_epoch = f", per epoch {' '.join(f'{x:.4f}' for x in self.epochs[r])}" if r in self.epochs else ""
+            if self.stopped_by.get(r) == "time_budget":
+                per_epoch += ", then stopped: one more epoch would pass retrain.budget_s"
             return f"{r} {self.validation_ndcg[r]:.4f} ({self.seconds[r]:.0f} s{per_epoch})"
 
         skipped = f"; not started (budget spent): {', '.join(self.skipped)}" if self.skipped else ""
@@ -174,6 +179,7 @@ def choose(
     ndcg = {"base": score(base, vset, base_docs)}
     seconds: dict[str, float] = {}
     per_epoch: dict[str, list[float]] = {}
+    stopped_by: dict[str, str] = {}
     trained: list[Trained] = []
     skipped: list[str] = []
     for recipe in recipes:
@@ -189,6 +195,7 @@ def choose(
             if not per_epoch[recipe]:
                 raise TrainingError(f"the {recipe} run reported no validation score; nothing was chosen")
             ndcg[recipe] = max(per_epoch[recipe])
+            stopped_by[recipe] = str(t.result.get("stopped_by", ""))
         trained.append(t)
         seconds[recipe] = t.seconds
         say(f"[retrain] {recipe}: validation nDCG@10 {ndcg[recipe]:.4f} (base {ndcg['base']:.4f}), {t.seconds:.0f} s")
@@ -199,7 +206,17 @@ def choose(
     epochs = int(best.result.get("best_epoch", 0)) if best.recipe != "adapter" else 0
     chosen, refit_pairs, refit_s = _refit(rs, best, epochs, pairs, extra, fit, work, train_one, say, seconds)
     return AutoChoice(
-        chosen, ndcg, seconds, tuple(skipped), vset.queries, len(fit), per_epoch, epochs, refit_pairs, refit_s
+        chosen,
+        ndcg,
+        seconds,
+        tuple(skipped),
+        vset.queries,
+        len(fit),
+        per_epoch,
+        epochs,
+        refit_pairs,
+        refit_s,
+        stopped_by,
     )
 
 

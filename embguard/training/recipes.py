@@ -89,6 +89,8 @@ def train(
             max_steps=max_steps,
             device=device,
         )
+        if validation is not None:  # choosing the epochs: no further epoch starts past the retrain's time budget
+            config = replace(config, time_budget_s=float(rs.budget_s), early_stopping_patience=rs.patience)
         try:
             result = retrain.run_training_subprocess(config, data, out, timeout_s=rs.timeout_s, progress=progress)
         except retrain.RetrainError as exc:

@@ -86,13 +86,13 @@ def test_export_then_import_round_trip(lab, tmp_path: Path) -> None:
     settings, m, client, passages = lab
     spec = settings.collection("lab")
     for p in passages[:30]:
-        client.search("lab", [p.query], limit=5)
+        client.search("lab", [p.query], limit=5, consistency_level="Strong")
     client.flush_tap()
     out = tmp_path / "picks.jsonl"
     assert export_labels(settings, m, spec, out, budget=12) == 12
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len({x["query"] for x in lines}) == 12
-    assert all(len(x["candidates"]) == 5 and x["candidates"][0]["text"] for x in lines)
+    assert all(len(x["candidates"]) == 5 and x["candidates"][0]["text"] for x in lines), lines
     for x in lines:  # the annotator picks the first candidate
         x["doc_id"] = x["candidates"][0]["doc_id"]
     out.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
@@ -107,7 +107,7 @@ def test_annotators_get_the_live_models_misses_first(lab, tmp_path: Path) -> Non
     then a click found deep in the list; queries the model answered at the top come last."""
     settings, m, client, passages = lab
     spec = settings.collection("lab")
-    res = client.search("lab", [p.query for p in passages[:24]], limit=5)
+    res = client.search("lab", [p.query for p in passages[:24]], limit=5, consistency_level="Strong")
     deep = None
     for p, qid, hits in zip(passages[:24], res.query_ids, res.hits, strict=True):
         ids = [h.id for h in hits]
@@ -142,14 +142,18 @@ def test_drift_aimed_export_picks_the_queries_the_drift_is_made_of(lab, tmp_path
     old = [p for p in passages if p.topic in ("logging", "json")]
     new = [p for p in passages if p.topic in ("sqlite3", "csv")]
     t0 = int(time.time() * 1000)
-    client.search("lab", [p.query for p in old] + [f"{p.query} in python" for p in old], limit=5)
+    client.search(
+        "lab", [p.query for p in old] + [f"{p.query} in python" for p in old], limit=5, consistency_level="Strong"
+    )
     client.flush_tap()
     ReferenceStore(settings.state.dir).capture(
         "lab", query_window(m, "lab", t0, int(time.time() * 1000) + 1), min_size=100
     )
     since = int(time.time() * 1000) + 1
     wait_until(lambda: int(time.time() * 1000) > since, 1, interval_s=0.001, what="the clock to pass `since`")
-    client.search("lab", [f"how to {p.query}" for p in old[:30]] + [p.query for p in new], limit=5)
+    client.search(
+        "lab", [f"how to {p.query}" for p in old[:30]] + [p.query for p in new], limit=5, consistency_level="Strong"
+    )
     client.flush_tap()
     is_new = {p.query for p in new}
 

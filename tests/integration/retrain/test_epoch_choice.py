@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,25 @@ def test_the_best_epochs_weights_are_kept_and_training_stops_after_patience(tiny
     # The saved model is the best epoch's, not the last one's: it scores exactly what that epoch scored.
     saved = autorecipe.score(models.load(str(tmp_path / "m")), vset)
     assert saved == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_no_epoch_starts_that_would_end_past_the_time_budget(tiny_model: Path, tmp_path: Path) -> None:
+    """``time_budget_s`` (``retrain.budget_s`` while choosing epochs): at an epoch's end, training stops when one
+    more epoch at the pace so far would end past the budget; without it every epoch runs (patience 0)."""
+    base = models.load(str(tiny_model))
+    fit, val = autorecipe.validation_split(PAIRS, [], 0.25)
+    vset = autorecipe.validation_set(base, val, CORPUS)
+    data = TrainData(pairs=tuple(fit), validation=vset)
+    config = TrainConfig(
+        base_model=str(tiny_model), batch_size=8, learning_rate=3e-3, epochs=3.0, early_stopping_patience=0
+    )
+    free = retrain.train(config, data, tmp_path / "free")
+    assert len(free.validation_ndcg) == 3 and free.stopped_by == ""
+    tight = retrain.train(replace(config, time_budget_s=1e-3), data, tmp_path / "tight")
+    assert tight.validation_ndcg == free.validation_ndcg[:1] and tight.stopped_by == "time_budget"
+    assert tight.best_epoch == 1 and tight.epochs == pytest.approx(1.0)
+    with pytest.raises(retrain.ConfigError, match=r"time_budget_s=-1: use 0 \(no limit\)"):
+        replace(config, time_budget_s=-1)
 
 
 def _choose(tiny_model: Path, work: Path) -> autorecipe.AutoChoice:
