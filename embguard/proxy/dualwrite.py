@@ -55,6 +55,7 @@ class _Write:
     write: WriteRows
     spec: CollectionSettings
     texts: tuple[str, ...] | None
+    done_at: float  # wall-clock time the application's write succeeded (which side it landed on)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class DualWriter:
         self._db = settings.milvus.db_name or "default"
         self._encode = encoder or self._encode_locally
         self._models: dict[str, models.EmbeddingModel] = {}
-        self._queue: queue.Queue[tuple[str, bytes, bytes, str]] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[str, bytes, bytes, str, float]] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embguard-proxy-dual-writes", daemon=True)
         self._thread.start()
@@ -90,7 +91,7 @@ class DualWriter:
     def offer(self, method: str, request: bytes, response: bytes, db: str) -> None:
         """On the relay's event loop, for a write whose call succeeded: queue it, never wait."""
         try:
-            self._queue.put_nowait((method, request, response, db))
+            self._queue.put_nowait((method, request, response, db, time.time()))
         except queue.Full:
             self._on_rows("dropped", 1)
             log.warning("proxy: dual-write queue full (%d writes); a %s was not repeated", self._queue.maxsize, method)
@@ -133,13 +134,13 @@ class DualWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _repeat_all(self, batch: list[tuple[str, bytes, bytes, str]]) -> None:
+    def _repeat_all(self, batch: list[tuple[str, bytes, bytes, str, float]]) -> None:
         """Repeat ``batch`` in order: each run of consecutive writes on one alias together."""
         run: list[_Write] = []
-        for method, request, response, db in batch:
+        for method, request, response, db, done_at in batch:
             if not write_succeeded(response):
                 continue
-            write = self._watched(method, request, db)
+            write = self._watched(method, request, db, done_at)
             if write is None:
                 continue
             if run and run[0].spec.name != write.spec.name:
@@ -157,7 +158,7 @@ class DualWriter:
             self._on_rows("failed", sum(w.write.rows for w in run))
             log.warning("proxy: could not repeat writes on %s on the other side of a swap: %r", run[0].spec.name, exc)
 
-    def _watched(self, method: str, request: bytes, db: str) -> _Write | None:
+    def _watched(self, method: str, request: bytes, db: str, done_at: float) -> _Write | None:
         write = read_write(method, request)
         spec = self._specs.get(write.collection)
         if spec is None or (write.message.db_name or db or "default") != self._db:
@@ -173,7 +174,7 @@ class DualWriter:
                 spec.text_field,
             )
             return None
-        return _Write(write, spec, texts)
+        return _Write(write, spec, texts, done_at)
 
     def _repeat(self, run: list[_Write]) -> None:
         """Repeat one alias's consecutive writes on each other side, in order; a Milvus outage is waited out."""
@@ -181,7 +182,7 @@ class DualWriter:
         rows = sum(w.write.rows for w in run)
         for attempt in range(1, 1_000_000):
             try:
-                sides = self._sides_of(spec.name)
+                sides = self._sides_of(spec.name, min(w.done_at for w in run))
                 if sides is None:
                     return
                 written = 0
@@ -235,9 +236,11 @@ class DualWriter:
             written += w.write.rows
         return written
 
-    def _sides_of(self, alias: str) -> Sides | None:
+    def _sides_of(self, alias: str, done_at: float) -> Sides | None:
         """Read fresh for every run: a cached answer from just before a switch would miss the collection the
-        application's write may have landed in."""
+        application's write may have landed in. The serving collection is a side too when the write succeeded
+        before the switch or within its window: measured from when the write succeeded, not from now, so a
+        backlog that is repeated after the window (a loaded proxy) still reaches the side it did not land on."""
         milvus = self._conn()
         served = milvus.resolve(alias)
         props = milvus.properties(served)
@@ -245,7 +248,7 @@ class DualWriter:
         if not other:
             return None
         switched = float(props.get(SWITCHED_PROPERTY, "0") or 0)
-        recent = time.time() - switched < self.settings.swap.grace_s + _SWITCH_MARGIN_S
+        recent = done_at - switched < self.settings.swap.grace_s + _SWITCH_MARGIN_S
         return Sides(served, (other, served) if recent else (other,))
 
     def _encode_locally(self, model_id: str, texts: list[str]) -> np.ndarray:

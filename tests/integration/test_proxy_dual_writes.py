@@ -120,6 +120,15 @@ def test_an_applications_writes_are_repeated_on_the_other_collection_with_its_mo
         assert np.allclose(old[5], encode("m-old", ["late"])[0], atol=1e-6)
         assert np.allclose(old[6], encode("m-old", ["fresh"])[0], atol=1e-6)
         assert counts["written"] - written == 1  # id 6: only the old collection needed it
+
+        # A backlog (a loaded proxy repeats a write after the switch's window has passed): which sides a write goes
+        # to is decided by when the application's write succeeded, not by when it is repeated. One that succeeded
+        # before the switch landed on the old side and still reaches the serving one; a later one does not need to.
+        switched = time.time() - 60
+        m.set_properties("kb__v0002", {SWITCHED_PROPERTY: str(switched)})
+        backlog, later = writer._sides_of("kb", switched - 1), writer._sides_of("kb", time.time())
+        assert backlog is not None and backlog.others == ("kb__v0001", "kb__v0002")
+        assert later is not None and later.others == ("kb__v0001",)
     finally:
         writer.close()
         m.close()
