@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .evaluate import evaluate_embeddings
 from .pairs import Pair
 
 LossName = Literal["mnrl", "cached_mnrl", "margin_mse"]
@@ -119,6 +120,12 @@ class ValidationSet:
             raise ConfigError("ValidationSet needs at least one query, each with at least one relevant document")
         if any(i < 0 or i >= len(self.documents) for r in self.relevant for i in r):
             raise ConfigError(f"ValidationSet.relevant names a document index outside 0..{len(self.documents) - 1}")
+
+    def ndcg(self, query_vecs: Any, doc_vecs: Any) -> float:
+        """Mean nDCG@10 of the queries over the documents, given their vectors (in this set's order)."""
+        rel: list[set[Any]] = [set(r) for r in self.relevant]
+        scores = evaluate_embeddings(query_vecs, doc_vecs, list(range(len(self.documents))), rel)
+        return float(sum(scores.scores["ndcg@10"]) / len(rel))
 
     def to_dict(self) -> dict[str, Any]:
         return {"queries": list(self.queries), "documents": list(self.documents), "relevant": list(self.relevant)}

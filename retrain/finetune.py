@@ -61,7 +61,6 @@ from transformers.utils import logging as hf_logging
 
 from .config import RESULT_FILE, TrainConfig, TrainData, TrainResult, ValidationSet, write_json
 from .errors import ConfigError, DataError, ModelDirError
-from .evaluate import evaluate_embeddings
 from .pairs import Pair
 
 
@@ -177,9 +176,7 @@ class _EpochValidation(TrainerCallback):
         finally:
             self.model.max_seq_length = train_length
             self.model.train(was_training)
-        ids = list(range(len(self.val.documents)))
-        rel: list[set[Any]] = [set(r) for r in self.val.relevant]
-        return float(np.mean(evaluate_embeddings(q, d, ids, rel).scores["ndcg@10"]))
+        return self.val.ndcg(q, d)
 
     @property
     def best_epoch(self) -> int:

@@ -14,7 +14,6 @@ gated instead (and the report says so); the choice itself starts no epoch that w
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,9 +146,7 @@ def validation_set(
 def score(m: models.EmbeddingModel, vset: retrain.ValidationSet, base_docs: np.ndarray | None = None) -> float:
     """Mean nDCG@10 of ``m`` on ``vset`` (``base_docs``: document vectors to reuse, for a query adapter)."""
     docs = base_docs if base_docs is not None else m.encode(list(vset.documents))
-    rel: list[set[Any]] = [set(r) for r in vset.relevant]
-    s = retrain.evaluate_embeddings(m.encode_queries(list(vset.queries)), docs, list(range(len(docs))), rel)
-    return float(np.mean(s.scores["ndcg@10"]))
+    return vset.ndcg(m.encode_queries(list(vset.queries)), docs)
 
 
 def choose(
@@ -245,14 +242,13 @@ def _refit(
             f"{spent:.0f} s would pass retrain.budget_s = {rs.budget_s:g}; gating it as chosen"
         )
         return best, 0, 0.0
-    t0 = time.monotonic()
     out = work / f"final-{best.recipe}"
     if best.recipe == "adapter":
         final = train_one(best.recipe, pairs, out, epochs=rs.adapter_epochs)
     else:
         final = train_one(best.recipe, [*pairs, *extra], out, epochs=float(epochs))
     shutil.rmtree(best.path, ignore_errors=True)
-    return final, len(pairs), time.monotonic() - t0
+    return final, len(pairs), final.seconds
 
 
 def base_device(m: models.EmbeddingModel) -> str:
