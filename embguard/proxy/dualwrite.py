@@ -40,6 +40,7 @@ log = logging.getLogger("embguard.proxy")
 _BATCH_WRITES = 256
 # A switch's window reaches this far past swap.grace_s (the endpoint follows an alias within milvus.alias_cache_s).
 _SWITCH_MARGIN_S = 5.0
+_REREADS = 5  # an alias that moves more often than this while its marks are read is read as last seen
 
 
 class _NoKey(ValueError):
@@ -242,8 +243,18 @@ class DualWriter:
         before the switch or within its window: measured from when the write succeeded, not from now, so a
         backlog that is repeated after the window (a loaded proxy) still reaches the side it did not land on."""
         milvus = self._conn()
+        # Read the alias again after its collection's marks: a switch between the two reads (it marks the new
+        # collection, moves the alias, then unmarks the old one) would otherwise pair the old collection with its
+        # marks already dropped, and the write would be repeated nowhere.
         served = milvus.resolve(alias)
-        props = milvus.properties(served)
+        for _ in range(_REREADS):
+            props = milvus.properties(served)
+            now = milvus.resolve(alias)
+            if now == served:
+                break
+            served = now
+        else:
+            props = milvus.properties(served)
         other = props.get(DUAL_WRITE_PROPERTY)
         if not other:
             return None

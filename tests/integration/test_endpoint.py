@@ -409,7 +409,12 @@ def test_an_unchanged_langchain_app_trains_approves_and_rolls_back_through_the_t
     assert len(traffic.inserted) >= 5 and len(llama_out["inserted"]) >= 3
     for side, (name, model) in by_side.items():
         ids = list(inserted)
-        wait_until(lambda name=name, ids=ids: len(_stored_vectors(m, name, ids)) == len(ids), 30, what=side)
+        try:
+            wait_until(lambda name=name, ids=ids: len(_stored_vectors(m, name, ids)) == len(ids), 30, what=side)
+        except AssertionError as exc:
+            missing = sorted(set(ids) - set(_stored_vectors(m, name, ids)))
+            log = door.proxy.log.read_text()[-3000:]
+            raise AssertionError(f"{side} ({name}) lacks inserted ids {missing[:20]}; proxy log: {log}") from exc
         got = _stored_vectors(m, name, ids)
         own = model.encode([inserted[i] for i in ids])
         assert np.abs(np.stack([got[i] for i in ids]) - own).max() <= 1e-5, side

@@ -65,7 +65,9 @@ def stored(m: Milvus, collection: str, ids: list[int]) -> dict[int, np.ndarray]:
     return {int(r["id"]): np.float32(r["vector"]) for r in rows}
 
 
-def test_an_applications_writes_are_repeated_on_the_other_collection_with_its_model(milvus_world) -> None:
+def test_an_applications_writes_are_repeated_on_the_other_collection_with_its_model(
+    milvus_world, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = milvus_world
     spec = CollectionSettings(name="kb", index_type="FLAT")
     settings = w.settings.model_copy(update={"collections": (spec,)})
@@ -129,6 +131,24 @@ def test_an_applications_writes_are_repeated_on_the_other_collection_with_its_mo
         backlog, later = writer._sides_of("kb", switched - 1), writer._sides_of("kb", time.time())
         assert backlog is not None and backlog.others == ("kb__v0001", "kb__v0002")
         assert later is not None and later.others == ("kb__v0001",)
+
+        # A rollback between the writer's two reads (the alias, then its collection's marks): the rollback marks the
+        # old collection, moves the alias and unmarks the new one, so the first read's collection has no mark left.
+        # The writer reads the alias again and repeats on both sides, instead of nowhere.
+        conn = writer._conn()
+        read_marks = conn.properties
+
+        def rolled_back_meanwhile(name: str) -> dict[str, str]:
+            monkeypatch.setattr(conn, "properties", read_marks)
+            m.set_properties("kb__v0001", {DUAL_WRITE_PROPERTY: "kb__v0002", SWITCHED_PROPERTY: str(time.time())})
+            m.alter_alias("kb__v0001", "kb")
+            m.drop_properties("kb__v0002", [DUAL_WRITE_PROPERTY])
+            return read_marks(name)
+
+        monkeypatch.setattr(conn, "properties", rolled_back_meanwhile)
+        raced = writer._sides_of("kb", time.time())
+        assert raced is not None and raced.served == "kb__v0001", raced
+        assert raced.others == ("kb__v0002", "kb__v0001")
     finally:
         writer.close()
         m.close()
