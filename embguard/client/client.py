@@ -238,8 +238,8 @@ class Client:
     # --- writes -----------------------------------------------------------------------------------------------
 
     def _targets(self, alias: str) -> list[str]:
-        source = self._milvus.resolve(alias)
-        props = self._milvus.properties(source)  # fresh: a dual-write mark must be seen by the next write
+        # Fresh, and as one state: a dual-write mark must be seen by the next write, even one racing a switch.
+        source, props = self._milvus.serving(alias)
         if MODEL_ID_PROPERTY in props:
             self._resolver.remember(source, props[MODEL_ID_PROPERTY])
         targets = [source]

@@ -213,6 +213,21 @@ class Milvus(Rows, Schemas):
             desc = self._client.describe_collection(collection)
         return {str(k): str(v) for k, v in (desc.get("properties") or {}).items() if str(v)}
 
+    def serving(self, alias: str, rereads: int = 5) -> tuple[str, dict[str, str]]:
+        """The collection ``alias`` serves and that collection's properties, read as one state: the alias is read
+        again after the properties, because a switch between the two reads (approve and rollback mark the new
+        collection, move the alias, then unmark the old one) would pair the old collection with its dual-write mark
+        already dropped, and a write would then reach neither side. An alias that moves more than ``rereads`` times
+        meanwhile is read as last seen."""
+        served = self.resolve(alias)
+        for _ in range(rereads):
+            props = self.properties(served)
+            now = self.resolve(alias)
+            if now == served:
+                return served, props
+            served = now
+        return served, self.properties(served)
+
     def set_properties(self, collection: str, properties: Mapping[str, str]) -> None:
         with self._call(f"alter_collection_properties({collection!r})"):
             self._client.alter_collection_properties(collection, properties=dict(properties))

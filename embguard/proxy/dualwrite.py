@@ -40,7 +40,6 @@ log = logging.getLogger("embguard.proxy")
 _BATCH_WRITES = 256
 # A switch's window reaches this far past swap.grace_s (the endpoint follows an alias within milvus.alias_cache_s).
 _SWITCH_MARGIN_S = 5.0
-_REREADS = 5  # an alias that moves more often than this while its marks are read is read as last seen
 
 
 class _NoKey(ValueError):
@@ -242,19 +241,7 @@ class DualWriter:
         application's write may have landed in. The serving collection is a side too when the write succeeded
         before the switch or within its window: measured from when the write succeeded, not from now, so a
         backlog that is repeated after the window (a loaded proxy) still reaches the side it did not land on."""
-        milvus = self._conn()
-        # Read the alias again after its collection's marks: a switch between the two reads (it marks the new
-        # collection, moves the alias, then unmarks the old one) would otherwise pair the old collection with its
-        # marks already dropped, and the write would be repeated nowhere.
-        served = milvus.resolve(alias)
-        for _ in range(_REREADS):
-            props = milvus.properties(served)
-            now = milvus.resolve(alias)
-            if now == served:
-                break
-            served = now
-        else:
-            props = milvus.properties(served)
+        served, props = self._conn().serving(alias)  # one state: a switch between two reads would lose the write
         other = props.get(DUAL_WRITE_PROPERTY)
         if not other:
             return None

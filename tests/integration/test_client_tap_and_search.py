@@ -148,7 +148,9 @@ def test_references_are_versioned_and_refuse_another_model(milvus_settings, kb, 
         check_model(v2, "finetuned-v2@0123456789ab", "kb")
 
 
-def test_search_follows_the_alias_to_the_right_model(milvus_settings, kb, tmp_path: Path, embedder) -> None:
+def test_search_follows_the_alias_to_the_right_model(
+    milvus_settings, kb, tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     milvus, passages = kb
     # A second registered model version: same weights, its own id, so the switch is observable.
     store = Path(milvus_settings.model.store_dir)
@@ -185,6 +187,25 @@ def test_search_follows_the_alias_to_the_right_model(milvus_settings, kb, tmp_pa
             time.sleep(milvus_settings.milvus.alias_cache_s)  # on purpose: the alias cache's TTL passes
             fresh = cached.search("kb", [passages[0].query], limit=3)
             assert fresh.collection == "kb__v2" and fresh.model_id == v2_id
+
+            # A rollback between the client's two reads (the alias, then its collection's marks) marks kb__v1, moves
+            # the alias back and unmarks kb__v2: the write still lands in both, not only in the one no longer served.
+            milvus.set_properties("kb__v2", {DUAL_WRITE_PROPERTY: "kb__v1"})
+            conn = c._milvus
+            read_marks = conn.properties
+
+            def rolled_back_meanwhile(name: str) -> dict[str, str]:
+                monkeypatch.setattr(conn, "properties", read_marks)
+                milvus.set_properties("kb__v1", {DUAL_WRITE_PROPERTY: "kb__v2"})
+                milvus.alter_alias("kb__v1", "kb")
+                milvus.drop_properties("kb__v2", [DUAL_WRITE_PROPERTY])
+                return read_marks(name)
+
+            monkeypatch.setattr(conn, "properties", rolled_back_meanwhile)
+            c.insert("kb", [{"id": 78, "text": "a document written during a rollback", "ts": 6}])
+            assert milvus.query("kb__v1", ids=[78], output_fields=["text"])
+            assert milvus.query("kb__v2", ids=[78], output_fields=["text"])
+            c.delete("kb", [78])
     finally:
         milvus.alter_alias("kb__v1", "kb")
         milvus.drop_properties("kb__v1", [DUAL_WRITE_PROPERTY])
