@@ -42,7 +42,7 @@ from embguard.models import loading as models
 from retrain import finetune
 from retrain.config import TrainConfig, TrainData, ValidationSet
 from retrain.evaluate import evaluate_embeddings
-from retrain.pseudo import _SENTENCE_END
+from retrain.pseudo import _SENTENCE_END, MAX_QUERY_WORDS, MIN_QUERY_CHARS, MIN_REST_CHARS
 
 SCRATCH = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-pseudo"
 
@@ -73,9 +73,9 @@ def sentence_pairs(ids: list[Any], texts: list[str], named: set[Any], per_doc: i
             continue
         sents = [s.strip() for s in _SENTENCE_END.split(" ".join(t.split())) if s.strip()]
         for k in range(min(per_doc, len(sents)) if len(sents) > 1 else 0):
-            q = " ".join(sents[k].split()[:24])
+            q = " ".join(sents[k].split()[:MAX_QUERY_WORDS])
             rest = " ".join(sents[:k] + sents[k + 1 :])
-            if len(q) >= 12 and len(rest) >= 60:
+            if len(q) >= MIN_QUERY_CHARS and len(rest) >= MIN_REST_CHARS:
                 made.append(retrain.Pair(query=q, positive=rest, positive_id=i))
     return made
 
