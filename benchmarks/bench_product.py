@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_product.py                                 # stdlib docs, product defaults
     .venv/bin/python benchmarks/bench_product.py --corpus debian --plain         # Debian, defaults + the plain peer
     .venv/bin/python benchmarks/bench_product.py --corpus debian --epochs 1 --pseudo-queries 0   # a single setting
+    .venv/bin/python benchmarks/bench_product.py --corpus debian --plain --draw 1   # the same on another draw
 
 Corpora: ``stdlib`` (the standard library's docstrings: summary line -> the rest) and ``debian`` (what Debian
 installed here describes: package synopsis -> long description from dpkg's status file, and a man page's NAME
@@ -72,6 +73,13 @@ def main() -> None:
         default=0,
         help="annotators answer this many user queries that got no click (embguard label import)",
     )
+    ap.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="seed of the draw: which passages (debian), which queries users search and which are held out; "
+        "other draws replicate a comparison on other data",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -119,13 +127,13 @@ def main() -> None:
         # The corpus is what this machine has installed, so say which one a run drew from.
         digest = hashlib.sha256("\n".join(f"{p.query}\t{p.text}" for p in full).encode()).hexdigest()[:12]
         source = f"drawn from {len(full)} (this machine's Debian packages and man pages, sha256 {digest}), "
-        corpus = random.Random(0).sample(full, args.passages)
+        corpus = random.Random(args.draw).sample(full, args.passages)
         task = list(corpus)
     else:
         corpus = list(stdlib_corpus())
         task = [p for p in corpus if p.topic != GUARD_TOPIC]
         source = ""
-    random.Random(0).shuffle(task)
+    random.Random(args.draw).shuffle(task)
     n_held = args.held_out if args.held_out is not None else (500 if args.corpus == "debian" else 300)
     held, users = task[:n_held], task[n_held:]
     retrain.assert_disjoint([p.query for p in users], [p.query for p in held])
@@ -188,6 +196,7 @@ def main() -> None:
         f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.corpus}, recipe {rs.recipe}, epochs "
         f"{rs.epochs}, {rs.pseudo_queries} pseudo-queries, {len(labelled)} annotator labels, "
         f"lr {rs.learning_rate:g}, batch {rs.batch_size}, training max_seq_length {rs.max_seq_length}"
+        + (f", draw {args.draw}" if args.draw else "")
         + (f", budget_s {rs.budget_s}, patience {rs.patience}" if rs.epochs == "auto" else ""),
         "",
         "Command: `" + " ".join([".venv/bin/python benchmarks/bench_product.py", *sys.argv[1:]]) + "`",

@@ -14,6 +14,17 @@ validation set). One fine-tune of ``--epochs`` (4, one linear schedule), scored 
 sets: ``oracle`` (the held-out queries no user searched, over all passages: what bench_product.py judges), ``val``
 (the clicked validation split), ``pval`` (the pseudo-queries kept aside) and ``gate`` (the gate's clicked queries).
 Prints ``EPOCH n {...}`` lines; the results are quoted in benchmarks/results/product.md (issue #28).
+
+The same harness ablates the training itself, with the product's pseudo-queries on:
+
+    .venv/bin/python benchmarks/bench_pseudo.py --epochs 3 --loss gist   # GISTEmbed, the base model as the guide
+    .venv/bin/python benchmarks/bench_pseudo.py --epochs 3 --loss gte    # MNRL over all four GTE directions
+    .venv/bin/python benchmarks/bench_pseudo.py --epochs 3 --loss hib9   # MNRL, in-batch hardness weighting 9
+    .venv/bin/python benchmarks/bench_pseudo.py --epochs 3 --loss hneg5  # MNRL, mined-negative hardness weighting 5
+    .venv/bin/python benchmarks/bench_pseudo.py --epochs 3 --all-clicks  # the gate's and validation's clicks too
+
+``--all-clicks`` trains on every clicked query (what a loop without a gate could use), ``--draw`` draws other
+passages and users, ``--seed`` changes only the training order.
 """
 
 from __future__ import annotations
@@ -45,14 +56,15 @@ from retrain.evaluate import evaluate_embeddings
 from retrain.pseudo import _SENTENCE_END, MAX_QUERY_WORDS, MIN_QUERY_CHARS, MIN_REST_CHARS
 
 SCRATCH = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-pseudo"
+LOSSES = ("mnrl", "gist", "gte", "hib9", "hneg5")
 
 
-def draw(corpus_name: str) -> tuple[list[Any], list[Any], list[Any]]:
+def draw(corpus_name: str, seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
     """(corpus, held-out queries' passages, users' passages), as bench_product.py draws them."""
     if corpus_name == "debian":
         from debian_docs import debian_corpus
 
-        corpus = random.Random(0).sample(debian_corpus(), 1500)
+        corpus = random.Random(seed).sample(debian_corpus(), 1500)
         task, n_held = list(corpus), 500
     else:
         from bench_retrain import GUARD_TOPIC
@@ -61,7 +73,7 @@ def draw(corpus_name: str) -> tuple[list[Any], list[Any], list[Any]]:
 
         corpus = list(stdlib_corpus())
         task, n_held = [p for p in corpus if p.topic != GUARD_TOPIC], 300
-    random.Random(0).shuffle(task)
+    random.Random(seed).shuffle(task)
     return corpus, task[:n_held], task[n_held:]
 
 
@@ -80,6 +92,26 @@ def sentence_pairs(ids: list[Any], texts: list[str], named: set[Any], per_doc: i
     return made
 
 
+def use_loss(name: str) -> None:
+    """Train with ``name`` instead of the product's MNRL: every variant is the installed sentence-transformers loss,
+    put in place of the one ``retrain.finetune`` builds (ablation only; the product keeps MNRL, see the results)."""
+    if name == "mnrl":
+        return
+    from sentence_transformers.sentence_transformer import losses
+
+    def loss(model: Any, config: TrainConfig) -> Any:
+        if name == "gist":
+            guide = finetune.load_model(config.base_model, config.max_seq_length)
+            return losses.GISTEmbedLoss(model, guide)
+        if name == "gte":
+            directions = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+            return losses.MultipleNegativesRankingLoss(model, directions=directions, partition_mode="joint")
+        mode = "in_batch_negatives" if name == "hib9" else "hard_negatives"
+        return losses.MultipleNegativesRankingLoss(model, hardness_mode=mode, hardness_strength=float(name[-1]))
+
+    finetune._base_loss = loss  # type: ignore[assignment]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", choices=("debian", "stdlib"), default="debian")
@@ -88,14 +120,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4)
     ap.add_argument("--max-seq-length", type=int, default=64)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--loss", choices=LOSSES, default="mnrl")
+    ap.add_argument("--all-clicks", action="store_true", help="also train on the gate's and validation's clicks")
+    ap.add_argument("--seed", type=int, default=42, help="training seed")
+    ap.add_argument("--draw", type=int, default=0, help="seed of the corpus draw and of the users' queries")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     SCRATCH.mkdir(exist_ok=True)
-    corpus, held, users = draw(a.corpus)
+    corpus, held, users = draw(a.corpus, a.draw)
     base = models.load()
     ids, texts = [p.id for p in corpus], [p.text[:1000] for p in corpus]
     text_of = dict(zip(ids, texts, strict=True))
-    cache = SCRATCH / f"base_docs_{a.corpus}.npy"
+    cache = SCRATCH / f"base_docs_{a.corpus}_{a.draw}.npy"
     docs = np.load(cache) if cache.exists() else base.encode(texts)
     np.save(cache, docs)
     ranker = retrain.ExactRetriever(ids, docs)
@@ -125,6 +161,8 @@ def main() -> None:
         ptrain = retrain.mine_hard_negatives(
             ptrain, base, ranker, text_of, {p.query: frozenset({p.positive_id}) for p in ptrain}
         )
+    if a.all_clicks:
+        fit = [*fit, *val, *retrain.mine_hard_negatives(gate_pairs, base, ranker, text_of, known)]
     held_ids = {p.id for p in held}
     print(
         f"clicked {len(clicked)}; training pairs {len(fit)} + {len(ptrain)} pseudo ({len(pseudo)} made; "
@@ -170,9 +208,13 @@ def main() -> None:
         learning_rate=a.lr,
         max_seq_length=a.max_seq_length,
         early_stopping_patience=0,
+        seed=a.seed,
     )
+    use_loss(a.loss)
     t = time.time()
-    finetune.train(config, TrainData(pairs=(*fit, *ptrain), validation=vset), SCRATCH / f"out-{a.corpus}-{a.pseudo}")
+    finetune.train(
+        config, TrainData(pairs=(*fit, *ptrain), validation=vset), SCRATCH / f"out-{a.corpus}-{a.pseudo}-{a.loss}"
+    )
     print("DONE", vars(a), f"{time.time() - t:.0f} s", json.dumps(rows), flush=True)
 
 
