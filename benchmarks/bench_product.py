@@ -91,7 +91,6 @@ def main() -> None:
     from embguard.swap.swapper import Swapper
     from embguard.training.candidates import build_candidate
     from embguard.training.labels import import_labels
-    from embguard.training.stdlib_corpus import stdlib_corpus
 
     work = Path(tempfile.mkdtemp(prefix="bench-product-"))
     env = {
@@ -120,23 +119,7 @@ def main() -> None:
             env[f"EMBGUARD_RETRAIN__{key}"] = str(getattr(args, flag))
     settings = config.load(None, environ=env)
     rs = settings.retrain
-    if args.corpus == "debian":
-        from debian_docs import debian_corpus
-
-        full = debian_corpus()
-        # The corpus is what this machine has installed, so say which one a run drew from.
-        digest = hashlib.sha256("\n".join(f"{p.query}\t{p.text}" for p in full).encode()).hexdigest()[:12]
-        source = f"drawn from {len(full)} (this machine's Debian packages and man pages, sha256 {digest}), "
-        corpus = random.Random(args.draw).sample(full, args.passages)
-        task = list(corpus)
-    else:
-        corpus = list(stdlib_corpus())
-        task = [p for p in corpus if p.topic != GUARD_TOPIC]
-        source = ""
-    random.Random(args.draw).shuffle(task)
-    n_held = args.held_out if args.held_out is not None else (500 if args.corpus == "debian" else 300)
-    held, users = task[:n_held], task[n_held:]
-    retrain.assert_disjoint([p.query for p in users], [p.query for p in held])
+    corpus, held, users, source = draw(args.corpus, args.draw, args.passages, args.held_out)
 
     server = LiteServer.from_settings(settings)
     server.start()
@@ -244,6 +227,33 @@ def main() -> None:
     log(f"appended to {args.out}: Δ nDCG@10 {100 * d.mean:+.2f}, {total / 60:.1f} min")
     if plain is not None:
         log(f"loop - plain: {100 * (after.mean() - plain.mean()):+.2f} nDCG@10")
+
+
+def draw(
+    corpus_name: str, seed: int = 0, passages: int = 1500, held_out: int | None = None
+) -> tuple[list[Any], list[Any], list[Any], str]:
+    """(corpus, the passages of the queries no user searches, the users' passages, where the corpus came from): the
+    draw every product benchmark judges on (bench_pseudo.py too); ``seed`` picks the Debian passages and the split."""
+    from embguard.training.stdlib_corpus import stdlib_corpus
+
+    if corpus_name == "debian":
+        from debian_docs import debian_corpus
+
+        full = debian_corpus()
+        # The corpus is what this machine has installed, so say which one a run drew from.
+        digest = hashlib.sha256("\n".join(f"{p.query}\t{p.text}" for p in full).encode()).hexdigest()[:12]
+        source = f"drawn from {len(full)} (this machine's Debian packages and man pages, sha256 {digest}), "
+        corpus = random.Random(seed).sample(full, passages)
+        task = list(corpus)
+    else:
+        corpus = list(stdlib_corpus())
+        task = [p for p in corpus if p.topic != GUARD_TOPIC]
+        source = ""
+    random.Random(seed).shuffle(task)
+    n_held = held_out if held_out is not None else (500 if corpus_name == "debian" else 300)
+    held, users = task[:n_held], task[n_held:]
+    retrain.assert_disjoint([p.query for p in users], [p.query for p in held])
+    return corpus, held, users, source
 
 
 def plain_peer(corpus: list[Any], users: list[Any], held: list[Any]) -> tuple[retrain.PerQueryScores, float]:

@@ -48,6 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from bench_product import draw
+
 import retrain
 from embguard.models import loading as models
 from retrain import finetune
@@ -57,24 +59,6 @@ from retrain.pseudo import _SENTENCE_END, MAX_QUERY_WORDS, MIN_QUERY_CHARS, MIN_
 
 SCRATCH = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-pseudo"
 LOSSES = ("mnrl", "gist", "gte", "hib9", "hneg5")
-
-
-def draw(corpus_name: str, seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
-    """(corpus, held-out queries' passages, users' passages), as bench_product.py draws them."""
-    if corpus_name == "debian":
-        from debian_docs import debian_corpus
-
-        corpus = random.Random(seed).sample(debian_corpus(), 1500)
-        task, n_held = list(corpus), 500
-    else:
-        from bench_retrain import GUARD_TOPIC
-
-        from embguard.training.stdlib_corpus import stdlib_corpus
-
-        corpus = list(stdlib_corpus())
-        task, n_held = [p for p in corpus if p.topic != GUARD_TOPIC], 300
-    random.Random(seed).shuffle(task)
-    return corpus, task[:n_held], task[n_held:]
 
 
 def sentence_pairs(ids: list[Any], texts: list[str], named: set[Any], per_doc: int) -> list[retrain.Pair]:
@@ -127,7 +111,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     SCRATCH.mkdir(exist_ok=True)
-    corpus, held, users = draw(a.corpus, a.draw)
+    corpus, held, users, _ = draw(a.corpus, a.draw)
     base = models.load()
     ids, texts = [p.id for p in corpus], [p.text[:1000] for p in corpus]
     text_of = dict(zip(ids, texts, strict=True))
